@@ -1,0 +1,57 @@
+# Sealbox developer entry points. Needs only python3 (>= 3.11) and GNU make.
+PYTHON ?= python3
+VENV = .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+BIN = $(VENV)/bin
+
+# The server reads its own settings; SEALBOX_DATABASE_URL defaults to SQLite under this directory.
+export SEALBOX_DATA_DIR ?= ./data
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-slow lint format bench clean
+
+help:
+	@echo "make run        create .venv, migrate the database, serve on $(HOST):$(PORT)"
+	@echo "make test       run the test suite (without the slow marker)"
+	@echo "make test-slow  run the slow soak/fuzz/crash tests"
+	@echo "make lint       ruff, ruff format --check, mypy, import-linter"
+	@echo "make bench      run the benchmarks"
+	@echo "make clean      remove .venv, data/ and caches"
+
+# The stamp is rebuilt whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	@mkdir -p $(SEALBOX_DATA_DIR)
+	$(BIN)/sealbox-server migrate
+	exec $(BIN)/sealbox-server serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(VENV)/.installed
+	$(BIN)/python -m pytest -m slow
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) data/ .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

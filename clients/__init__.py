@@ -1,0 +1,1 @@
+"""Sealbox clients."""

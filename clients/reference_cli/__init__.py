@@ -1,0 +1,1 @@
+"""The `sealbox` reference command-line client."""

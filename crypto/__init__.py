@@ -1,0 +1,60 @@
+"""Sealbox's cryptographic recipe (protocol v1, suite 1). No I/O, no clock, no environment.
+
+The public surface is deliberately small (docs/PROTOCOL.md §2-§5):
+
+* keys:       `SigningKey`/`VerifyKey` (Ed25519), `KemPrivateKey`/`KemPublicKey`
+              (HPKE MLKEM768-X25519), `ChainKey`/`MessageKey` (the sender-key chain)
+* envelopes:  `seal_sender_key`/`open_sender_key`, `seal_revision`/`open_revision`,
+              `parse_envelope`
+* documents:  `sign_document`, `SignedDocument` (rosters, invites, receipts, enrollments)
+* local keys: `wrap_keyfile`/`unwrap_keyfile` (Argon2id + ChaCha20-Poly1305)
+* one failure: `VerificationFailed` (`MalformedEnvelope` is its structural subclass)
+
+What is not protected, by design: envelope headers are cleartext routing data,
+body lengths leak their Padmé bucket, and request timing is visible to the
+server (docs/THREAT_MODEL.md §4).
+"""
+
+from __future__ import annotations
+
+from crypto.chain import ChainKey, MessageKey, message_key_at
+from crypto.envelope import (
+    Envelope,
+    Header,
+    MalformedEnvelope,
+    open_revision,
+    open_sender_key,
+    parse_envelope,
+    seal_revision,
+    seal_sender_key,
+)
+from crypto.errors import VerificationFailed
+from crypto.keys import KemPrivateKey, KemPublicKey, SigningKey, VerifyKey, key_id
+from crypto.signed import SignedDocument, digest, sign_document
+from crypto.suite import PROTOCOL_VERSION, SUITE_ID, Purpose
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "SUITE_ID",
+    "ChainKey",
+    "Envelope",
+    "Header",
+    "KemPrivateKey",
+    "KemPublicKey",
+    "MalformedEnvelope",
+    "MessageKey",
+    "Purpose",
+    "SignedDocument",
+    "SigningKey",
+    "VerificationFailed",
+    "VerifyKey",
+    "digest",
+    "key_id",
+    "message_key_at",
+    "open_revision",
+    "open_sender_key",
+    "parse_envelope",
+    "seal_revision",
+    "seal_sender_key",
+    "sign_document",
+]

@@ -1,0 +1,424 @@
+"""Sealed envelopes: the only unit of data a device sends about a report.
+
+Theory of operation (docs/PROTOCOL.md §4):
+
+    envelope      = CBOR [1, header_bytes, body, signature]
+    header_bytes  = canonical CBOR map (see `Header`), the routing data the
+                    server needs; nothing human-readable
+    envelope_id   = SHA-256(tag_id || len(header_bytes) as u32 || header_bytes || body)
+    header_hash   = SHA-256(tag_header || header_bytes)
+    signature     = Ed25519(device, tag_sig || envelope_id)
+
+Two kinds share the layout:
+* ``rev`` (a report revision): body = ChaCha20-Poly1305(MK_i, nonce from the
+  header, aad = header_hash, Padmé-padded content).
+* ``key`` (a sender-key announcement): body = CBOR array of HPKE ciphertexts
+  of CK0, one per recipient key id listed (sorted) in the header, each with
+  info = tag_wrap || header_hash || recipient key id.
+
+Every header field is therefore covered three times: by the id, by the
+signature, and (through header_hash) by the AEAD or HPKE context.  Swapping
+bodies, headers or wraps between envelopes, reports or devices fails.
+
+What is NOT protected: the header itself is cleartext to the server (ids,
+sequence numbers, parents, sizes); the padded body length leaks its Padmé
+bucket; timing of uploads is visible.  docs/THREAT_MODEL.md lists why each
+is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from crypto import encoding
+from crypto.chain import ChainKey, MessageKey
+from crypto.errors import VerificationFailed
+from crypto.keys import KemPrivateKey, KemPublicKey, SigningKey, VerifyKey
+from crypto.padding import pad, unpad
+from crypto.suite import HPKE_SUITE, PROTOCOL_VERSION, SUITE_ID, Purpose
+
+__all__ = [
+    "MAX_BODY_LENGTH",
+    "MAX_ENVELOPE_LENGTH",
+    "MAX_PARENTS",
+    "MAX_RECIPIENTS",
+    "Envelope",
+    "Header",
+    "MalformedEnvelope",
+    "open_revision",
+    "open_sender_key",
+    "parse_envelope",
+    "seal_revision",
+    "seal_sender_key",
+]
+
+ID_LENGTH = 16
+HASH_LENGTH = 32
+NONCE_LENGTH = 12
+SIGNATURE_LENGTH = 64
+MAX_PARENTS = 64
+MAX_RECIPIENTS = 64
+MAX_BODY_LENGTH = 4 * 1024 * 1024
+MAX_ENVELOPE_LENGTH = MAX_BODY_LENGTH + 8192
+MAX_SEQ = 2**53
+ZERO_HASH = bytes(HASH_LENGTH)
+
+Kind = Literal["rev", "key"]
+
+
+class MalformedEnvelope(VerificationFailed):
+    """The bytes are not a well-formed v1 envelope. Carries a reason for the server's reply.
+
+    Structure is public, so naming the broken rule leaks nothing; cryptographic
+    failures stay opaque (`VerificationFailed`).
+    """
+
+    def __init__(self, reason: str) -> None:
+        Exception.__init__(self, reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The cleartext routing header of an envelope (docs/PROTOCOL.md §4.1)."""
+
+    kind: Kind
+    org: bytes
+    device: bytes
+    seq: int
+    prev: bytes
+    roster_version: int
+    report: bytes | None = None
+    parents: tuple[bytes, ...] = ()
+    key_seq: int | None = None
+    nonce: bytes | None = None
+    recipients: tuple[bytes, ...] = ()
+
+    def to_cbor(self) -> bytes:
+        fields: dict[str, Any] = {
+            "v": PROTOCOL_VERSION,
+            "s": SUITE_ID,
+            "k": self.kind,
+            "o": self.org,
+            "d": self.device,
+            "n": self.seq,
+            "h": self.prev,
+            "e": self.roster_version,
+        }
+        if self.kind == "rev":
+            fields.update(r=self.report, p=list(self.parents), c=self.key_seq, x=self.nonce)
+        else:
+            fields["t"] = list(self.recipients)
+        header_bytes = encoding.encode(fields)
+        _validate(encoding.decode(header_bytes))  # one rule set for writers and readers
+        return header_bytes
+
+
+def _bytes_of(value: Any, length: int, name: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise MalformedEnvelope(f"{name} must be {length} bytes")
+    return value
+
+
+def _int_of(value: Any, low: int, high: int, name: str) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise MalformedEnvelope(f"{name} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _sorted_unique(items: Any, length: int, limit: int, name: str) -> tuple[bytes, ...]:
+    if not isinstance(items, list) or len(items) > limit:
+        raise MalformedEnvelope(f"{name} must be a list of at most {limit}")
+    values = tuple(_bytes_of(item, length, name) for item in items)
+    if any(a >= b for a, b in zip(values, values[1:], strict=False)):
+        raise MalformedEnvelope(f"{name} must be sorted and unique")
+    return values
+
+
+_REV_KEYS = frozenset("vskodnhe" + "rpcx")
+_KEY_KEYS = frozenset("vskodnhe" + "t")
+
+
+def _validate(fields: Any) -> Header:
+    if not isinstance(fields, dict):
+        raise MalformedEnvelope("header must be a map")
+    if fields.get("v") != PROTOCOL_VERSION or type(fields.get("v")) is not int:
+        raise MalformedEnvelope("unsupported protocol version")
+    if fields.get("s") != SUITE_ID or type(fields.get("s")) is not int:
+        raise MalformedEnvelope("unsupported suite")
+    kind = fields.get("k")
+    if kind not in ("rev", "key"):
+        raise MalformedEnvelope("unknown envelope kind")
+    if set(fields) != (_REV_KEYS if kind == "rev" else _KEY_KEYS):
+        raise MalformedEnvelope("header has missing or unknown fields")
+    seq = _int_of(fields["n"], 1, MAX_SEQ, "seq")
+    prev = _bytes_of(fields["h"], HASH_LENGTH, "prev")
+    if (seq == 1) != (prev == ZERO_HASH):
+        raise MalformedEnvelope("prev must be zero exactly for seq 1")
+    common = dict(
+        org=_bytes_of(fields["o"], ID_LENGTH, "org"),
+        device=_bytes_of(fields["d"], ID_LENGTH, "device"),
+        seq=seq,
+        prev=prev,
+        roster_version=_int_of(fields["e"], 1, MAX_SEQ, "roster version"),
+    )
+    if kind == "key":
+        recipients = _sorted_unique(fields["t"], ID_LENGTH, MAX_RECIPIENTS, "recipients")
+        if not recipients:
+            raise MalformedEnvelope("a sender key needs at least one recipient")
+        return Header(kind="key", recipients=recipients, **common)  # type: ignore[arg-type]
+    key_seq = _int_of(fields["c"], 1, MAX_SEQ, "key seq")
+    if key_seq >= seq:
+        raise MalformedEnvelope("key seq must precede seq")
+    return Header(
+        kind="rev",
+        report=_bytes_of(fields["r"], ID_LENGTH, "report"),
+        parents=_sorted_unique(fields["p"], HASH_LENGTH, MAX_PARENTS, "parents"),
+        key_seq=key_seq,
+        nonce=_bytes_of(fields["x"], NONCE_LENGTH, "nonce"),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _envelope_id(header_bytes: bytes, body: bytes) -> bytes:
+    h = hashlib.sha256(Purpose.ENVELOPE_ID.value + b"\x00")
+    h.update(struct.pack(">I", len(header_bytes)))
+    h.update(header_bytes)
+    h.update(body)
+    return h.digest()
+
+
+def _header_hash(header_bytes: bytes) -> bytes:
+    return hashlib.sha256(Purpose.HEADER_HASH.value + b"\x00" + header_bytes).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A parsed envelope. Parsing checks structure only; see `verify_signature`."""
+
+    header: Header
+    header_bytes: bytes
+    body: bytes
+    signature: bytes
+    id: bytes
+    header_hash: bytes
+
+    def to_bytes(self) -> bytes:
+        return encoding.encode([PROTOCOL_VERSION, self.header_bytes, self.body, self.signature])
+
+    def verify_signature(self, author: VerifyKey) -> None:
+        """Raise `VerificationFailed` unless ``author`` signed this envelope and owns its device id."""
+        if not isinstance(author, VerifyKey):
+            raise TypeError("author must be a VerifyKey")
+        if author.key_id != self.header.device:
+            raise VerificationFailed()
+        author.verify(Purpose.ENVELOPE_SIGNATURE, self.id, self.signature)
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse and structurally validate envelope bytes.
+
+    Raises:
+        MalformedEnvelope: with a reason, for any structural violation.
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError("data must be bytes")
+    if len(data) > MAX_ENVELOPE_LENGTH:
+        raise MalformedEnvelope("envelope too large")
+    try:
+        outer = encoding.decode(bytes(data))
+    except encoding.CanonicalError as exc:
+        raise MalformedEnvelope("envelope is not canonical CBOR") from exc
+    if not isinstance(outer, list) or len(outer) != 4 or outer[0] != PROTOCOL_VERSION:
+        raise MalformedEnvelope("envelope must be [1, header, body, signature]")
+    _, header_bytes, body, signature = outer
+    if not isinstance(header_bytes, bytes) or not isinstance(body, bytes):
+        raise MalformedEnvelope("header and body must be byte strings")
+    if len(body) > MAX_BODY_LENGTH:
+        raise MalformedEnvelope("body too large")
+    _bytes_of(signature, SIGNATURE_LENGTH, "signature")
+    try:
+        fields = encoding.decode(header_bytes)
+    except encoding.CanonicalError as exc:
+        raise MalformedEnvelope("header is not canonical CBOR") from exc
+    header = _validate(fields)
+    return Envelope(
+        header=header,
+        header_bytes=header_bytes,
+        body=body,
+        signature=signature,
+        id=_envelope_id(header_bytes, body),
+        header_hash=_header_hash(header_bytes),
+    )
+
+
+def _finish(header_bytes: bytes, body: bytes, signing_key: SigningKey) -> Envelope:
+    envelope_id = _envelope_id(header_bytes, body)
+    signature = signing_key.sign(Purpose.ENVELOPE_SIGNATURE, envelope_id)
+    return parse_envelope(encoding.encode([PROTOCOL_VERSION, header_bytes, body, signature]))
+
+
+def seal_revision(
+    *,
+    org: bytes,
+    report: bytes,
+    parents: Sequence[bytes],
+    seq: int,
+    prev: bytes,
+    roster_version: int,
+    key_seq: int,
+    message_key: MessageKey,
+    content: bytes,
+    signing_key: SigningKey,
+) -> Envelope:
+    """Seal one report revision's ``content`` for the coordinators holding the epoch's chain key.
+
+    ``message_key`` must be MK_(seq - key_seq) of the chain announced at ``key_seq``.
+    The caller must persist that the key is used before the envelope leaves the
+    device; a fresh random nonce makes an accidental reuse harmless anyway.
+    """
+    return _seal_revision_from_parts(
+        org=org,
+        report=report,
+        parents=parents,
+        seq=seq,
+        prev=prev,
+        roster_version=roster_version,
+        key_seq=key_seq,
+        message_key=message_key,
+        content=content,
+        signing_key=signing_key,
+        nonce=secrets.token_bytes(NONCE_LENGTH),
+    )
+
+
+def _seal_revision_from_parts(
+    *,
+    org: bytes,
+    report: bytes,
+    parents: Sequence[bytes],
+    seq: int,
+    prev: bytes,
+    roster_version: int,
+    key_seq: int,
+    message_key: MessageKey,
+    content: bytes,
+    signing_key: SigningKey,
+    nonce: bytes,
+) -> Envelope:
+    if not isinstance(message_key, MessageKey) or not isinstance(signing_key, SigningKey):
+        raise TypeError("message_key must be a MessageKey and signing_key a SigningKey")
+    if not isinstance(content, bytes):
+        raise TypeError("content must be bytes")
+    header = Header(
+        kind="rev",
+        org=org,
+        device=signing_key.verify_key.key_id,
+        seq=seq,
+        prev=prev,
+        roster_version=roster_version,
+        report=report,
+        parents=tuple(sorted(set(parents))),
+        key_seq=key_seq,
+        nonce=nonce,
+    )
+    header_bytes = header.to_cbor()
+    body = ChaCha20Poly1305(message_key.raw).encrypt(nonce, pad(content), _header_hash(header_bytes))
+    if len(body) > MAX_BODY_LENGTH:
+        raise ValueError("content too large for one revision")
+    return _finish(header_bytes, body, signing_key)
+
+
+def open_revision(envelope: Envelope, *, author: VerifyKey, message_key: MessageKey) -> bytes:
+    """Verify ``envelope`` was signed by ``author`` and return its content.
+
+    Raises:
+        VerificationFailed: on any signature, tag, padding or kind failure.
+    """
+    if not isinstance(envelope, Envelope) or not isinstance(message_key, MessageKey):
+        raise TypeError("envelope must be an Envelope and message_key a MessageKey")
+    envelope.verify_signature(author)
+    if envelope.header.kind != "rev" or envelope.header.nonce is None:
+        raise VerificationFailed()
+    try:
+        padded = ChaCha20Poly1305(message_key.raw).decrypt(
+            envelope.header.nonce, envelope.body, envelope.header_hash
+        )
+        return unpad(padded)
+    except (InvalidTag, ValueError) as exc:
+        raise VerificationFailed() from exc
+
+
+def _wrap_info(header_hash: bytes, recipient_id: bytes) -> bytes:
+    return Purpose.SENDER_KEY_WRAP.value + b"\x00" + header_hash + recipient_id
+
+
+def seal_sender_key(
+    *,
+    org: bytes,
+    seq: int,
+    prev: bytes,
+    roster_version: int,
+    chain_key: ChainKey,
+    recipients: Sequence[KemPublicKey],
+    signing_key: SigningKey,
+) -> Envelope:
+    """Announce a new epoch: wrap CK0 once to each recipient with HPKE (docs/PROTOCOL.md §4.3)."""
+    if not isinstance(chain_key, ChainKey) or not isinstance(signing_key, SigningKey):
+        raise TypeError("chain_key must be a ChainKey and signing_key a SigningKey")
+    if not recipients or not all(isinstance(r, KemPublicKey) for r in recipients):
+        raise TypeError("recipients must be a non-empty sequence of KemPublicKey")
+    by_id = {r.key_id: r for r in recipients}
+    header = Header(
+        kind="key",
+        org=org,
+        device=signing_key.verify_key.key_id,
+        seq=seq,
+        prev=prev,
+        roster_version=roster_version,
+        recipients=tuple(sorted(by_id)),
+    )
+    header_bytes = header.to_cbor()
+    header_hash = _header_hash(header_bytes)
+    wraps = [
+        HPKE_SUITE.encrypt(chain_key.raw, by_id[rid]._hpke_key(), info=_wrap_info(header_hash, rid))
+        for rid in header.recipients
+    ]
+    return _finish(header_bytes, encoding.encode(wraps), signing_key)
+
+
+def open_sender_key(envelope: Envelope, *, author: VerifyKey, recipient: KemPrivateKey) -> ChainKey:
+    """Verify a sender-key announcement and unwrap CK0 for ``recipient``.
+
+    Raises:
+        VerificationFailed: bad signature, not addressed to ``recipient``, or wrap fails.
+    """
+    if not isinstance(envelope, Envelope) or not isinstance(recipient, KemPrivateKey):
+        raise TypeError("envelope must be an Envelope and recipient a KemPrivateKey")
+    envelope.verify_signature(author)
+    header = envelope.header
+    rid = recipient.public_key.key_id
+    if header.kind != "key" or rid not in header.recipients:
+        raise VerificationFailed()
+    try:
+        wraps = encoding.decode(envelope.body)
+    except encoding.CanonicalError as exc:
+        raise VerificationFailed() from exc
+    if not isinstance(wraps, list) or len(wraps) != len(header.recipients):
+        raise VerificationFailed()
+    wrap = wraps[header.recipients.index(rid)]
+    if not isinstance(wrap, bytes):
+        raise VerificationFailed()
+    try:
+        raw = HPKE_SUITE.decrypt(wrap, recipient._hpke_key(), info=_wrap_info(envelope.header_hash, rid))
+        return ChainKey(raw)
+    except (InvalidTag, ValueError, TypeError) as exc:
+        raise VerificationFailed() from exc

@@ -1,0 +1,1 @@
+"""Alembic migrations for the server database (same revisions for SQLite and PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""The Sealbox sync server: FastAPI routes over a ciphertext-only store."""

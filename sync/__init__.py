@@ -1,0 +1,1 @@
+"""Sans-I/O protocol rules shared by the server and the clients (docs/ARCHITECTURE.md)."""
