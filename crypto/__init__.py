@@ -29,16 +29,19 @@ from crypto.envelope import (
     seal_sender_key,
 )
 from crypto.errors import VerificationFailed
+from crypto.keyfile import DEFAULT_KDF, KdfParams, unwrap_keyfile, wrap_keyfile
 from crypto.keys import KemPrivateKey, KemPublicKey, SigningKey, VerifyKey, key_id
 from crypto.signed import SignedDocument, digest, sign_document
 from crypto.suite import PROTOCOL_VERSION, SUITE_ID, Purpose
 
 __all__ = [
+    "DEFAULT_KDF",
     "PROTOCOL_VERSION",
     "SUITE_ID",
     "ChainKey",
     "Envelope",
     "Header",
+    "KdfParams",
     "KemPrivateKey",
     "KemPublicKey",
     "MalformedEnvelope",
@@ -57,4 +60,6 @@ __all__ = [
     "seal_revision",
     "seal_sender_key",
     "sign_document",
+    "unwrap_keyfile",
+    "wrap_keyfile",
 ]
