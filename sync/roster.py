@@ -21,7 +21,8 @@ Rules (each has a test that names it):
   R4 a revocation is never undone and its point never moves later;
   R5 at least one active coordinator remains; the server receipt key never changes silently
      (a change needs a new version signed like any other);
-  R6 member ids equal the key id of their signing key.
+  R6 member ids equal the key id of their signing key, and exactly the coordinators carry an
+     HPKE key.
 A chain older than the newest version a client verified is a rollback.
 """
 
@@ -106,7 +107,7 @@ class Member:
         if raw["i"] != signing_key.key_id:
             raise RosterError("R6", "member id is not the key id of its signing key")
         if (role is Role.COORDINATOR) != (kem_key is not None):
-            raise RosterError("format", "coordinators, and only they, carry an HPKE key")
+            raise RosterError("R6", "coordinators, and only they, carry an HPKE key")
         return cls(raw["i"], signing_key, role, kem_key, revoked)
 
 
