@@ -1,0 +1,92 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` wires settings, the database engine, the server key,
+error handlers, metrics/logging middleware and the routers.  Nothing here reads
+the environment: `server.cli` builds the `Settings` and passes them in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.context import ServerContext
+from server.db import engine_for
+from server.errors import install_error_handlers
+from server.metrics import Metrics
+from server.routes import meta, orgs, sync_routes
+from server.settings import Settings, load_or_create_server_key
+
+__all__ = ["create_app"]
+
+_log = structlog.get_logger("sealbox.http")
+
+
+class _ObserveMiddleware:
+    """Counts and times requests by route template; logs no path, header, query or address."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def _send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - start
+            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(template).observe(elapsed)
+            if status >= 500:
+                _log.error("request", route=template, method=scope["method"], status=status)
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """Build the app. ``engine`` overrides the one from settings (tests, PostgreSQL schemas)."""
+    ctx = ServerContext(
+        settings=settings,
+        engine=engine if engine is not None else engine_for(settings),
+        server_key=load_or_create_server_key(settings.resolved_server_key_file),
+        verify_pool=ThreadPoolExecutor(settings.verify_threads, thread_name_prefix="verify")
+        if settings.verify_threads > 1
+        else None,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.close()
+
+    app = FastAPI(
+        title="Sealbox sync server",
+        version="1",
+        summary="Stores and relays only ciphertext (protocol v1, docs/PROTOCOL.md).",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.include_router(meta.router)
+    app.include_router(orgs.router)
+    app.include_router(sync_routes.router)
+    app.add_middleware(_ObserveMiddleware, metrics=ctx.metrics)
+    return app

@@ -1,0 +1,121 @@
+"""The only exception -> HTTP mapping: RFC 9457 problem+json with stable codes.
+
+Services raise `ApiError(code, status, detail, **extensions)`; FastAPI's own
+validation errors, 404 and 405 are mapped here too, so every error a client sees
+has the same shape (docs/PROTOCOL.md §10).  Internal errors are logged without
+request data and answered with a bare ``internal`` problem: upstream text is
+never passed on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sync.errors import ErrorCode, problem_type
+
+__all__ = ["PROBLEM_MEDIA_TYPE", "ApiError", "install_error_handlers", "problem_response"]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_log = structlog.get_logger("sealbox.errors")
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ApiError(Exception):
+    """A peer-visible failure: ``code`` is stable, ``detail`` human-readable."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        status: int,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        self.extensions = extensions
+
+
+def problem_response(
+    code: ErrorCode,
+    status: int,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem_type(code),
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code.value,
+    }
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for error in exc.errors()[:20]:
+        # Never echo the input back (it may be large or sensitive); location and message only.
+        loc = [str(part) for part in error.get("loc", ())]
+        out.append({"loc": loc, "msg": str(error.get("msg", ""))[:200]})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return problem_response(
+            exc.code, exc.status, exc.detail, headers=exc.headers, **exc.extensions
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(
+            ErrorCode.VALIDATION_FAILED,
+            422,
+            "the request does not match the schema",
+            errors=_validation_errors(exc),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return problem_response(ErrorCode.NOT_FOUND, 404, "no such resource")
+        if exc.status_code == 405:
+            return problem_response(
+                ErrorCode.METHOD_NOT_ALLOWED, 405, "method not allowed", headers=exc.headers
+            )
+        code = ErrorCode.MALFORMED_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL
+        return problem_response(code, exc.status_code, str(exc.detail)[:200], headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+        _log.error("internal_error", error_type=type(exc).__name__)
+        return problem_response(ErrorCode.INTERNAL, 500, "internal error; nothing was written")

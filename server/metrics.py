@@ -1,0 +1,51 @@
+"""Prometheus metrics, one registry per app (so tests may build many apps).
+
+Labels are route templates and statuses only: never ids, addresses or keys.
+With several uvicorn workers each worker exposes its own counters
+(docs/OPERATIONS.md).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "sealbox_requests_total",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sealbox_request_seconds",
+            "Request latency by route template.",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.push_items = Counter(
+            "sealbox_push_items_total",
+            "Pushed envelopes by per-item result status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.report_heads = Histogram(
+            "sealbox_report_heads",
+            "Number of heads of each report touched by a push (more than 1 = conflict).",
+            registry=self.registry,
+            buckets=(1, 2, 3, 5, 10, 50),
+        )
+        self.rate_limited = Counter(
+            "sealbox_rate_limited_total",
+            "Requests refused with 429, by scope.",
+            ["scope"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

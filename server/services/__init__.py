@@ -1,0 +1,1 @@
+"""Services: each owns its transaction; routes call exactly one of them."""

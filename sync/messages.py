@@ -1,0 +1,254 @@
+"""Wire messages of the HTTP API v1: frozen pydantic models, JSON with base64url bytes.
+
+Rules (docs/PROTOCOL.md §7.2):
+* Every byte string on the JSON wire is base64url WITHOUT padding (`B64`); a
+  padded, non-canonical or non-alphabet string is a validation error.
+* Models forbid unknown fields and are immutable; they are never table classes
+  (server/tables.py), an explicit mapper converts.
+* Opaque documents (rosters, invites, enrollments, receipts, envelopes) travel as
+  the exact bytes their signer produced; nothing is re-serialised.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+
+__all__ = [
+    "B64",
+    "ChangeItem",
+    "ChangesPage",
+    "CreateOrgRequest",
+    "CreateOrgResponse",
+    "DeviceInfo",
+    "DeviceList",
+    "EnrollRequest",
+    "EnrollResponse",
+    "InviteRequest",
+    "InviteResponse",
+    "ItemStatus",
+    "Limits",
+    "Problem",
+    "PushRequest",
+    "PushResponse",
+    "PushResult",
+    "ReceiptList",
+    "StoredReceipt",
+    "ReportGraph",
+    "RosterRequest",
+    "RosterResponse",
+    "RosterVersions",
+    "ServerInfo",
+    "b64decode",
+    "b64encode",
+]
+
+_B64_RE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64encode(data: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict inverse of `b64encode`. Raises ValueError on anything else."""
+    if not isinstance(text, str) or not _B64_RE.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("expected base64url without padding")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("expected base64url without padding") from exc
+    if len(text) % 4 and b64encode(raw) != text:
+        raise ValueError("non-canonical base64url (trailing bits set)")
+    return raw
+
+
+def _validate_b64(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return b64decode(value)
+
+
+B64 = Annotated[
+    bytes,
+    PlainValidator(_validate_b64),
+    PlainSerializer(b64encode, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "base64url", "pattern": "^[A-Za-z0-9_-]*$"}),
+]
+"""Bytes carried as base64url without padding."""
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- server --------------------------------------------------------------------------
+
+
+class Limits(_Wire):
+    max_batch_items: int
+    max_batch_bytes: int
+    max_envelope_bytes: int
+    max_feed_items: int
+    replay_window_seconds: int
+    device_requests_per_minute: int
+    org_requests_per_minute: int
+    org_quota_bytes: int
+
+
+class ServerInfo(_Wire):
+    protocol_version: int
+    suite: int
+    server_key: B64 = Field(description="The server's Ed25519 receipt key (32 bytes)")
+    limits: Limits
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (extensions allowed)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+# --- organisations, rosters, invites, enrollment --------------------------------------
+
+
+class CreateOrgRequest(_Wire):
+    roster: B64 = Field(description="Genesis SignedRoster bytes")
+
+
+class CreateOrgResponse(_Wire):
+    org_id: B64
+
+
+class RosterVersions(_Wire):
+    versions: list[B64] = Field(description="SignedRoster bytes, ascending version")
+
+
+class RosterRequest(_Wire):
+    roster: B64
+
+
+class RosterResponse(_Wire):
+    version: int
+
+
+class InviteRequest(_Wire):
+    invite: B64 = Field(description="Coordinator-signed invite SignedDocument bytes")
+
+
+class InviteResponse(_Wire):
+    invite_id: B64
+    expires_at: int
+
+
+class EnrollRequest(_Wire):
+    enrollment: B64 = Field(description="Self-signed enrollment SignedDocument bytes")
+    secret: B64 = Field(description="The invite secret (32 bytes)")
+
+
+class EnrollResponse(_Wire):
+    device_id: B64
+    invite: B64 = Field(description="The coordinator-signed invite document")
+    rosters: list[B64]
+
+
+class DeviceInfo(_Wire):
+    device_id: B64
+    role: str
+    state: str = Field(description="enrolled | admitted | revoked")
+    signing_key: B64
+    enrollment: B64 | None = None
+    invite: B64 | None = None
+    admitted_version: int | None = None
+    revoked_after: int | None = None
+    flags: list[str] = Field(description="e.g. equivocation")
+    watermark: int = Field(description="highest n with device seqs 1..n all stored")
+    max_seq: int
+    holes: list[tuple[int, int]] = Field(description="missing [first, last] ranges above watermark")
+
+
+class DeviceList(_Wire):
+    devices: list[DeviceInfo]
+
+
+# --- push ------------------------------------------------------------------------------
+
+
+class ItemStatus(str, Enum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    MISSING_PARENTS = "missing_parents"
+    EQUIVOCATION = "equivocation"
+    REVOKED = "revoked"
+    INVALID = "invalid"
+
+    @property
+    def stored(self) -> bool:
+        """Whether the envelope is held by the server after this result."""
+        return self in (ItemStatus.CREATED, ItemStatus.DUPLICATE, ItemStatus.CONFLICT)
+
+    @property
+    def retryable(self) -> bool:
+        return self is ItemStatus.MISSING_PARENTS
+
+
+class PushRequest(_Wire):
+    envelopes: list[B64]
+
+
+class PushResult(_Wire):
+    envelope_id: B64 | None = Field(description="null when the bytes are not an envelope")
+    status: ItemStatus
+    retryable: bool
+    server_seq: int | None = None
+    missing: list[B64] | None = None
+    heads: list[B64] | None = Field(default=None, description="the report's heads on conflict")
+    detail: str | None = None
+
+
+class PushResponse(_Wire):
+    results: list[PushResult]
+    receipt: B64 = Field(description="Server-signed receipt SignedDocument bytes")
+
+
+# --- pull ------------------------------------------------------------------------------
+
+
+class ChangeItem(_Wire):
+    server_seq: int
+    envelope: B64
+    flags: list[str]
+
+
+class ChangesPage(_Wire):
+    items: list[ChangeItem]
+    cursor: str
+    more: bool
+
+
+class ReportGraph(_Wire):
+    report_id: B64
+    items: list[ChangeItem]
+    heads: list[B64]
+
+
+class StoredReceipt(_Wire):
+    id: int
+    receipt: B64
+
+
+class ReceiptList(_Wire):
+    receipts: list[StoredReceipt]
+    more: bool
