@@ -263,7 +263,9 @@ class ReportDag:
         for name in sorted(writers):
             candidates = writers[name]
             survivors = [
-                rid for rid in candidates if not any(rid in ancestors[other] for other in candidates if other != rid)
+                rid
+                for rid in candidates
+                if not any(rid in ancestors[other] for other in candidates if other != rid)
             ]
             writes = tuple(
                 sorted(

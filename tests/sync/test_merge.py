@@ -24,7 +24,9 @@ def rid(*parts: object) -> bytes:
     return hashlib.sha256(repr(parts).encode()).digest()
 
 
-def rev(name: str, parents=(), author=AUTHORS[0], t=0, notes=(), resolves=False, **fields) -> Revision:
+def rev(
+    name: str, parents=(), author=AUTHORS[0], t=0, notes=(), resolves=False, **fields
+) -> Revision:
     content = ReportContent(
         client_time=t,
         fields={k: (DELETED if v is None else v) for k, v in fields.items()},
@@ -40,7 +42,11 @@ def dags(draw, max_size: int = 9) -> list[Revision]:
     n = draw(st.integers(1, max_size))
     revisions: list[Revision] = []
     for i in range(n):
-        parents = draw(st.lists(st.sampled_from(revisions), max_size=3, unique_by=lambda r: r.id)) if revisions else []
+        parents = (
+            draw(st.lists(st.sampled_from(revisions), max_size=3, unique_by=lambda r: r.id))
+            if revisions
+            else []
+        )
         fields = draw(
             st.dictionaries(
                 st.sampled_from(["title", "place", "victims"]),
@@ -155,7 +161,11 @@ def test_concurrent_edits_of_different_fields_merge_without_conflict() -> None:
     b = rev("b", parents=[root.id], author=AUTHORS[2], victims="3")
     state = merge_revisions(REPORT, [root, a, b])
     assert state.conflicts == ()
-    assert {f.name: f.value for f in state.fields} == {"title": "Raid", "place": "Market", "victims": "3"}
+    assert {f.name: f.value for f in state.fields} == {
+        "title": "Raid",
+        "place": "Market",
+        "victims": "3",
+    }
 
 
 def test_deletion_never_silently_wins_over_a_concurrent_edit() -> None:
@@ -205,6 +215,9 @@ def test_unknown_parents_are_reported_not_hidden() -> None:
 
 
 def test_two_coordinators_with_the_same_revisions_show_identical_json() -> None:
-    revisions = [rev("root", title="a"), rev("x", parents=[rid("root")], title="b", author=AUTHORS[1])]
+    revisions = [
+        rev("root", title="a"),
+        rev("x", parents=[rid("root")], title="b", author=AUTHORS[1]),
+    ]
     views = [merge_revisions(REPORT, p).to_json() for p in itertools.permutations(revisions)]
     assert all(v == views[0] for v in views)
