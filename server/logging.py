@@ -33,7 +33,11 @@ def configure_logging(level: str = "info") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('{"level": "%(levelname)s", "logger": "%(name)s", "event": "%(message)s"}'))
+    handler.setFormatter(
+        logging.Formatter(
+            '{"level": "%(levelname)s", "logger": "%(name)s", "event": "%(message)s"}'
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

@@ -16,7 +16,9 @@ __all__ = ["RateLimiter"]
 class RateLimiter:
     """Per-key request counters over one-minute windows."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, window: float = 60.0) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, window: float = 60.0
+    ) -> None:
         self._clock = clock
         self._window = window
         self._lock = threading.Lock()

@@ -1,7 +1,147 @@
-"""Organisations, rosters, invites, enrollment, devices."""
+"""Organisations, rosters, invites, enrollment, devices (docs/PROTOCOL.md §8.1)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+import time
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+
+from server.auth import CoordinatorCaller, OrgId, SignedCaller, check_rate
+from server.deps import Ctx
+from server.errors import ApiError
+from server.services import orgs
+from server.settings import ADMIN_TOKEN_HINT
+from sync.errors import ErrorCode
+from sync.messages import (
+    CreateOrgRequest,
+    CreateOrgResponse,
+    DeviceInfo,
+    DeviceList,
+    EnrollRequest,
+    EnrollResponse,
+    InviteRequest,
+    InviteResponse,
+    Problem,
+    RosterRequest,
+    RosterResponse,
+    RosterVersions,
+)
+
+router = APIRouter(prefix="/v1/orgs", tags=["organisations"])
+
+_PROBLEMS = {
+    s: {"model": Problem, "content": {"application/problem+json": {}}}
+    for s in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
+
+def _check_admin(ctx: Ctx, authorization: str | None) -> None:
+    token = ctx.settings.admin_token
+    if token is None:
+        raise ApiError(
+            ErrorCode.ADMIN_TOKEN_UNSET,
+            403,
+            f"organisation creation is disabled: the operator must {ADMIN_TOKEN_HINT}",
+        )
+    presented = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+        raise ApiError(
+            ErrorCode.ADMIN_TOKEN_INVALID,
+            401,
+            "a valid admin token is required (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+@router.post("", status_code=201, response_model=CreateOrgResponse, responses=_PROBLEMS)
+def create_org(
+    body: CreateOrgRequest,
+    ctx: Ctx,
+    authorization: Annotated[str | None, Header()] = None,
+) -> CreateOrgResponse:
+    """Create an organisation from its genesis roster (operator's admin token)."""
+    check_rate(ctx, "admin", b"admin", ctx.settings.anonymous_requests_per_minute)
+    _check_admin(ctx, authorization)
+    org_id = orgs.create_org(
+        engine=ctx.engine,
+        roster_bytes=body.roster,
+        server_key=ctx.server_key,
+        today=int(time.time()) // 86400,
+    )
+    return CreateOrgResponse(org_id=org_id)
+
+
+@router.get("/{org}/roster", response_model=RosterVersions, responses=_PROBLEMS)
+def get_roster(
+    ctx: Ctx, org_id: OrgId, caller: SignedCaller, since: Annotated[int, Query(ge=0)] = 0
+) -> RosterVersions:
+    """Every roster version newer than ``since`` (members)."""
+    return RosterVersions(
+        versions=orgs.roster_versions(engine=ctx.engine, org_id=org_id, since=since)
+    )
+
+
+@router.post("/{org}/roster", response_model=RosterResponse, responses=_PROBLEMS)
+def post_roster(
+    body: RosterRequest, ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller
+) -> RosterResponse:
+    """Append a roster version that extends the chain (coordinators)."""
+    version = orgs.post_roster(
+        engine=ctx.engine, org_id=org_id, roster_bytes=body.roster, server_key=ctx.server_key
+    )
+    return RosterResponse(version=version)
+
+
+@router.post("/{org}/invites", status_code=201, response_model=InviteResponse, responses=_PROBLEMS)
+def post_invite(
+    body: InviteRequest, ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller
+) -> InviteResponse:
+    """Register a coordinator-signed invite (the server keeps only its secret's hash)."""
+    invite = orgs.register_invite(
+        engine=ctx.engine,
+        org_id=org_id,
+        document_bytes=body.invite,
+        now=int(time.time()),
+        max_lifetime=ctx.settings.invite_max_lifetime_seconds,
+    )
+    return InviteResponse(invite_id=invite.invite_id, expires_at=invite.expires_at)
+
+
+@router.post("/{org}/enroll", status_code=201, response_model=EnrollResponse, responses=_PROBLEMS)
+def enroll(body: EnrollRequest, ctx: Ctx, org_id: OrgId) -> EnrollResponse:
+    """Enroll a device with an invite secret and its self-signed enrollment (no signature)."""
+    check_rate(ctx, "enrollment", org_id, ctx.settings.anonymous_requests_per_minute)
+    result = orgs.enroll(
+        engine=ctx.engine,
+        org_id=org_id,
+        enrollment_bytes=body.enrollment,
+        secret=body.secret,
+        now=int(time.time()),
+    )
+    return EnrollResponse(device_id=result.device_id, invite=result.invite, rosters=result.rosters)
+
+
+@router.get("/{org}/devices", response_model=DeviceList, responses=_PROBLEMS)
+def list_devices(ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller) -> JSONResponse:
+    """Every device with its documents, state, flags, chain watermark and holes (coordinators)."""
+    devices = [
+        DeviceInfo(
+            device_id=d.device_id,
+            role=d.role,
+            state=d.state,
+            signing_key=d.signing_key,
+            enrollment=d.enrollment,
+            invite=d.invite,
+            admitted_version=d.admitted_version,
+            revoked_after=d.revoked_after,
+            flags=["equivocation"] if d.equivocation else [],
+            watermark=d.watermark,
+            max_seq=d.max_seq,
+            holes=d.holes,
+        )
+        for d in orgs.list_devices(engine=ctx.engine, org_id=org_id)
+    ]
+    return JSONResponse(DeviceList(devices=devices).model_dump(mode="json"))

@@ -1,7 +1,121 @@
-"""Push, changes feed, report graphs, receipts."""
+"""Push, changes feed, report graphs, receipts (docs/PROTOCOL.md §8.2-§9)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from server.auth import CoordinatorCaller, OrgId, SignedCaller
+from server.deps import Ctx
+from server.errors import ApiError
+from server.services import feed
+from server.services import push as push_service
+from sync.errors import ErrorCode
+from sync.messages import (
+    ChangesPage,
+    Problem,
+    PushRequest,
+    PushResponse,
+    PushResult,
+    ReceiptList,
+    ReportGraph,
+    StoredReceipt,
+    b64decode,
+)
+
+router = APIRouter(prefix="/v1/orgs", tags=["sync"])
+
+_PROBLEMS = {
+    s: {"model": Problem, "content": {"application/problem+json": {}}}
+    for s in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
+
+@router.post("/{org}/push", response_model=PushResponse, responses=_PROBLEMS)
+def push(body: PushRequest, ctx: Ctx, org_id: OrgId, caller: SignedCaller) -> Response:
+    """Store a batch of envelopes: one result per item in request order, and a signed receipt."""
+    outcome = push_service.push(
+        engine=ctx.engine,
+        settings=ctx.settings,
+        server_key=ctx.server_key,
+        pool=ctx.verify_pool,
+        org_id=org_id,
+        device_id=caller.device_id,
+        device_key=caller.signing_key,
+        envelopes=body.envelopes,
+        now=int(time.time()),
+    )
+    for status, count in push_service.status_counts(outcome.plan).items():
+        ctx.metrics.push_items.labels(status.value).inc(count)
+    for heads in outcome.plan.heads.values():
+        ctx.metrics.report_heads.observe(len(heads))
+    response = PushResponse(
+        results=[
+            PushResult(
+                envelope_id=o.envelope_id,
+                status=o.status,
+                retryable=o.status.retryable,
+                server_seq=o.server_seq,
+                missing=list(o.missing) if o.missing is not None else None,
+                heads=list(o.heads) if o.heads is not None else None,
+                detail=o.detail,
+            )
+            for o in outcome.plan.outcomes
+        ],
+        receipt=outcome.receipt,
+    )
+    return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
+
+
+@router.get("/{org}/changes", response_model=ChangesPage, responses=_PROBLEMS)
+def changes(
+    ctx: Ctx,
+    org_id: OrgId,
+    caller: CoordinatorCaller,
+    cursor: Annotated[str, Query(max_length=100)] = "",
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """A page of the organisation's feed after ``cursor`` (coordinators)."""
+    top = ctx.settings.max_feed_items
+    body = feed.changes_json(
+        engine=ctx.engine, org_id=org_id, cursor=cursor, limit=min(limit or top, top)
+    )
+    return Response(body, media_type="application/json")
+
+
+@router.get("/{org}/reports/{report}", response_model=ReportGraph, responses=_PROBLEMS)
+def report_graph(
+    ctx: Ctx,
+    org_id: OrgId,
+    caller: CoordinatorCaller,
+    report: Annotated[str, Path(max_length=64, description="report id, base64url")],
+) -> Response:
+    """Every envelope of one report and its current heads (coordinators)."""
+    try:
+        report_id = b64decode(report)
+    except ValueError:
+        report_id = b""
+    if len(report_id) != 16:
+        raise ApiError(ErrorCode.NOT_FOUND, 404, "no such report")
+    body = feed.report_graph_json(engine=ctx.engine, org_id=org_id, report_id=report_id)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/{org}/receipts", response_model=ReceiptList, responses=_PROBLEMS)
+def receipts(
+    ctx: Ctx,
+    org_id: OrgId,
+    caller: SignedCaller,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ReceiptList:
+    """The caller's own receipts with id > ``after``."""
+    stored, more = feed.receipts(
+        engine=ctx.engine, org_id=org_id, device_id=caller.device_id, after=after, limit=limit
+    )
+    return ReceiptList(
+        receipts=[StoredReceipt(id=r.id, receipt=r.document) for r in stored], more=more
+    )

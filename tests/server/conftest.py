@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from server_api import ADMIN_TOKEN
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
@@ -21,7 +22,6 @@ from server.app import create_app
 from server.db import make_engine
 from server.settings import Settings
 
-ADMIN_TOKEN = "test-admin-token-" + "x" * 32
 PG_URL = os.environ.get("SEALBOX_TEST_DATABASE_URL")
 
 

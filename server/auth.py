@@ -1,0 +1,191 @@
+"""The one authentication/authorization dependency: signed requests (docs/PROTOCOL.md §7.3).
+
+``SignedCaller`` verifies the RFC 9421 signature of the request against the key
+of the device named by ``keyid`` *within the organisation in the path* (so no
+id from one organisation is accepted in another's requests), refuses a reused
+(keyid, nonce) within the replay window, applies the rate limits keyed by the
+verified device and its organisation, and yields a `Caller`.  Routes that need
+a coordinator depend on ``CoordinatorCaller`` instead.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Path, Request
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from crypto import VerifyKey
+from server.context import ServerContext
+from server.db import write_tx
+from server.deps import get_ctx
+from server.errors import ApiError
+from server.tables import Device, Org, RequestNonce
+from sync.auth import AuthError, verify_request
+from sync.errors import ErrorCode
+from sync.messages import b64decode
+
+__all__ = [
+    "Caller",
+    "CoordinatorCaller",
+    "OrgId",
+    "SignedCaller",
+    "check_rate",
+    "parse_org_id",
+]
+
+_devices = Device.__table__  # type: ignore[attr-defined]
+_orgs = Org.__table__  # type: ignore[attr-defined]
+_nonces = RequestNonce.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    org_id: bytes
+    device_id: bytes
+    signing_key: VerifyKey
+    role: str
+    state: str
+    revoked_after: int | None
+
+    @property
+    def is_coordinator(self) -> bool:
+        return self.role == "coordinator" and self.state == "admitted"
+
+
+def parse_org_id(org: str) -> bytes:
+    try:
+        org_id = b64decode(org)
+    except ValueError:
+        org_id = b""
+    if len(org_id) != 16:
+        raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
+    return org_id
+
+
+def _org_id_param(
+    org: Annotated[str, Path(description="organisation id, 16 bytes base64url", max_length=64)],
+) -> bytes:
+    return parse_org_id(org)
+
+
+OrgId = Annotated[bytes, Depends(_org_id_param)]
+
+
+def check_rate(ctx: ServerContext, scope: str, key: bytes, limit: int) -> None:
+    retry = ctx.limiter.hit(scope, key, limit)
+    if retry is not None:
+        ctx.metrics.rate_limited.labels(scope).inc()
+        raise ApiError(
+            ErrorCode.RATE_LIMITED,
+            429,
+            f"too many requests for this {scope}; retry later",
+            headers={"Retry-After": str(retry)},
+            retry_after=retry,
+        )
+
+
+def _target_uri(ctx: ServerContext, request: Request) -> str:
+    base = ctx.settings.public_url
+    if base:
+        query = request.url.query
+        return base.rstrip("/") + request.url.path + (f"?{query}" if query else "")
+    return str(request.url)
+
+
+def _authenticate(
+    ctx: ServerContext,
+    org_id: bytes,
+    method: str,
+    url: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+) -> Caller:
+    now = int(time.time())
+    window = ctx.settings.replay_window_seconds
+    found: dict[str, Caller] = {}
+    with ctx.engine.connect() as conn:
+        if conn.execute(select(_orgs.c.id).where(_orgs.c.id == org_id)).first() is None:
+            raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
+
+        def resolve(device_id: bytes) -> VerifyKey | None:
+            row = conn.execute(
+                select(
+                    _devices.c.signing_key,
+                    _devices.c.role,
+                    _devices.c.state,
+                    _devices.c.revoked_after,
+                ).where(_devices.c.org_id == org_id, _devices.c.device_id == device_id)
+            ).first()
+            if row is None:
+                return None
+            key = VerifyKey(row.signing_key)
+            found["caller"] = Caller(org_id, device_id, key, row.role, row.state, row.revoked_after)
+            return key
+
+        try:
+            verified = verify_request(
+                method=method,
+                url=url,
+                headers=headers,
+                body=body,
+                resolve_key=resolve,
+                now=now,
+                window=window,
+            )
+        except AuthError as exc:
+            if exc.reason == "missing":
+                raise ApiError(ErrorCode.UNAUTHENTICATED, 401, exc.detail) from None
+            if exc.reason == "expired":
+                raise ApiError(ErrorCode.SIGNATURE_EXPIRED, 401, exc.detail) from None
+            raise ApiError(ErrorCode.SIGNATURE_INVALID, 401, exc.detail) from None
+    caller = found["caller"]
+    if caller.state == "removed":
+        raise ApiError(ErrorCode.FORBIDDEN, 403, "the device is no longer in the roster")
+    check_rate(ctx, "device", caller.device_id, ctx.settings.device_requests_per_minute)
+    check_rate(ctx, "organisation", org_id, ctx.settings.org_requests_per_minute)
+    _remember_nonce(ctx, verified.device_id, verified.nonce, verified.created, now, window)
+    return caller
+
+
+def _remember_nonce(
+    ctx: ServerContext, device_id: bytes, nonce: str, created: int, now: int, window: int
+) -> None:
+    try:
+        with write_tx(ctx.engine) as conn:
+            conn.execute(insert(_nonces).values(key_id=device_id, nonce=nonce, created=created))
+            if secrets.randbelow(256) == 0:  # prune expired nonces now and then
+                conn.execute(delete(_nonces).where(_nonces.c.created < now - 2 * window))
+    except IntegrityError:
+        raise ApiError(
+            ErrorCode.REPLAYED_REQUEST, 401, "this signature nonce was already used"
+        ) from None
+
+
+async def _signed_caller(request: Request, org_id: OrgId) -> Caller:
+    ctx = get_ctx(request)
+    body = await request.body()
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    url = _target_uri(ctx, request)
+    return await anyio.to_thread.run_sync(
+        _authenticate, ctx, org_id, request.method, url, headers, body
+    )
+
+
+SignedCaller = Annotated[Caller, Depends(_signed_caller)]
+
+
+def _coordinator(caller: SignedCaller) -> Caller:
+    if not caller.is_coordinator:
+        raise ApiError(
+            ErrorCode.FORBIDDEN, 403, "only an active coordinator of the roster may do this"
+        )
+    return caller
+
+
+CoordinatorCaller = Annotated[Caller, Depends(_coordinator)]

@@ -1,0 +1,169 @@
+"""Pull: the changes feed, report graphs and stored receipts.
+
+The feed is read as ``server_seq > cursor ORDER BY server_seq``; that never skips
+a row because sequence numbers are assigned under the per-organisation lock
+inside the write transaction, so they commit in order (docs/PROTOCOL.md §9.1).
+Pages are rendered straight to JSON bytes: the envelopes are opaque, so there is
+nothing to validate on the way out.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, select
+
+from server.db import read_tx
+from server.errors import ApiError
+from server.services.store import FLAG_REVOKED
+from server.tables import Device, EnvelopeRow, Head, Org, ReceiptRow, ServerMeta
+from sync.cursor import CursorError, decode_cursor, encode_cursor
+from sync.errors import ErrorCode
+
+__all__ = ["changes_json", "database_epoch", "receipts", "report_graph_json"]
+
+_orgs = Org.__table__  # type: ignore[attr-defined]
+_devices = Device.__table__  # type: ignore[attr-defined]
+_envelopes = EnvelopeRow.__table__  # type: ignore[attr-defined]
+_heads = Head.__table__  # type: ignore[attr-defined]
+_receipts = ReceiptRow.__table__  # type: ignore[attr-defined]
+_meta = ServerMeta.__table__  # type: ignore[attr-defined]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def database_epoch(conn: Connection) -> bytes:
+    epoch: bytes = conn.execute(select(_meta.c.epoch).where(_meta.c.id == 1)).scalar_one()
+    return epoch
+
+
+def _flag_names(flags: int, device_id: bytes, equivocators: set[bytes]) -> str:
+    names = []
+    if flags & FLAG_REVOKED:
+        names.append('"revoked"')
+    if device_id in equivocators:
+        names.append('"device_equivocated"')
+    return "[" + ",".join(names) + "]"
+
+
+def _items_json(conn: Connection, org_id: bytes, rows: list[tuple[int, bytes, bytes, int]]) -> str:
+    equivocators = set(
+        conn.execute(
+            select(_devices.c.device_id).where(
+                _devices.c.org_id == org_id, _devices.c.equivocation.is_(True)
+            )
+        ).scalars()
+    )
+    return ",".join(
+        f'{{"server_seq":{seq},"envelope":"{_b64(data)}","flags":'
+        f"{_flag_names(flags, device_id, equivocators)}}}"
+        for seq, data, device_id, flags in rows
+    )
+
+
+def changes_json(*, engine: Engine, org_id: bytes, cursor: str, limit: int) -> bytes:
+    """One page of the feed as JSON bytes (`sync.messages.ChangesPage`)."""
+    with read_tx(engine) as conn:
+        epoch = database_epoch(conn)
+        last_seq = conn.execute(select(_orgs.c.last_seq).where(_orgs.c.id == org_id)).scalar_one()
+        try:
+            decoded = decode_cursor(cursor)
+        except CursorError:
+            raise ApiError(
+                ErrorCode.CURSOR_INVALID, 400, "not a cursor this server issued"
+            ) from None
+        after = 0
+        if decoded is not None:
+            cursor_epoch, after = decoded
+            if cursor_epoch != epoch or after > last_seq:
+                raise ApiError(
+                    ErrorCode.CURSOR_FROM_OTHER_EPOCH,
+                    409,
+                    "the server was restored or replaced: re-push what you hold and re-pull "
+                    "from the start",
+                )
+        rows = [
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    _envelopes.c.server_seq,
+                    _envelopes.c.data,
+                    _envelopes.c.device_id,
+                    _envelopes.c.flags,
+                )
+                .where(_envelopes.c.org_id == org_id, _envelopes.c.server_seq > after)
+                .order_by(_envelopes.c.server_seq)
+                .limit(limit + 1)
+            )
+        ]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_seq = rows[-1][0] if rows else after
+        items = _items_json(conn, org_id, rows)  # type: ignore[arg-type]
+    page = (
+        f'{{"items":[{items}],"cursor":"{encode_cursor(epoch, next_seq)}",'
+        f'"more":{"true" if more else "false"}}}'
+    )
+    return page.encode("ascii")
+
+
+def report_graph_json(*, engine: Engine, org_id: bytes, report_id: bytes) -> bytes:
+    """Every envelope of a report with its heads (`sync.messages.ReportGraph`)."""
+    with read_tx(engine) as conn:
+        rows = [
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    _envelopes.c.server_seq,
+                    _envelopes.c.data,
+                    _envelopes.c.device_id,
+                    _envelopes.c.flags,
+                )
+                .where(_envelopes.c.org_id == org_id, _envelopes.c.report_id == report_id)
+                .order_by(_envelopes.c.server_seq)
+            )
+        ]
+        if not rows:
+            raise ApiError(ErrorCode.NOT_FOUND, 404, "no such report")
+        heads = sorted(
+            conn.execute(
+                select(_heads.c.envelope_id).where(
+                    _heads.c.org_id == org_id, _heads.c.report_id == report_id
+                )
+            ).scalars()
+        )
+        items = _items_json(conn, org_id, rows)  # type: ignore[arg-type]
+    body = {
+        "report_id": _b64(report_id),
+        "items": "__ITEMS__",
+        "heads": [_b64(h) for h in heads],
+    }
+    return json.dumps(body).replace('"__ITEMS__"', f"[{items}]").encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReceipt:
+    id: int
+    document: bytes
+
+
+def receipts(
+    *, engine: Engine, org_id: bytes, device_id: bytes, after: int, limit: int
+) -> tuple[list[StoredReceipt], bool]:
+    with read_tx(engine) as conn:
+        rows = conn.execute(
+            select(_receipts.c.id, _receipts.c.document)
+            .where(
+                _receipts.c.org_id == org_id,
+                _receipts.c.device_id == device_id,
+                _receipts.c.id > after,
+            )
+            .order_by(_receipts.c.id)
+            .limit(limit + 1)
+        ).all()
+    out = [StoredReceipt(r.id, r.document) for r in rows[:limit]]
+    return out, len(rows) > limit
