@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import secrets
-import sys
 
 import typer
 from pydantic import ValidationError
@@ -110,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -33,8 +33,9 @@ stored revision names as parent, so no branch is ever discarded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from crypto import Envelope
 from sync.messages import ItemStatus
@@ -166,8 +167,7 @@ def classify(
             continue
         h = env.header
 
-        def result(status: ItemStatus, detail: str | None = None, **kw: object) -> None:
-            plan.outcomes.append(Outcome(status, env.id, detail=detail, **kw))  # type: ignore[arg-type]
+        result = _recorder(plan, env.id)
 
         # D1
         if h.org != org_id:
@@ -228,6 +228,13 @@ def classify(
         else:
             result(ItemStatus.CREATED, server_seq=row.server_seq)
     return plan
+
+
+def _recorder(plan: Plan, envelope_id: bytes) -> Callable[..., None]:
+    def record(status: ItemStatus, detail: str | None = None, **kw: Any) -> None:
+        plan.outcomes.append(Outcome(status, envelope_id, detail=detail, **kw))
+
+    return record
 
 
 def _equivocation(env: Envelope, by_slot: Mapping[tuple[bytes, int], Stored]) -> str | None:

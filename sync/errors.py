@@ -7,14 +7,14 @@ new ones may be added.  The one-line meanings are quoted by the protocol doc.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["PROBLEM_BASE", "ErrorCode", "problem_type"]
 
 PROBLEM_BASE = "https://sealbox.dev/problems/"
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """Stable machine-readable error codes; see `MEANINGS` for one line each."""
 
     MALFORMED_REQUEST = "malformed_request"
@@ -54,13 +54,13 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.MALFORMED_REQUEST: "The body is not valid JSON or not the expected shape.",
     ErrorCode.VALIDATION_FAILED: "A field failed validation (type, length, base64url); see errors.",
     ErrorCode.NOT_FOUND: "No such resource or route.",
-    ErrorCode.METHOD_NOT_ALLOWED: "The route exists but not with this method.",
+    ErrorCode.METHOD_NOT_ALLOWED: "Not allowed with this method.",
     ErrorCode.UNAUTHENTICATED: "The request carries no usable signature and needs one.",
-    ErrorCode.SIGNATURE_INVALID: "The RFC 9421 signature, its coverage or the content digest failed.",
+    ErrorCode.SIGNATURE_INVALID: "The RFC 9421 signature, its coverage or the digest failed.",
     ErrorCode.SIGNATURE_EXPIRED: "The signature's created time is outside the replay window.",
-    ErrorCode.REPLAYED_REQUEST: "This (keyid, nonce) was already used within the replay window.",
+    ErrorCode.REPLAYED_REQUEST: "This (keyid, nonce) was already used in the window.",
     ErrorCode.FORBIDDEN: "The signer is known but its role may not do this.",
-    ErrorCode.ADMIN_TOKEN_UNSET: "The operator has not set SEALBOX_ADMIN_TOKEN; orgs cannot be created.",
+    ErrorCode.ADMIN_TOKEN_UNSET: "SEALBOX_ADMIN_TOKEN is unset; orgs cannot be created.",
     ErrorCode.ADMIN_TOKEN_INVALID: "The bearer token is missing or wrong.",
     ErrorCode.UNKNOWN_ORG: "No organisation with this id (or the signer is not in it).",
     ErrorCode.ORG_EXISTS: "An organisation with this id already exists.",
@@ -69,9 +69,9 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVITE_INVALID: "The invite document is malformed, mis-signed or not for this org.",
     ErrorCode.INVITE_EXISTS: "An invite with this id is already registered.",
     ErrorCode.ENROLLMENT_INVALID: "The enrollment document is malformed, mis-signed or not bound.",
-    ErrorCode.INVITE_UNUSABLE: "The invite is unknown, expired, used, or the secret is wrong.",
+    ErrorCode.INVITE_UNUSABLE: "Invite unknown, expired, used, or wrong secret.",
     ErrorCode.DEVICE_REVOKED: "The signing device is revoked in the roster.",
-    ErrorCode.PAYLOAD_TOO_LARGE: "Over a limit; the problem lists the limits so the client can split.",
+    ErrorCode.PAYLOAD_TOO_LARGE: "Over a limit; the problem lists the limits to split by.",
     ErrorCode.CURSOR_INVALID: "The cursor is not one this server issued.",
     ErrorCode.CURSOR_FROM_OTHER_EPOCH: "The server was restored or replaced: re-push and re-pull.",
     ErrorCode.RATE_LIMITED: "Too many requests; wait Retry-After seconds.",

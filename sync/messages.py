@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
@@ -185,7 +185,7 @@ class DeviceList(_Wire):
 # --- push ------------------------------------------------------------------------------
 
 
-class ItemStatus(str, Enum):
+class ItemStatus(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from server.auth import CoordinatorCaller, OrgId, SignedCaller, check_rate
 from server.deps import Ctx
 from server.errors import ApiError
+from server.routes import PROBLEMS
 from server.services import orgs
 from server.settings import ADMIN_TOKEN_HINT
 from sync.errors import ErrorCode
@@ -24,18 +25,12 @@ from sync.messages import (
     EnrollResponse,
     InviteRequest,
     InviteResponse,
-    Problem,
     RosterRequest,
     RosterResponse,
     RosterVersions,
 )
 
 router = APIRouter(prefix="/v1/orgs", tags=["organisations"])
-
-_PROBLEMS = {
-    s: {"model": Problem, "content": {"application/problem+json": {}}}
-    for s in (400, 401, 403, 404, 409, 413, 422, 429)
-}
 
 
 def _check_admin(ctx: Ctx, authorization: str | None) -> None:
@@ -56,7 +51,7 @@ def _check_admin(ctx: Ctx, authorization: str | None) -> None:
         )
 
 
-@router.post("", status_code=201, response_model=CreateOrgResponse, responses=_PROBLEMS)
+@router.post("", status_code=201, response_model=CreateOrgResponse, responses=PROBLEMS)
 def create_org(
     body: CreateOrgRequest,
     ctx: Ctx,
@@ -74,7 +69,7 @@ def create_org(
     return CreateOrgResponse(org_id=org_id)
 
 
-@router.get("/{org}/roster", response_model=RosterVersions, responses=_PROBLEMS)
+@router.get("/{org}/roster", response_model=RosterVersions, responses=PROBLEMS)
 def get_roster(
     ctx: Ctx, org_id: OrgId, caller: SignedCaller, since: Annotated[int, Query(ge=0)] = 0
 ) -> RosterVersions:
@@ -84,7 +79,7 @@ def get_roster(
     )
 
 
-@router.post("/{org}/roster", response_model=RosterResponse, responses=_PROBLEMS)
+@router.post("/{org}/roster", response_model=RosterResponse, responses=PROBLEMS)
 def post_roster(
     body: RosterRequest, ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller
 ) -> RosterResponse:
@@ -95,7 +90,7 @@ def post_roster(
     return RosterResponse(version=version)
 
 
-@router.post("/{org}/invites", status_code=201, response_model=InviteResponse, responses=_PROBLEMS)
+@router.post("/{org}/invites", status_code=201, response_model=InviteResponse, responses=PROBLEMS)
 def post_invite(
     body: InviteRequest, ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller
 ) -> InviteResponse:
@@ -110,7 +105,7 @@ def post_invite(
     return InviteResponse(invite_id=invite.invite_id, expires_at=invite.expires_at)
 
 
-@router.post("/{org}/enroll", status_code=201, response_model=EnrollResponse, responses=_PROBLEMS)
+@router.post("/{org}/enroll", status_code=201, response_model=EnrollResponse, responses=PROBLEMS)
 def enroll(body: EnrollRequest, ctx: Ctx, org_id: OrgId) -> EnrollResponse:
     """Enroll a device with an invite secret and its self-signed enrollment (no signature)."""
     check_rate(ctx, "enrollment", org_id, ctx.settings.anonymous_requests_per_minute)
@@ -124,7 +119,7 @@ def enroll(body: EnrollRequest, ctx: Ctx, org_id: OrgId) -> EnrollResponse:
     return EnrollResponse(device_id=result.device_id, invite=result.invite, rosters=result.rosters)
 
 
-@router.get("/{org}/devices", response_model=DeviceList, responses=_PROBLEMS)
+@router.get("/{org}/devices", response_model=DeviceList, responses=PROBLEMS)
 def list_devices(ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller) -> JSONResponse:
     """Every device with its documents, state, flags, chain watermark and holes (coordinators)."""
     devices = [

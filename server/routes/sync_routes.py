@@ -11,12 +11,12 @@ from fastapi.responses import Response
 from server.auth import CoordinatorCaller, OrgId, SignedCaller
 from server.deps import Ctx
 from server.errors import ApiError
+from server.routes import PROBLEMS
 from server.services import feed
 from server.services import push as push_service
 from sync.errors import ErrorCode
 from sync.messages import (
     ChangesPage,
-    Problem,
     PushRequest,
     PushResponse,
     PushResult,
@@ -28,13 +28,8 @@ from sync.messages import (
 
 router = APIRouter(prefix="/v1/orgs", tags=["sync"])
 
-_PROBLEMS = {
-    s: {"model": Problem, "content": {"application/problem+json": {}}}
-    for s in (400, 401, 403, 404, 409, 413, 422, 429)
-}
 
-
-@router.post("/{org}/push", response_model=PushResponse, responses=_PROBLEMS)
+@router.post("/{org}/push", response_model=PushResponse, responses=PROBLEMS)
 def push(body: PushRequest, ctx: Ctx, org_id: OrgId, caller: SignedCaller) -> Response:
     """Store a batch of envelopes: one result per item in request order, and a signed receipt."""
     outcome = push_service.push(
@@ -70,7 +65,7 @@ def push(body: PushRequest, ctx: Ctx, org_id: OrgId, caller: SignedCaller) -> Re
     return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
 
 
-@router.get("/{org}/changes", response_model=ChangesPage, responses=_PROBLEMS)
+@router.get("/{org}/changes", response_model=ChangesPage, responses=PROBLEMS)
 def changes(
     ctx: Ctx,
     org_id: OrgId,
@@ -86,7 +81,7 @@ def changes(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{org}/reports/{report}", response_model=ReportGraph, responses=_PROBLEMS)
+@router.get("/{org}/reports/{report}", response_model=ReportGraph, responses=PROBLEMS)
 def report_graph(
     ctx: Ctx,
     org_id: OrgId,
@@ -104,7 +99,7 @@ def report_graph(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{org}/receipts", response_model=ReceiptList, responses=_PROBLEMS)
+@router.get("/{org}/receipts", response_model=ReceiptList, responses=PROBLEMS)
 def receipts(
     ctx: Ctx,
     org_id: OrgId,

@@ -103,7 +103,7 @@ def changes_json(*, engine: Engine, org_id: bytes, cursor: str, limit: int) -> b
         more = len(rows) > limit
         rows = rows[:limit]
         next_seq = rows[-1][0] if rows else after
-        items = _items_json(conn, org_id, rows)  # type: ignore[arg-type]
+        items = _items_json(conn, org_id, rows)
     page = (
         f'{{"items":[{items}],"cursor":"{encode_cursor(epoch, next_seq)}",'
         f'"more":{"true" if more else "false"}}}'
@@ -136,7 +136,7 @@ def report_graph_json(*, engine: Engine, org_id: bytes, report_id: bytes) -> byt
                 )
             ).scalars()
         )
-        items = _items_json(conn, org_id, rows)  # type: ignore[arg-type]
+        items = _items_json(conn, org_id, rows)
     body = {
         "report_id": _b64(report_id),
         "items": "__ITEMS__",

@@ -59,7 +59,7 @@ _STORED_COLUMNS = (
 
 def _stored(rows: Iterable[Row[Any]]) -> Iterator[Stored]:
     for r in rows:
-        yield Stored(r[0], r[1], r[2], r[3], r[4], r[5])
+        yield Stored(*r)  # type: ignore[call-arg]
 
 
 def fetch_known(conn: Connection, org_id: bytes, need: Needs, roster_version: int) -> Known:
@@ -79,13 +79,13 @@ def fetch_known(conn: Connection, org_id: bytes, need: Needs, roster_version: in
         per_device.setdefault(device_id, []).append(seq)
     for device_id, seqs in per_device.items():
         seqs.sort()
-        for part in chunks(seqs):
+        for seq_part in chunks(seqs):
             for s in _stored(
                 conn.execute(
                     select(*_STORED_COLUMNS).where(
                         _envelopes.c.org_id == org_id,
                         _envelopes.c.device_id == device_id,
-                        _envelopes.c.device_seq.in_(part),
+                        _envelopes.c.device_seq.in_(seq_part),
                     )
                 )
             ):
