@@ -8,6 +8,7 @@ The public surface is deliberately small (docs/PROTOCOL.md §2-§5):
               `parse_envelope`
 * documents:  `sign_document`, `SignedDocument` (rosters, invites, receipts, enrollments)
 * local keys: `wrap_keyfile`/`unwrap_keyfile` (Argon2id + ChaCha20-Poly1305)
+* attachments: `seal_chunks`/`open_chunks` (STREAM chunks), `new_attachment_key`, `manifest_of`
 * one failure: `VerificationFailed` (`MalformedEnvelope` is its structural subclass)
 
 What is not protected, by design: envelope headers are cleartext routing data,
@@ -32,6 +33,7 @@ from crypto.errors import VerificationFailed
 from crypto.keyfile import DEFAULT_KDF, KdfParams, unwrap_keyfile, wrap_keyfile
 from crypto.keys import KemPrivateKey, KemPublicKey, SigningKey, VerifyKey, key_id
 from crypto.signed import SignedDocument, digest, sign_document
+from crypto.stream import manifest_of, new_attachment_key, open_chunks, seal_chunks
 from crypto.suite import PROTOCOL_VERSION, SUITE_ID, Purpose
 
 __all__ = [
@@ -53,10 +55,14 @@ __all__ = [
     "VerifyKey",
     "digest",
     "key_id",
+    "manifest_of",
     "message_key_at",
+    "new_attachment_key",
+    "open_chunks",
     "open_revision",
     "open_sender_key",
     "parse_envelope",
+    "seal_chunks",
     "seal_revision",
     "seal_sender_key",
     "sign_document",

@@ -1,6 +1,6 @@
 """Generate Sealbox's known-answer vectors (tests/vectors/*.json) from fixed inputs.
 
-Run from the repository root:  .venv/bin/python tests/vectors/generate.py
+Run from the repository root:  .venv/bin/python tests/vectors/generate.py [set ...]
 
 Every input (seeds, nonces, salts, ids) is derived from a fixed label, and the code under
 test is driven through its deterministic seams (`_..._from_parts`, explicit nonce/salt/random
@@ -33,6 +33,7 @@ from crypto import (
     message_key_at,
     parse_envelope,
     seal_sender_key,
+    stream,
     wrap_keyfile,
 )
 from crypto.envelope import _seal_revision_from_parts
@@ -482,10 +483,6 @@ def keyfiles() -> None:
 
 
 def streams() -> None:
-    try:
-        from crypto import stream
-    except ImportError:  # pragma: no cover - before crypto/stream.py existed
-        return
     vectors: list[dict[str, Any]] = []
     for n, (size, chunk_size) in enumerate(
         ((0, 64), (1, 64), (64, 64), (65, 64), (300, 64), (1000, 256))
@@ -510,20 +507,32 @@ def streams() -> None:
     write("stream_v1.json", "Attachment chunks (STREAM, ChaCha20-Poly1305)", "§13", vectors)
 
 
-def main() -> int:
-    keys()
-    encoding_vectors()
-    padding()
-    chain()
-    envelopes()
-    sender_keys()
-    roster()
-    invites()
-    receipts()
-    keyfiles()
-    streams()
+GENERATORS = {
+    "keys": keys,
+    "cbor": encoding_vectors,
+    "padding": padding,
+    "chain": chain,
+    "envelope": envelopes,
+    "sender_key": sender_keys,
+    "roster": roster,
+    "invite": invites,
+    "receipt": receipts,
+    "keyfile": keyfiles,
+    "stream": streams,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Regenerate every file, or only the ones named (e.g. ``generate.py stream``)."""
+    names = argv or list(GENERATORS)
+    unknown = [n for n in names if n not in GENERATORS]
+    if unknown:
+        print(f"unknown vector sets {unknown}; choose from {sorted(GENERATORS)}", file=sys.stderr)
+        return 2
+    for name in names:
+        GENERATORS[name]()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
