@@ -177,6 +177,9 @@ class Org:
             assert r.status_code == 200, r.text
         return DeviceChain(key=key, org=self.org_id)
 
+    def coordinator_chain(self) -> DeviceChain:
+        return DeviceChain(key=self.coordinator, org=self.org_id)
+
     def push(self, device: DeviceChain, envelopes: list[Envelope], **kw: Any) -> Any:
         body = {"envelopes": [b64(e.to_bytes()) for e in envelopes]}
         return self.api.call("POST", self.path + "/push", body, key=device.key, **kw)
