@@ -51,7 +51,7 @@ from crypto import (
     seal_sender_key,
 )
 from crypto.suite import Purpose
-from sync.invite import Enrollment, Invite, InviteError
+from sync.invite import Enrollment, Invite, InviteCode, InviteError, secret_hash
 from sync.merge import MergeError, ReportDag, ReportState, Revision
 from sync.receipt import Receipt
 from sync.report import ContentError, ReportContent
@@ -78,6 +78,7 @@ __all__ = [
     "revoke_flow",
     "roster_flow",
     "seal_edit",
+    "verify_enrollment",
 ]
 
 EPOCH_LENGTH = 10_000
@@ -761,3 +762,41 @@ def pull_flow(
         yield Checkpoint("ChangesPulled", tuple(fresh))
         if not response.body.get("more"):
             return cursor, rewound
+
+
+def verify_enrollment(code: InviteCode, body: Any) -> tuple[SignedRoster, Invite]:
+    """Check the server's answer to an enrollment against the invite code.
+
+    The roster chain must verify from genesis and pass through the fingerprint
+    the invite code pins (so the server cannot hand over its own coordinator
+    keys), and the invite document must be signed by a coordinator of that chain
+    and match the code's id, secret and organisation.
+
+    Raises:
+        ServerMisbehaved: if anything does not match.
+    """
+    try:
+        versions = [SignedRoster.parse(b64d(v)) for v in body["rosters"]]
+        newest = verify_chain(versions, pinned_fingerprint=code.roster_fingerprint)
+        document = SignedDocument.parse(b64d(body["invite"]), Purpose.INVITE_SIGNATURE)
+    except (RosterError, VerificationFailed, KeyError, TypeError, ValueError) as exc:
+        raise ServerMisbehaved(f"the server's roster or invite does not verify: {exc}") from exc
+    signer = None
+    for version in versions:
+        member = version.roster.member(document.signer)
+        if member is not None and member.role is Role.COORDINATOR:
+            signer = member
+    if signer is None:
+        raise ServerMisbehaved("the invite is not signed by a coordinator of the pinned roster")
+    try:
+        invite = Invite.verify(document, signer.signing_key)
+    except (VerificationFailed, InviteError) as exc:
+        raise ServerMisbehaved("the invite signature does not verify") from exc
+    if (
+        invite.invite_id != code.invite_id
+        or invite.org_id != code.org_id
+        or invite.secret_hash != secret_hash(code.secret)
+        or newest.roster.org_id != code.org_id
+    ):
+        raise ServerMisbehaved("the invite does not match the invite code")
+    return newest, invite

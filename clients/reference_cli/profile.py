@@ -1,0 +1,189 @@
+"""A profile: one device's identity and state, loaded from and saved to its encrypted store.
+
+Records (all inside `Store`, so encrypted; kinds and names are HMAC'd on disk):
+  meta/profile   server URL, org id, device id, role, org name, label, last sync, warnings
+  roster/trusted the newest roster version this profile verified (rollback floor)
+  device/state   the device chain (`sync.engine.DeviceState` without its outbox)
+  outbox/<seq>   one queued envelope per record (purged on receipt)
+  env/<id>       coordinators: every verified envelope pulled (re-verified on load)
+  enroll/<id>    coordinators: enrollment documents verified against an invite
+  invite/<id>    coordinators: invites this profile issued (to open device labels)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from clients.reference_cli.store import Secrets, Store
+from crypto import KemPrivateKey, SigningKey, encoding
+from sync.engine import CoordinatorView, DeviceState, OutboxItem
+from sync.invite import Enrollment
+from sync.roster import Role, SignedRoster
+
+__all__ = ["Profile", "default_home", "passphrase"]
+
+
+def default_home() -> Path:
+    env = os.environ.get("SEALBOX_HOME")
+    return Path(env) if env else Path(typer.get_app_dir("sealbox"))
+
+
+def passphrase(*, confirm: bool) -> bytes:
+    """The passphrase from SEALBOX_PASSPHRASE, else a prompt."""
+    env = os.environ.get("SEALBOX_PASSPHRASE")
+    if env:
+        return env.encode()
+    text = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+    return str(text).encode()
+
+
+@dataclass
+class Profile:
+    home: Path
+    store: Store
+    meta: dict[str, Any]
+    _outbox_names: set[str] = field(default_factory=set)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        home: Path,
+        secret: Secrets,
+        meta: dict[str, Any],
+        roster: SignedRoster,
+        *,
+        confirm: bool = True,
+    ) -> Profile:
+        store = Store.create(home, passphrase(confirm=confirm), secret)
+        profile = cls(home, store, dict(meta))
+        with store.transaction():
+            profile.save_meta()
+            profile.set_roster(roster)
+            profile.save_device(DeviceState(org_id=meta["org"], device_id=meta["device"]))
+        return profile
+
+    @classmethod
+    def open(cls, home: Path) -> Profile:
+        store = Store.open(home, passphrase(confirm=False))
+        meta = store.get_cbor("meta", "profile")
+        return cls(home, store, meta)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- identity --------------------------------------------------------------------------
+    @property
+    def org_id(self) -> bytes:
+        return bytes(self.meta["org"])
+
+    @property
+    def device_id(self) -> bytes:
+        return bytes(self.meta["device"])
+
+    @property
+    def role(self) -> Role:
+        return Role(self.meta["role"])
+
+    @property
+    def server_url(self) -> str:
+        return str(self.meta["server"])
+
+    @property
+    def org_path(self) -> str:
+        from sync.engine import b64e
+
+        return f"/v1/orgs/{b64e(self.org_id)}"
+
+    @property
+    def signing_key(self) -> SigningKey:
+        return self.store.secrets.signing_key
+
+    @property
+    def kem_key(self) -> KemPrivateKey:
+        key = self.store.secrets.kem_key
+        if key is None:
+            raise typer.BadParameter("only coordinators hold a decryption key")
+        return key
+
+    def save_meta(self) -> None:
+        self.store.put_cbor("meta", "profile", self.meta)
+
+    def warn(self, text: str) -> None:
+        warnings = list(self.meta.get("warnings", []))
+        if text not in warnings:
+            warnings.append(text)
+        self.meta["warnings"] = warnings[-20:]
+        self.save_meta()
+
+    # --- roster ----------------------------------------------------------------------------
+    @property
+    def roster(self) -> SignedRoster:
+        return SignedRoster.parse(self.store.get("roster", "trusted") or b"")
+
+    def set_roster(self, roster: SignedRoster) -> None:
+        self.store.put("roster", "trusted", roster.to_bytes())
+
+    # --- the device chain and outbox -----------------------------------------------------------
+    def device_state(self) -> DeviceState:
+        raw = self.store.get_cbor("device", "state")
+        state = DeviceState.from_cbor(raw)
+        items = self.store.items("outbox")
+        state.outbox = [OutboxItem.from_cbor(encoding.decode(payload)) for _, payload in items]
+        state.outbox.sort(key=lambda i: i.seq)
+        self._outbox_names = {name for name, _ in items}
+        return state
+
+    def save_device(self, state: DeviceState) -> None:
+        with self.store.transaction():
+            raw = state.to_cbor()
+            raw["ob"] = []
+            self.store.put_cbor("device", "state", raw)
+            current = {f"{i.seq:012d}": i for i in state.outbox}
+            for name in self._outbox_names - set(current):
+                self.store.delete("outbox", name)
+            for name in set(current) - self._outbox_names:
+                self.store.put_cbor("outbox", name, current[name].to_cbor())
+            self._outbox_names = set(current)
+
+    # --- coordinators --------------------------------------------------------------------------
+    def enrollments(self) -> list[Enrollment]:
+        out = []
+        for _, payload in self.store.items("enroll"):
+            out.append(Enrollment.parse_and_verify(payload)[0])
+        return out
+
+    def save_enrollments(
+        self, enrollments: list[Enrollment], documents: dict[bytes, bytes]
+    ) -> None:
+        for enrollment in enrollments:
+            data = documents.get(enrollment.device_id)
+            if data is not None:
+                self.store.put("enroll", enrollment.device_id.hex(), data)
+
+    def view(self) -> CoordinatorView:
+        view = CoordinatorView(
+            roster=self.roster, kem_key=self.kem_key, enrollments=self.enrollments()
+        )
+        envelopes = [payload for _, payload in self.store.items("env")]
+        # Device order makes the ratchet walk each chain once.
+        from crypto import parse_envelope
+
+        envelopes.sort(
+            key=lambda d: (parse_envelope(d).header.device, parse_envelope(d).header.seq)
+        )
+        for data in envelopes:
+            view.ingest(data)
+        return view
+
+    def keep_envelopes(self, envelopes: tuple[bytes, ...] | list[bytes]) -> None:
+        from crypto import parse_envelope
+
+        with self.store.transaction():
+            for data in envelopes:
+                self.store.put("env", parse_envelope(data).id.hex(), data)
