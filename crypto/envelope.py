@@ -237,7 +237,9 @@ def parse_envelope(data: bytes) -> Envelope:
         outer = encoding.decode(bytes(data))
     except encoding.CanonicalError as exc:
         raise MalformedEnvelope("envelope is not canonical CBOR") from exc
-    if not isinstance(outer, list) or len(outer) != 4 or outer[0] != PROTOCOL_VERSION:
+    if not isinstance(outer, list) or len(outer) != 4 or type(outer[0]) is not int:
+        raise MalformedEnvelope("envelope must be [1, header, body, signature]")
+    if outer[0] != PROTOCOL_VERSION:  # (a CBOR `true` equals 1 in Python: hence the type check)
         raise MalformedEnvelope("envelope must be [1, header, body, signature]")
     _, header_bytes, body, signature = outer
     if not isinstance(header_bytes, bytes) or not isinstance(body, bytes):

@@ -66,10 +66,12 @@ class SignedDocument:
             outer = encoding.decode(bytes(data))
         except encoding.CanonicalError as exc:
             raise VerificationFailed() from exc
-        if not isinstance(outer, list) or len(outer) != 5 or outer[0] != PROTOCOL_VERSION:
+        if not isinstance(outer, list) or len(outer) != 5 or type(outer[0]) is not int:
+            raise VerificationFailed()
+        if outer[0] != PROTOCOL_VERSION:  # type() above: a CBOR `true` equals 1 in Python
             raise VerificationFailed()
         _, name, body, signer, signature = outer
-        if _BY_NAME.get(name) is not purpose:
+        if not isinstance(name, str) or _BY_NAME.get(name) is not purpose:
             raise VerificationFailed()
         if not (
             isinstance(body, bytes)

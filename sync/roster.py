@@ -176,6 +176,8 @@ class Roster:
     def from_cbor(cls, raw: Any) -> Roster:
         if not isinstance(raw, dict) or set(raw) != {"v", "s", "o", "n", "h", "sv", "m"}:
             raise RosterError("format", "malformed roster")
+        if type(raw["v"]) is not int or type(raw["s"]) is not int:
+            raise RosterError("format", "unsupported version or suite")
         if raw["v"] != PROTOCOL_VERSION or raw["s"] != SUITE_ID:
             raise RosterError("format", "unsupported version or suite")
         if not (isinstance(raw["o"], bytes) and len(raw["o"]) == 16):

@@ -489,3 +489,13 @@ def test_wrong_types_are_type_errors() -> None:
         seal(b"x", signing_key=DEVICE.verify_key)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         seal("text")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", [True, 2, 0, "1", b"\x01", None])
+def test_outer_version_must_be_integer_one(version: Any) -> None:
+    """PROTOCOL §2, §4: the outer version is exactly the integer 1; CBOR `true` (equal to 1 in
+    Python) would otherwise give a second byte string for the same envelope id."""
+    with pytest.raises(MalformedEnvelope):
+        parse_envelope(
+            encoding.encode([version, REVISION.header_bytes, REVISION.body, REVISION.signature])
+        )

@@ -141,3 +141,40 @@ def test_keys_never_print_their_bytes() -> None:
     message = chain.advance()[0]
     for text in (repr(chain), repr(message), repr(KEY)):
         assert "abab" not in text.lower() and "\\xab" not in text
+
+
+@pytest.mark.parametrize(
+    "outer",
+    [
+        lambda d: [True, "invite", d.body, d.signer, d.signature],
+        lambda d: [2, "invite", d.body, d.signer, d.signature],
+        lambda d: [1, ["invite"], d.body, d.signer, d.signature],
+        lambda d: [1, {"p": "invite"}, d.body, d.signer, d.signature],
+        lambda d: [1, b"invite", d.body, d.signer, d.signature],
+        lambda d: [1, "invite", d.body.decode("latin-1"), d.signer, d.signature],
+        lambda d: [1, "invite", d.body, d.signer[:15], d.signature],
+        lambda d: [1, "invite", d.body, d.signer, d.signature[:63]],
+        lambda d: {"v": 1},
+    ],
+    ids=[
+        "version-true",
+        "version-2",
+        "purpose-list",
+        "purpose-map",
+        "purpose-bytes",
+        "body-text",
+        "signer-15",
+        "signature-63",
+        "map",
+    ],
+)
+def test_document_with_wrong_outer_types_fails_opaquely(outer) -> None:
+    """PROTOCOL §2, §3: another version (even CBOR `true`, which Python equals to 1) or a field
+    of the wrong type fails with VerificationFailed, never another exception."""
+    from crypto import encoding
+
+    document = sign_document(Purpose.INVITE_SIGNATURE, BODY, KEY)
+    with pytest.raises(VerificationFailed):
+        SignedDocument.parse(encoding.encode(outer(document)), Purpose.INVITE_SIGNATURE).verify(
+            KEY.verify_key
+        )

@@ -373,12 +373,14 @@ def test_R6_exactly_coordinators_carry_hpke_key(org: Org, case: str) -> None:
     [
         {"v": 2},
         {"s": 2},
+        {"v": True},
+        {"s": True},
         {"o": bytes(15)},
         {"h": bytes(31)},
         {"sv": bytes(31)},
         {"x": 1},
     ],
-    ids=["version", "suite", "org", "prev", "server-key", "unknown-field"],
+    ids=["version", "suite", "version-true", "suite-true", "org", "prev", "server-key", "extra"],
 )
 def test_roster_format_refuses_other_versions_suites_and_shapes(org: Org, change: dict) -> None:
     """PROTOCOL §2, §5.1: another version, suite, length or field makes the roster malformed."""
