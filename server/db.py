@@ -15,8 +15,12 @@ Rules (docs/PROTOCOL.md §7.7):
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -64,13 +68,52 @@ def make_engine(url: str, *, connect_args: dict[str, Any] | None = None) -> Engi
     )
 
 
+class _SqliteWriteLock:
+    """Serialises SQLite writers without SQLite's busy handler, which sleeps in coarse
+    steps (1, 2, 5, ... 100 ms): a thread lock for our own threads, plus an ``flock``
+    on a file next to the database for other worker processes (woken at release)."""
+
+    def __init__(self, database: str | None) -> None:
+        self._thread_lock = threading.Lock()
+        self._path = f"{database}.writelock" if database and database != ":memory:" else None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._path is None:
+                yield
+                return
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, _SqliteWriteLock] = weakref.WeakKeyDictionary()
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(engine: Engine) -> _SqliteWriteLock | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.get(engine)
+        if lock is None:
+            lock = _WRITE_LOCKS[engine] = _SqliteWriteLock(engine.url.database)
+        return lock
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """A write transaction (SQLite: BEGIN IMMEDIATE). Commits on success, rolls back on error."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(sealbox_write=True)
-        with conn.begin():
-            yield conn
+    lock = _write_lock(engine)
+    with lock.hold() if lock is not None else nullcontext():
+        with engine.connect() as conn:
+            conn = conn.execution_options(sealbox_write=True)
+            with conn.begin():
+                yield conn
 
 
 @contextmanager

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -48,7 +47,7 @@ __all__ = [
     "b64encode",
 ]
 
-_B64_RE = re.compile(r"[A-Za-z0-9_-]*")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 def b64encode(data: bytes) -> str:
@@ -58,13 +57,19 @@ def b64encode(data: bytes) -> str:
 
 def b64decode(text: str) -> bytes:
     """Strict inverse of `b64encode`. Raises ValueError on anything else."""
-    if not isinstance(text, str) or not _B64_RE.fullmatch(text) or len(text) % 4 == 1:
+    if not isinstance(text, str) or not text.isascii():
+        raise ValueError("expected base64url without padding")
+    data = text.encode("ascii")
+    rest = len(data) % 4
+    if rest == 1 or b"+" in data or b"/" in data or b"=" in data:
         raise ValueError("expected base64url without padding")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = binascii.a2b_base64(
+            data.translate(_TO_STANDARD) + b"=" * (-rest % 4), strict_mode=True
+        )
     except (binascii.Error, ValueError) as exc:
         raise ValueError("expected base64url without padding") from exc
-    if len(text) % 4 and b64encode(raw) != text:
+    if rest and b64encode(raw[-(rest - 1) :]) != text[-rest:]:
         raise ValueError("non-canonical base64url (trailing bits set)")
     return raw
 

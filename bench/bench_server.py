@@ -1,0 +1,315 @@
+"""Server throughput: ingest (push) and the changes feed against a real server process.
+
+Starts ``sealbox-server serve`` on 127.0.0.1 (default configuration, SQLite in a
+temporary data dir; ``--database-url`` for PostgreSQL), creates an organisation
+with one coordinator and ``--clients`` field devices, pre-generates every
+envelope (``--plaintext`` bytes of content, batches of ``--batch``) and every
+signed request, then measures:
+
+* ingest: ``--clients`` threads push their batches concurrently (revisions/s);
+* feed: the coordinator pulls the whole feed, page by page (revisions/s,
+  decoding each page's JSON and every envelope's base64url).
+
+Prints one JSON object.  Budgets (issue 3): ingest >= 4,000 rev/s, feed >=
+20,000 rev/s on SQLite; PostgreSQL not slower.
+
+    .venv/bin/python bench/bench_server.py [--batches 50] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from crypto import ChainKey, KemPrivateKey, SigningKey, VerifyKey, seal_revision, seal_sender_key  # noqa: E402  # noqa: E402
+from sync.auth import sign_request  # noqa: E402
+from sync.invite import Enrollment, Invite, seal_label  # noqa: E402
+from sync.roster import Member, Role, Roster  # noqa: E402
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Signed:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def request(
+        self, method: str, path: str, body: object, key: SigningKey
+    ) -> tuple[bytes, dict[str, str]]:
+        data = b"" if body is None else json.dumps(body).encode()
+        headers = sign_request(
+            method=method,
+            url=self.base + path,
+            body=data,
+            key=key,
+            created=int(time.time()),
+            nonce=secrets.token_urlsafe(16),
+        )
+        if data:
+            headers["content-type"] = "application/json"
+        return data, headers
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process and its children (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+def start_server(args: argparse.Namespace, data_dir: str, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["SEALBOX_DATA_DIR"] = data_dir
+    env["SEALBOX_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    if args.database_url:
+        env["SEALBOX_DATABASE_URL"] = args.database_url
+    exe = str(ROOT / ".venv" / "bin" / "sealbox-server")
+    subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
+    cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if args.workers > 1:
+        cmd += ["--workers", str(args.workers)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.admin_token = env["SEALBOX_ADMIN_TOKEN"]  # type: ignore[attr-defined]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return proc
+        except httpx2.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=50, help="batches per client")
+    parser.add_argument("--plaintext", type=int, default=2048)
+    parser.add_argument("--page", type=int, default=2000, help="feed page size")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers (default config: 1)"
+    )
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+
+    data_dir = tempfile.mkdtemp(prefix="sealbox-bench-")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(args, data_dir, port)
+    try:
+        http = httpx2.Client(base_url=base, timeout=120)
+        signer = Signed(base)
+        server_key = VerifyKey(unb64(http.get("/v1/server").json()["server_key"]))
+        coordinator, kem = SigningKey.generate(), KemPrivateKey.generate()
+        org_id = secrets.token_bytes(16)
+        members = [
+            Member(
+                coordinator.verify_key.key_id,
+                coordinator.verify_key,
+                Role.COORDINATOR,
+                kem.public_key,
+            )
+        ]
+        devices = [SigningKey.generate() for _ in range(args.clients)]
+        genesis = Roster(org_id, 1, bytes(32), server_key, tuple(members)).sign(coordinator)
+        r = http.post(
+            "/v1/orgs",
+            json={"roster": b64(genesis.to_bytes())},
+            headers={"authorization": f"Bearer {proc.admin_token}"},  # type: ignore[attr-defined]
+        )
+        r.raise_for_status()
+        org_path = f"/v1/orgs/{b64(org_id)}"
+        roster = genesis.roster
+        for dev in devices:
+            doc, code = Invite.create(
+                org_id=org_id,
+                role=Role.FIELD,
+                expires_at=int(time.time()) + 3600,
+                roster_fingerprint=genesis.hash,
+                server_url=base,
+                signing_key=coordinator,
+            )
+            body, headers = signer.request(
+                "POST", org_path + "/invites", {"invite": b64(doc.to_bytes())}, coordinator
+            )
+            http.post(org_path + "/invites", content=body, headers=headers).raise_for_status()
+            label = seal_label(
+                "bench",
+                secret=code.secret,
+                invite_id=code.invite_id,
+                device_id=dev.verify_key.key_id,
+            )
+            enr = Enrollment(org_id, code.invite_id, dev.verify_key, Role.FIELD, label).sign(dev)
+            http.post(
+                org_path + "/enroll",
+                json={"enrollment": b64(enr.to_bytes()), "secret": b64(code.secret)},
+            ).raise_for_status()
+            members.append(Member(dev.verify_key.key_id, dev.verify_key, Role.FIELD))
+        signed2 = (
+            Roster(org_id, 1, bytes(32), server_key, tuple(members))
+            .next_version(genesis)
+            .sign(coordinator)
+        )
+        body, headers = signer.request(
+            "POST", org_path + "/roster", {"roster": b64(signed2.to_bytes())}, coordinator
+        )
+        http.post(org_path + "/roster", content=body, headers=headers).raise_for_status()
+        roster = signed2.roster
+
+        # Pre-generate envelopes and signed requests (not timed).
+        t0 = time.perf_counter()
+        content = os.urandom(args.plaintext)
+        requests: list[list[tuple[bytes, dict[str, str]]]] = []
+        for dev in devices:
+            ck = ChainKey.generate()
+            key_env = seal_sender_key(
+                org=org_id,
+                seq=1,
+                prev=bytes(32),
+                roster_version=roster.version,
+                chain_key=ck,
+                recipients=roster.recipients(),
+                signing_key=dev,
+            )
+            prev, seq, envs, chain = key_env.id, 1, [key_env], ck
+            report, parent = secrets.token_bytes(16), None
+            for i in range(args.batch * args.batches - 1):
+                seq += 1
+                if i % 10 == 0:
+                    report, parent = secrets.token_bytes(16), None
+                message_key, chain = chain.advance()
+                env = seal_revision(
+                    org=org_id,
+                    report=report,
+                    parents=[parent] if parent else [],
+                    seq=seq,
+                    prev=prev,
+                    roster_version=roster.version,
+                    key_seq=1,
+                    message_key=message_key,
+                    content=content,
+                    signing_key=dev,
+                )
+                prev, parent = env.id, env.id
+                envs.append(env)
+            batches = []
+            for start in range(0, len(envs), args.batch):
+                chunk = envs[start : start + args.batch]
+                batches.append(
+                    signer.request(
+                        "POST",
+                        org_path + "/push",
+                        {"envelopes": [b64(e.to_bytes()) for e in chunk]},
+                        dev,
+                    )
+                )
+            requests.append(batches)
+        prep = time.perf_counter() - t0
+        total = sum(len(json.loads(b)["envelopes"]) for batches in requests for b, _ in batches)
+
+        # Ingest.
+        errors: list[str] = []
+
+        def client(batches: list[tuple[bytes, dict[str, str]]]) -> None:
+            with httpx2.Client(base_url=base, timeout=120) as c:
+                for body, headers in batches:
+                    resp = c.post(org_path + "/push", content=body, headers=headers)
+                    if resp.status_code != 200:
+                        errors.append(f"{resp.status_code} {resp.text[:200]}")
+                        continue
+                    bad = [x for x in resp.json()["results"] if x["status"] != "created"]
+                    if bad:
+                        errors.append(str(bad[0]))
+
+        threads = [threading.Thread(target=client, args=(b,)) for b in requests]
+        cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ingest_s = time.perf_counter() - t0
+        server_cpu = cpu_seconds(proc.pid) - cpu0
+        client_cpu = time.process_time() - own0
+        if errors:
+            raise SystemExit(f"push errors: {errors[:3]}")
+
+        # Feed.
+        cursor, pulled, envelope_bytes = "", 0, 0
+        t0 = time.perf_counter()
+        while True:
+            path = f"{org_path}/changes?cursor={cursor}&limit={args.page}"
+            _, headers = signer.request("GET", path, None, coordinator)
+            page = http.get(path, headers=headers).json()
+            for item in page["items"]:
+                envelope_bytes += len(unb64(item["envelope"]))
+            pulled += len(page["items"])
+            cursor = page["cursor"]
+            if not page["more"]:
+                break
+        feed_s = time.perf_counter() - t0
+        if pulled != total:
+            raise SystemExit(f"feed returned {pulled} of {total} revisions")
+        result = {
+            "backend": "postgresql" if args.database_url else "sqlite",
+            "workers": args.workers,
+            "clients": args.clients,
+            "batch": args.batch,
+            "plaintext_bytes": args.plaintext,
+            "revisions": total,
+            "envelope_bytes_avg": round(envelope_bytes / pulled),
+            "prepare_seconds": round(prep, 2),
+            "ingest_seconds": round(ingest_s, 3),
+            "ingest_revisions_per_second": round(total / ingest_s),
+            "ingest_server_cpu_seconds": round(server_cpu, 2),
+            "ingest_client_cpu_seconds": round(client_cpu, 2),
+            "feed_seconds": round(feed_s, 3),
+            "feed_revisions_per_second": round(pulled / feed_s),
+            "budget_ingest": 4000,
+            "budget_feed": 20000,
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()
