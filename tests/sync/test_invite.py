@@ -34,7 +34,9 @@ ORG = bytes(range(16))
 FINGERPRINT = bytes(range(32))
 
 
-def make_invite(role: Role = Role.FIELD) -> tuple[SignedDocument, InviteCode]:
+def make_invite(
+    role: Role = Role.FIELD, random: bytes | None = None
+) -> tuple[SignedDocument, InviteCode]:
     return Invite.create(
         org_id=ORG,
         role=role,
@@ -42,6 +44,7 @@ def make_invite(role: Role = Role.FIELD) -> tuple[SignedDocument, InviteCode]:
         roster_fingerprint=FINGERPRINT,
         server_url="https://sealbox.example.org",
         signing_key=COORDINATOR,
+        random=random,
     )
 
 
@@ -176,7 +179,7 @@ def test_damaged_code_never_enrolls_silently(data: st.DataObject) -> None:
     """PROTOCOL §6.2-§6.4: any one-character change either fails to decode or changes a field
     that a later check catches (the server's secret hash, the roster pin, the org or invite id),
     or only hits base64 padding bits and decodes to the identical code."""
-    document, code = make_invite()
+    document, code = make_invite(random=bytes(range(48)))
     invite = Invite.verify(document, COORDINATOR.verify_key)
     text = code.encode()
     position = data.draw(st.integers(len(INVITE_CODE_PREFIX), len(text) - 1))

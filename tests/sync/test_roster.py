@@ -479,3 +479,36 @@ def test_pin_defeats_substituted_genesis(org: Org) -> None:
     with pytest.raises(RosterError) as info:
         verify_chain([fake_v1], pinned_fingerprint=org.v1.hash)  # ...but not the pinned org
     assert info.value.rule == "pin"
+
+
+_leaf = (
+    st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=12)
+    | st.booleans()
+    | st.none()
+    | st.sampled_from([1, True, bytes(16), bytes(32), "coordinator", "field"])
+)
+_member = st.dictionaries(st.sampled_from(["i", "k", "r", "e", "x", "zz"]), _leaf, max_size=6)
+_body = st.fixed_dictionaries(
+    {
+        "v": st.sampled_from([1, True, 2]) | _leaf,
+        "s": st.sampled_from([1, True]) | _leaf,
+        "o": _leaf,
+        "n": _leaf,
+        "h": _leaf,
+        "sv": _leaf,
+        "m": st.lists(_member, max_size=3) | _leaf,
+    }
+)
+
+
+@given(body=_body)
+def test_signed_structured_garbage_only_raises_roster_error(body: dict[str, Any]) -> None:
+    """PROTOCOL §5.1: a validly signed body of any shape parses only if well-formed, and
+    otherwise fails with RosterError (never another exception)."""
+    signer = SigningKey(bytes([1]) * 32)
+    try:
+        SignedRoster.parse(raw_signed(body, signer))
+    except RosterError:
+        pass
