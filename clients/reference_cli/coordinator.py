@@ -1,0 +1,387 @@
+"""Coordinator commands: merged reports, conflicts, devices."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clients.reference_cli.common import (
+    Exit,
+    Home,
+    Json,
+    _errors,
+    _out,
+    _profile,
+    _require_coordinator,
+    _resolve_report,
+    _seal,
+    _single,
+    _transport,
+    err,
+)
+from clients.reference_cli.profile import Profile
+from clients.reference_cli.transport import run_flow
+from crypto import encoding
+from sync.engine import CoordinatorView, Request, b64d, revoke_flow, roster_flow
+from sync.invite import Enrollment, open_label
+from sync.merge import ReportState
+from sync.report import DELETED, ReportContent, parse_field_assignments
+
+reports_app = typer.Typer(help="Read merged reports (coordinators).", no_args_is_help=True)
+conflicts_app = typer.Typer(
+    help="Concurrent edits of one field (coordinators).", no_args_is_help=True
+)
+devices_app = typer.Typer(help="Enrolled devices (coordinators).", no_args_is_help=True)
+
+# --- reading (coordinators) -------------------------------------------------------------------
+
+
+def _value_text(value: Any) -> str:
+    return "(deleted)" if value is DELETED else str(value)
+
+
+def _state_lines(state: ReportState) -> list[str]:
+    lines = [
+        f"report {state.report.hex()}  ({state.revision_count} revisions, {len(state.heads)} heads)"
+    ]
+    for f in state.fields:
+        if f.conflict:
+            lines.append(f"  {f.name}: CONFLICT")
+            for w in f.writes:
+                when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(w.client_time))
+                lines.append(
+                    f"      - {_value_text(w.value)!r}  by {w.author.hex()[:12]}"
+                    f" at {when} UTC (client clock)"
+                )
+        else:
+            lines.append(f"  {f.name}: {_value_text(f.writes[0].value)}")
+    for n in state.notes:
+        lines.append(f"  note by {n.author.hex()[:12]}: {n.text}")
+    for a in state.attachments:
+        lines.append(
+            f"  attachment {a.name} ({a.size} bytes, {a.media_type},"
+            f" sha256 {a.sha256.hex()[:16]}...)"
+        )
+    if state.missing:
+        lines.append(f"  WARNING {len(state.missing)} parent revisions not seen yet")
+    return lines
+
+
+def _coordinator_view(profile: Profile) -> CoordinatorView:
+    _require_coordinator(profile)
+    view = profile.view()
+    for finding in view.findings():
+        err.print(f"[bold red]WARNING[/] {finding.text()}", highlight=False)
+    return view
+
+
+@reports_app.command("list")
+def reports_list(home: Home = None, as_json: Json = False) -> None:
+    """Every report, merged, with conflicts counted."""
+    with _errors(as_json), _profile(home) as profile:
+        view = _coordinator_view(profile)
+        states = view.reports()
+        data: list[dict[str, Any]] = [
+            {
+                "report_id": r.hex(),
+                "revisions": s.revision_count,
+                "conflicts": [f.name for f in s.conflicts],
+                "fields": {
+                    f.name: (None if f.conflict else _json_value(f.writes[0].value))
+                    for f in s.fields
+                },
+            }
+            for r, s in states.items()
+        ]
+
+        def human() -> None:
+            table = Table("report", "revisions", "conflicts", "fields")
+            for d in data:
+                summary = ", ".join(f"{k}={v}" for k, v in list(d["fields"].items())[:3])
+                table.add_row(
+                    d["report_id"][:12],
+                    str(d["revisions"]),
+                    ", ".join(d["conflicts"]) or "-",
+                    summary,
+                )
+            Console().print(table)
+
+        _out(as_json, data, human)
+
+
+def _from_json(value: Any) -> Any:
+    return DELETED if isinstance(value, dict) else value
+
+
+def _json_value(value: Any) -> Any:
+    return {"deleted": True} if value is DELETED else value
+
+
+@reports_app.command("show")
+def reports_show(
+    report_id: Annotated[str, typer.Argument(help="Report id (or a unique prefix).")],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """One report's merged state: every field, conflicting values with author and time, notes."""
+    with _errors(as_json), _profile(home) as profile:
+        view = _coordinator_view(profile)
+        state = view.report(_resolve_report(view, profile, report_id))
+        if state is None:
+            raise Exit(1, "this report has no readable revision yet (sync first)")
+        _out(
+            as_json,
+            state.to_json(),
+            lambda: sys.stdout.write("\n".join(_state_lines(state)) + "\n"),
+        )
+
+
+@reports_app.command("export")
+def reports_export(
+    format: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
+    ] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Export every merged report (conflicts kept: one CSV row per surviving value)."""
+    with _errors(as_json), _profile(home) as profile:
+        view = _coordinator_view(profile)
+        states = list(view.reports().values())
+        if format == "json":
+            text = json.dumps([s.to_json() for s in states], indent=2, sort_keys=True) + "\n"
+        elif format == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(
+                [
+                    "report_id",
+                    "field",
+                    "value",
+                    "deleted",
+                    "conflict",
+                    "author",
+                    "revision",
+                    "client_time",
+                ]
+            )
+            for s in states:
+                for f in s.fields:
+                    for w in f.writes:
+                        writer.writerow(
+                            [
+                                s.report.hex(),
+                                f.name,
+                                "" if w.deleted else w.value,
+                                w.deleted,
+                                f.conflict,
+                                w.author.hex(),
+                                w.revision.hex(),
+                                w.client_time,
+                            ]
+                        )
+            text = buffer.getvalue()
+        else:
+            raise Exit(1, "--format is json or csv")
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            err.print(f"{len(states)} reports written to {output} (plaintext: keep it safe).")
+
+
+@conflicts_app.command("list")
+def conflicts_list(home: Home = None, as_json: Json = False) -> None:
+    """Fields with concurrent values, per report."""
+    with _errors(as_json), _profile(home) as profile:
+        view = _coordinator_view(profile)
+        data: list[dict[str, Any]] = []
+        for report, state in view.reports().items():
+            for f in state.conflicts:
+                data.append(
+                    {
+                        "report_id": report.hex(),
+                        "field": f.name,
+                        "values": [
+                            {
+                                "value": _json_value(w.value),
+                                "author": w.author.hex(),
+                                "client_time": w.client_time,
+                                "revision": w.revision.hex(),
+                            }
+                            for w in f.writes
+                        ],
+                    }
+                )
+
+        def human() -> None:
+            if not data:
+                err.print("No conflicts.")
+            for d in data:
+                sys.stdout.write(f"{d['report_id']} {d['field']}:\n")
+                for v in d["values"]:
+                    sys.stdout.write(
+                        f"    {_value_text(_from_json(v['value']))!r} by {v['author'][:12]}\n"
+                    )
+
+        _out(as_json, data, human)
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    report_id: Annotated[str, typer.Argument(help="Report id (or a unique prefix).")],
+    field: Annotated[
+        list[str],
+        typer.Option("--field", "-f", help="KEY=VALUE (or KEY! to delete): the chosen value."),
+    ],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Write a resolving revision whose parents are all the heads."""
+    with _errors(as_json), _profile(home) as profile:
+        view = _coordinator_view(profile)
+        report = _resolve_report(view, profile, report_id)
+        state = view.report(report)
+        if state is None:
+            raise Exit(1, "this report has no readable revision yet (sync first)")
+        choices = parse_field_assignments(field)
+        content = ReportContent(client_time=int(time.time()), fields=choices, resolves=True)
+        revision = _seal(profile, report, content, state.heads)
+        remaining = [f.name for f in state.conflicts if f.name not in choices]
+        data = {"report_id": report.hex(), "revision_id": revision.hex(), "unresolved": remaining}
+        _out(
+            as_json,
+            data,
+            lambda: err.print(
+                f"Resolved; still in conflict: {', '.join(remaining) or 'nothing'}."
+                " Run `sealbox sync` to share it."
+            ),
+        )
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+
+@devices_app.command("list")
+def devices_list(home: Home = None, as_json: Json = False) -> None:
+    """Enrolled devices with their role, state, chain watermark and flags."""
+    with _errors(as_json), _profile(home) as profile:
+        _require_coordinator(profile)
+        body = run_flow(_single(Request("GET", f"{profile.org_path}/devices")), _transport(profile))
+        invites = {bytes.fromhex(n): encoding.decode(p) for n, p in profile.store.items("invite")}
+        roster = profile.roster.roster
+        data: list[dict[str, Any]] = []
+        for d in body.get("devices", []):
+            device_id = b64d(d["device_id"])
+            label = None
+            if d.get("enrollment"):
+                try:
+                    enrollment, _ = Enrollment.parse_and_verify(b64d(d["enrollment"]))
+                    known = invites.get(enrollment.invite_id)
+                    if known is not None:
+                        label = open_label(
+                            enrollment.sealed_label,
+                            secret=known["secret"],
+                            invite_id=enrollment.invite_id,
+                            device_id=device_id,
+                        )
+                except Exception:  # noqa: BLE001 - an unreadable label is shown as unknown
+                    label = None
+            if device_id == profile.device_id:
+                label = profile.meta.get("label")
+            member = roster.member(device_id)
+            data.append(
+                {
+                    "device_id": device_id.hex(),
+                    "label": label,
+                    "role": d.get("role"),
+                    "state": d.get("state"),
+                    "in_roster": member is not None,
+                    "revoked_after": member.revoked_after if member else None,
+                    "watermark": d.get("watermark"),
+                    "flags": d.get("flags", []),
+                }
+            )
+
+        def human() -> None:
+            table = Table("device", "label", "role", "state", "watermark", "flags")
+            for x in data:
+                table.add_row(
+                    x["device_id"],
+                    x["label"] or "?",
+                    str(x["role"]),
+                    str(x["state"]),
+                    str(x["watermark"]),
+                    ", ".join(x["flags"]) or "-",
+                )
+            Console().print(table)
+
+        _out(as_json, data, human)
+
+
+@devices_app.command("revoke")
+def devices_revoke(
+    device_id: Annotated[str, typer.Argument(help="Device id (hex, or a unique prefix).")],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Revoke a device (seized, lost): a new signed roster version; later uploads are refused."""
+    with _errors(as_json), _profile(home) as profile:
+        _require_coordinator(profile)
+        transport = _transport(profile)
+        roster, fresh = run_flow(
+            roster_flow(org_path=profile.org_path, trusted=profile.roster), transport
+        )
+        if fresh:
+            profile.set_roster(roster)
+        matches = [
+            m.device_id
+            for m in roster.roster.members
+            if m.device_id.hex().startswith(device_id.lower())
+        ]
+        if len(matches) != 1:
+            raise Exit(
+                1,
+                f"no single roster member matches {device_id!r}"
+                " (a device is revocable once admitted: sync first)",
+            )
+        if matches[0] == profile.device_id:
+            raise Exit(1, "a coordinator cannot revoke itself here")
+        new = run_flow(
+            revoke_flow(
+                org_path=profile.org_path,
+                trusted=roster,
+                signing_key=profile.signing_key,
+                device_id=matches[0],
+            ),
+            transport,
+        )
+        profile.set_roster(new)
+        revoked = new.roster.member(matches[0])
+        assert revoked is not None
+        data = {
+            "device_id": matches[0].hex(),
+            "revoked_after": revoked.revoked_after,
+            "roster_version": new.roster.version,
+        }
+        _out(
+            as_json,
+            data,
+            lambda: err.print(
+                f"Device {matches[0].hex()} revoked after its seq {revoked.revoked_after}"
+                f" (roster v{new.roster.version})."
+            ),
+        )
