@@ -1,6 +1,6 @@
 """The client sync engine: sealing, outbox, push, receipts, roster and pull, without I/O.
 
-Theory of operation (docs/PROTOCOL.md §C3-§C5):
+Theory of operation (docs/PROTOCOL.md §15):
 * Flows are generators in the style of httpx's ``auth_flow``: a flow yields a
   `Request` and is sent back the `Response`; it may also yield a `Checkpoint`
   (a past-tense fact such as "BatchAcknowledged") after which the driver must

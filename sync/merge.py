@@ -1,4 +1,4 @@
-"""Deterministic merge of a report's revision DAG (docs/PROTOCOL.md §C2).
+"""Deterministic merge of a report's revision DAG (docs/PROTOCOL.md §14.3-§14.7).
 
 Theory of operation:
 * The state of a report is a pure function of the *set* of its revisions:

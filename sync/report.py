@@ -1,4 +1,4 @@
-"""The report content format: what a revision's encrypted body says (docs/PROTOCOL.md §C1).
+"""The report content format: what a revision's encrypted body says (docs/PROTOCOL.md §14.1-§14.2).
 
 Theory of operation:
 * A report is a DAG of revisions (envelopes of kind ``rev``); the cleartext
@@ -23,9 +23,9 @@ Encoding (a CBOR map with exactly these keys):
                                   attachment manifests added (placeholders)
      "r": bool}                   this revision resolves conflicts
 
-Rules (each has a test): C1.1 unknown keys or versions are refused; C1.2 field
-names are 1-64 characters without control characters; C1.3 limits on sizes
-and counts; C1.4 the deletion marker is the only non-text field value; C1.5 a
+Rules (each has a test naming PROTOCOL §14.1/§14.2): unknown keys or versions are
+refused; field names are 1-64 characters without control characters; limits on
+sizes and counts; the deletion marker is the only non-text field value; a
 revision writes at least one field, note or attachment.
 """
 
@@ -62,7 +62,7 @@ MAX_TEXT = 256 * 1024
 
 
 class _Deleted:
-    """The deletion marker: a field value of its own, never an absence (§C2.3)."""
+    """The deletion marker: a field value of its own, never an absence (PROTOCOL §14.4)."""
 
     _instance: _Deleted | None = None
 
@@ -87,7 +87,7 @@ class ContentError(ValueError):
 
 
 def validate_field_name(name: Any) -> str:
-    """Return ``name`` if it is a valid field name (§C1.2), else raise ContentError."""
+    """Return ``name`` if it is a valid field name (PROTOCOL §14.2), else raise ContentError."""
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_FIELD_NAME:
         raise ContentError(f"a field name is 1-{MAX_FIELD_NAME} characters")
     if any(unicodedata.category(ch).startswith("C") for ch in name) or name != name.strip():

@@ -1,4 +1,4 @@
-"""Scenario: the full flow through real processes (docs/PROTOCOL.md §C3-§C5).
+"""Scenario: the full flow through real processes (PROTOCOL §15, §16).
 
 Create an organisation, invite, enroll, write a report offline, sync, and read
 it as the coordinator; the field device's home never holds readable content.

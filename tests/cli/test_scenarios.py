@@ -1,7 +1,7 @@
 """Scenarios through the real `sealbox` executable against a live server.
 
 Offline conflict and its resolution, revocation, panic wipe, and a sync killed
-mid-way and resumed (docs/PROTOCOL.md §C2-§C5).
+mid-way and resumed (PROTOCOL §14.6, §15.2-§15.8, §16).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sans-I/O client engine (docs/PROTOCOL.md §C3-§C5).
+"""The sans-I/O client engine (PROTOCOL §15.1-§15.7).
 
 The tests play the server's side of each exchange by hand, often as an
 adversary (bad receipts, reordered results, rolled-back rosters, forged or

@@ -1,4 +1,4 @@
-"""The merge of a report's revision DAG (docs/PROTOCOL.md §C2).
+"""The merge of a report's revision DAG (PROTOCOL §14.3-§14.7).
 
 The state is a function of the set of revisions: any order, duplication or
 partition gives the same state; concurrent writes of one field keep every

@@ -1,4 +1,4 @@
-"""The report content format (docs/PROTOCOL.md §C1): what a revision body may say."""
+"""The report content format (PROTOCOL §14.1, §14.2): what a revision body may say."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_content_round_trips_through_canonical_cbor(t, fields, notes, resolves) 
 
 
 def test_deletion_marker_is_a_value_not_an_absence() -> None:
-    # PROTOCOL.md §C1.4: null in "f" is the deletion marker.
+    # PROTOCOL §14.2 item 2, §14.4: null in "f" is the deletion marker.
     content = ReportContent(client_time=1, fields={"location": DELETED})
     raw = encoding.decode(content.encode())
     assert raw["f"] == {"location": None}
@@ -53,15 +53,15 @@ def _raw(**override):
 @pytest.mark.parametrize(
     "data",
     [
-        _raw(v=2),  # C1.1 unknown version
+        _raw(v=2),  # PROTOCOL §14.1 item 1: unknown version
         encoding.encode({"v": 1, "t": 1, "f": {"a": "b"}, "n": [], "a": [], "r": False, "z": 1}),
-        _raw(f={"a": 3}),  # C1.4 only text or null
-        _raw(f={"": "x"}),  # C1.2 empty name
-        _raw(f={"a\nb": "x"}),  # C1.2 control character
-        _raw(f={"x" * 65: "x"}),  # C1.2 too long
+        _raw(f={"a": 3}),  # PROTOCOL §14.2 item 2: only text or null
+        _raw(f={"": "x"}),  # PROTOCOL §14.2 item 1: empty name
+        _raw(f={"a\nb": "x"}),  # PROTOCOL §14.2 item 1: control character
+        _raw(f={"x" * 65: "x"}),  # PROTOCOL §14.2 item 1: too long
         _raw(t=-1),
         _raw(r=1),
-        _raw(f={}),  # C1.5 empty revision
+        _raw(f={}),  # PROTOCOL §14.2 item 4: empty revision
         _raw(n=[1]),
         _raw(a=[{"i": b"x"}]),
         b"\xff",
