@@ -184,3 +184,38 @@ def test_a_sync_killed_mid_way_resumes_with_nothing_lost_or_duplicated(
     assert sorted(int(r["fields"]["n"]) for r in listed) == list(range(n))
     assert all(r["revisions"] == 1 for r in listed)
     assert coord.run("status").json["findings"] == []
+
+
+def test_an_expired_invite_is_refused_with_a_clear_message(server, devices) -> None:
+    coord, _ = _org(server, devices)
+    code = coord.run("invite", "create", "--role", "field", "--expires", "1s").json["code"]
+    time.sleep(2.1)
+    late = devices("late")
+    result = late.run("enroll", code, check=False)
+    assert result.code == 3
+    assert "expired" in result.stderr
+    assert not (late.home / "keyfile").exists()
+
+
+def test_a_server_restored_from_an_old_backup_is_reported_and_nothing_local_is_lost(
+    server, devices, tmp_path
+) -> None:
+    import shutil
+
+    coord, (field,) = _org(server, devices, "field")
+    server.stop()
+    backup = tmp_path / "backup"
+    shutil.copytree(server.data_dir, backup)
+    server.start()
+    report = field.run("report", "new", "-f", "title=kept").json["report_id"]
+    field.run("sync")
+    coord.run("sync")
+
+    server.stop()  # the operator restores last week's backup
+    shutil.rmtree(server.data_dir)
+    shutil.copytree(backup, server.data_dir)
+    server.start()
+    after = coord.run("sync").json
+    assert after["server_went_back"] is True
+    assert any("went back in time" in w for w in coord.run("status").json["warnings"])
+    assert coord.run("reports", "show", report).json["fields"]["title"]["value"] == "kept"
