@@ -74,7 +74,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _log.info(
+            "server_started",
+            backend="sqlite" if settings.is_sqlite else "postgresql",
+            admin_token_set=settings.admin_token is not None,
+        )
         yield
+        _log.info("server_stopping")
         ctx.close()
 
     app = FastAPI(

@@ -131,5 +131,5 @@ def ping(engine: Engine) -> None:
 
 def engine_for(settings: Settings) -> Engine:
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return make_engine(settings.resolved_database_url)

@@ -157,7 +157,9 @@ class Org:
             self.rosters.append(signed)
         return response
 
-    def add_device(self, role: Role = Role.FIELD, *, admit: bool = True) -> DeviceChain:
+    def add_device(
+        self, role: Role = Role.FIELD, *, admit: bool = True, label: str = "phone"
+    ) -> DeviceChain:
         """Invite and enroll a fresh device; admit it into a new roster version."""
         key = SigningKey.generate()
         document, code = Invite.create(
@@ -170,7 +172,7 @@ class Org:
         )
         r = self.as_coordinator("POST", "/invites", {"invite": b64(document.to_bytes())})
         assert r.status_code == 201, r.text
-        enroll(self.api, self, code, key, role)
+        enroll(self.api, self, code, key, role, label=label)
         if admit:
             member = Member(key.verify_key.key_id, key.verify_key, role)
             r = self.publish(self.roster.with_member(member))
@@ -189,11 +191,13 @@ class Org:
         return self.as_coordinator("GET", "/changes" + query)
 
 
-def enroll(api: Api, org: Org, code: InviteCode, key: SigningKey, role: Role) -> Any:
-    label = seal_label(
-        "phone", secret=code.secret, invite_id=code.invite_id, device_id=key.verify_key.key_id
+def enroll(
+    api: Api, org: Org, code: InviteCode, key: SigningKey, role: Role, label: str = "phone"
+) -> Any:
+    sealed = seal_label(
+        label, secret=code.secret, invite_id=code.invite_id, device_id=key.verify_key.key_id
     )
-    enrollment = Enrollment(org.org_id, code.invite_id, key.verify_key, role, label).sign(key)
+    enrollment = Enrollment(org.org_id, code.invite_id, key.verify_key, role, sealed).sign(key)
     r = api.call(
         "POST",
         org.path + "/enroll",
