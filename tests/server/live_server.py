@@ -1,4 +1,4 @@
-"""Run a real ``sealbox-server`` process on 127.0.0.1 for tests that need one (crash, canary, logs)."""
+"""A real ``sealbox-server`` process on 127.0.0.1 for crash, canary and log tests."""
 
 from __future__ import annotations
 
