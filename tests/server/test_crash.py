@@ -28,6 +28,7 @@ from sync.messages import b64decode
 
 
 def _run(tmp_path: Path, *, kills: int, devices: int, batches: int) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     server = LiveServer(
         tmp_path / "data", tmp_path / "server.log", env={"SEALBOX_ADMIN_TOKEN": ADMIN_TOKEN}
     )

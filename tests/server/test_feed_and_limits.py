@@ -1,0 +1,131 @@
+"""Changes feed cursors (§9), rate limits and quotas (§11), metrics."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from server_api import Api, b64, create_org
+from sqlalchemy import Engine, text
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.settings import Settings
+from sync.cursor import decode_cursor, encode_cursor
+
+
+@pytest.fixture
+def org(client: TestClient):
+    return create_org(Api(client))
+
+
+def _fill(org, n: int):
+    dev = org.add_device()
+    report = secrets.token_bytes(16)
+    parents: list[bytes] = []
+    for _ in range(n):
+        env = dev.revision(org.roster, report, parents, b"x")
+        parents = [env.id]
+    assert org.push(dev, dev.sent).status_code == 200
+    return dev
+
+
+def test_feed_pages_follow_the_cursor_without_gaps_or_repeats(org) -> None:
+    _fill(org, 24)
+    seqs, cursor = [], ""
+    while True:
+        page = org.changes(cursor, limit=7).json()
+        seqs += [i["server_seq"] for i in page["items"]]
+        cursor = page["cursor"]
+        if not page["more"]:
+            break
+    assert seqs == list(range(1, 26))
+    assert org.changes(cursor).json() == {"items": [], "cursor": cursor, "more": False}
+
+
+def test_cursor_from_another_epoch_or_ahead_of_the_server_is_409(org, engine: Engine) -> None:
+    # §9.2: a restored or replaced server tells the client to re-push and re-pull.
+    _fill(org, 2)
+    cursor = org.changes().json()["cursor"]
+    epoch, seq = decode_cursor(cursor)
+    r = org.changes(encode_cursor(secrets.token_bytes(16), seq))
+    assert r.status_code == 409 and r.json()["code"] == "cursor_from_other_epoch"
+    r = org.changes(encode_cursor(epoch, seq + 1))
+    assert r.status_code == 409 and r.json()["code"] == "cursor_from_other_epoch"
+    r = org.changes("garbage!")
+    assert r.status_code == 400 and r.json()["code"] == "cursor_invalid"
+    # A restore from an older backup looks exactly like "ahead of the server".
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE orgs SET last_seq = 1"))
+    assert org.changes(cursor).status_code == 409
+
+
+def test_device_rate_limit_answers_429_with_retry_after(tmp_path, engine: Engine) -> None:
+    from server_api import ADMIN_TOKEN
+
+    settings = Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN, device_requests_per_minute=3)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        org = create_org(Api(client))
+        codes = [org.as_coordinator("GET", "/roster").status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[3] == 429
+        r = org.as_coordinator("GET", "/roster")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["code"] == "rate_limited"
+        metrics = client.get("/metrics").text
+        assert 'sealbox_rate_limited_total{scope="device"}' in metrics
+
+
+def test_org_storage_quota_answers_429(tmp_path, engine: Engine) -> None:
+    from server_api import ADMIN_TOKEN
+
+    settings = Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN, org_quota_bytes=4096)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        org = create_org(Api(client))
+        dev = org.add_device()
+        for _ in range(4):
+            dev.revision(org.roster, secrets.token_bytes(16), [], b"y" * 1000)
+        r = org.push(dev, dev.sent)
+        assert r.status_code == 429 and r.json()["code"] == "quota_exceeded"
+        assert "retry-after" in r.headers
+        # Nothing of the refused batch was stored.
+        assert org.changes().json()["items"] == []
+
+
+def test_no_admin_token_means_no_org_creation_and_says_how(tmp_path, engine: Engine) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path), engine=engine)) as client:
+        r = client.post(
+            "/v1/orgs", json={"roster": b64(b"x")}, headers={"authorization": "Bearer x"}
+        )
+        assert r.status_code == 403 and r.json()["code"] == "admin_token_unset"
+        assert "secrets.token_urlsafe" in r.json()["detail"]
+
+
+def test_placeholder_admin_tokens_are_refused() -> None:
+    from pydantic import ValidationError
+
+    for bad in ("changeme", "short", "x" * 10):
+        with pytest.raises(ValidationError):
+            Settings(admin_token=bad)
+
+
+def test_push_metrics_count_results_and_heads(org, client: TestClient) -> None:
+    dev = _fill(org, 3)
+    org.push(dev, dev.sent)
+    text_ = client.get("/metrics").text
+    assert 'sealbox_push_items_total{status="created"} 4.0' in text_
+    assert 'sealbox_push_items_total{status="duplicate"} 4.0' in text_
+    assert "sealbox_report_heads_count" in text_
+    assert 'route="/v1/orgs/{org}/push"' in text_
+
+
+def test_validation_errors_are_problem_json(org) -> None:
+    dev = org.add_device()
+    for body in ({"envelopes": ["AA=="]}, {"envelopes": "nope"}, {"other": 1}):
+        r = org.api.call("POST", org.path + "/push", body, key=dev.key)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "validation_failed"
+    r = org.api.client.post(
+        org.path + "/push", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
