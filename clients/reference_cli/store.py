@@ -238,4 +238,5 @@ def wipe(home: Path) -> float:
                 path.unlink()
             elif path.is_dir():
                 path.rmdir()
+        home.rmdir()
     return time.monotonic() - start

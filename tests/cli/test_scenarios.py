@@ -107,7 +107,7 @@ def test_panic_wipe_shreds_the_profile_in_well_under_a_second(server, devices) -
     elapsed = time.monotonic() - started
     assert wiped["seconds"] < 0.2
     assert elapsed < 5  # the whole process, interpreter start included
-    assert not any(field.home.rglob("*"))
+    assert not field.home.exists()
     after = field.run("status", check=False)
     assert after.code == 1 and "no sealbox profile" in after.stderr
     refused = field.run("wipe", check=False)

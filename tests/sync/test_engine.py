@@ -111,6 +111,7 @@ class HonestServer:
     def __init__(self, org: Org, max_items: int = 1000) -> None:
         self.org = org
         self.stored: dict[bytes, int] = {}
+        self.raw: dict[bytes, bytes] = {}
         self.requests: list[Request] = []
         self.max_items = max_items
 
@@ -127,6 +128,7 @@ class HonestServer:
             env = parse_envelope(data)
             status = "duplicate" if env.id in self.stored else "created"
             self.stored.setdefault(env.id, len(self.stored) + 1)
+            self.raw[env.id] = data
             results.append({"envelope_id": b64e(env.id), "status": status, "retryable": False})
             items.append(ReceiptItem(env.id, env.header.seq, self.stored[env.id]))
         device = parse_envelope(envelopes[0]).header.device
