@@ -58,6 +58,12 @@ def sync(
             summary["requests"] = transport.requests
             transport.close()
         _out(as_json, summary, lambda: err.print(_sync_text(summary)))
+        if summary.get("rejected"):
+            err.print(
+                f"[bold red]error:[/] the server refused {summary['rejected']} envelopes;"
+                " they are kept aside on this device (see `sealbox outbox`)."
+            )
+            raise typer.Exit(3)
 
 
 def _sync_text(s: dict[str, Any]) -> str:
