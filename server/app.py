@@ -13,12 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.context import ServerContext
 from server.db import engine_for
+from server.deps import reject_unknown_query_parameters
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.routes import meta, orgs, sync_routes
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         ctx.close()
 
     app = FastAPI(
+        dependencies=[Depends(reject_unknown_query_parameters)],
         title="Sealbox sync server",
         version="1",
         summary="Stores and relays only ciphertext (protocol v1, docs/PROTOCOL.md).",

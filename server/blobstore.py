@@ -258,8 +258,8 @@ class S3BlobStore:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
     ) -> S3BlobStore:
-        import boto3
-        from botocore.config import Config
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         client = boto3.client(
             "s3",
@@ -292,7 +292,7 @@ class S3BlobStore:
         return True
 
     def has(self, key: BlobKey) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))

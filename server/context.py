@@ -26,6 +26,5 @@ class ServerContext:
     _epoch: bytes | None = None
 
     def close(self) -> None:
-        if self.verify_pool is not None:
-            self.verify_pool.shutdown(wait=False)
+        # The verify pool stays: an app may be started again (tests); idle threads cost nothing.
         self.engine.dispose()

@@ -6,9 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from server.errors import ApiError
+from sync.errors import ErrorCode
+
 from server.context import ServerContext
 
-__all__ = ["Ctx", "get_ctx"]
+__all__ = ["Ctx", "get_ctx", "reject_unknown_query_parameters"]
 
 
 def get_ctx(request: Request) -> ServerContext:
@@ -17,3 +20,38 @@ def get_ctx(request: Request) -> ServerContext:
 
 
 Ctx = Annotated[ServerContext, Depends(get_ctx)]
+
+
+def reject_unknown_query_parameters(request: Request) -> None:
+    """Refuse query parameters a route does not declare (strict, like extra="forbid").
+
+    The declared ones come from the app's own OpenAPI document, so the check and
+    the published schema can never disagree.
+    """
+    if not request.query_params:
+        return
+    path = getattr(request.scope.get("route"), "path", None)
+    if path is None:
+        return
+    table: dict[tuple[str, str], set[str]] | None = getattr(request.app.state, "query_table", None)
+    if table is None:
+        table = {}
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            for method, operation in operations.items():
+                names = {
+                    p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"
+                }
+                table[(template, method.upper())] = names
+        request.app.state.query_table = table
+    allowed = table.get((path, request.method), set())
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ApiError(
+            ErrorCode.VALIDATION_FAILED,
+            422,
+            "unknown query parameters",
+            errors=[
+                {"loc": ["query", name[:50]], "msg": "not a parameter of this route"}
+                for name in unknown[:10]
+            ],
+        )

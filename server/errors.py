@@ -9,6 +9,7 @@ never passed on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,6 +90,24 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves at this path (a 405 lists them all in Allow)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allow_table", None
+    )
+    if table is None:
+        table = []
+        for path, operations in request.app.openapi().get("paths", {}).items():
+            regex = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$")
+            table.append((regex, {m.upper() for m in operations}))
+        request.app.state.allow_table = table
+    methods: set[str] = set()
+    for regex, allowed in table:
+        if regex.match(request.url.path):
+            methods |= allowed
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -106,12 +125,16 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return problem_response(ErrorCode.NOT_FOUND, 404, "no such resource")
         if exc.status_code == 405:
+            allow = _allowed_methods(request)
             return problem_response(
-                ErrorCode.METHOD_NOT_ALLOWED, 405, "method not allowed", headers=exc.headers
+                ErrorCode.METHOD_NOT_ALLOWED,
+                405,
+                "method not allowed",
+                headers={"Allow": ", ".join(allow)} if allow else exc.headers,
             )
         code = ErrorCode.MALFORMED_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL
         return problem_response(code, exc.status_code, str(exc.detail)[:200], headers=exc.headers)

@@ -48,6 +48,10 @@ __all__ = [
 ]
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+B64_PATTERN = (
+    "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048]|[A-Za-z0-9_-][AQgw])?$"
+)
+"""Exactly the canonical unpadded base64url strings (unused trailing bits zero)."""
 
 
 def b64encode(data: bytes) -> str:
@@ -84,7 +88,7 @@ B64 = Annotated[
     bytes,
     PlainValidator(_validate_b64),
     PlainSerializer(b64encode, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "base64url", "pattern": "^[A-Za-z0-9_-]*$"}),
+    WithJsonSchema({"type": "string", "format": "base64url", "pattern": B64_PATTERN}),
 ]
 """Bytes carried as base64url without padding."""
 
@@ -214,7 +218,7 @@ class PushRequest(_Wire):
 
 
 class PushResult(_Wire):
-    envelope_id: B64 | None = Field(description="null when the bytes are not an envelope")
+    envelope_id: B64 | None = Field(default=None, description="absent when the bytes are not an envelope")
     status: ItemStatus
     retryable: bool
     server_seq: int | None = None
