@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from server.context import ServerContext
 from server.errors import ApiError
 from sync.errors import ErrorCode
-
-from server.context import ServerContext
 
 __all__ = ["Ctx", "get_ctx", "reject_unknown_query_parameters"]
 

@@ -48,9 +48,7 @@ __all__ = [
 ]
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-B64_PATTERN = (
-    "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048]|[A-Za-z0-9_-][AQgw])?$"
-)
+B64_PATTERN = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048]|[A-Za-z0-9_-][AQgw])?$"
 """Exactly the canonical unpadded base64url strings (unused trailing bits zero)."""
 
 
@@ -218,7 +216,9 @@ class PushRequest(_Wire):
 
 
 class PushResult(_Wire):
-    envelope_id: B64 | None = Field(default=None, description="absent when the bytes are not an envelope")
+    envelope_id: B64 | None = Field(
+        default=None, description="absent when the bytes are not an envelope"
+    )
     status: ItemStatus
     retryable: bool
     server_seq: int | None = None
