@@ -66,6 +66,7 @@ __all__ = [
     "Limits",
     "OutboxItem",
     "PushSummary",
+    "RosterRollback",
     "Request",
     "Response",
     "ServerMisbehaved",
@@ -74,10 +75,12 @@ __all__ = [
     "b64d",
     "b64e",
     "pull_flow",
+    "repair_roster_flow",
     "push_flow",
     "revoke_flow",
     "roster_flow",
     "seal_edit",
+    "verified_chain",
     "verify_enrollment",
 ]
 
@@ -428,24 +431,79 @@ def _apply_push_results(
 # --- roster --------------------------------------------------------------------------------------
 
 
+class RosterRollback(ServerMisbehaved):
+    """The server serves a roster older than one this client verified (restored or lying)."""
+
+    def __init__(self, served: int, trusted: int) -> None:
+        super().__init__(
+            f"the server serves roster version {served}, older than the verified version {trusted}"
+        )
+        self.served = served
+
+
 def roster_flow(
     *, org_path: str, trusted: SignedRoster
 ) -> Generator[Request | Checkpoint, Response | None, tuple[SignedRoster, list[SignedRoster]]]:
-    """Fetch roster versions after ``trusted`` and verify them; returns (newest, new versions).
+    """Fetch roster versions from the trusted one on and verify them; returns (newest, new ones).
 
-    Raises ServerMisbehaved on a rollback or any broken chain rule.
+    The trusted version itself is asked for again, so a server that no longer has it
+    (restored from an old backup, or rolling back) is caught.
+
+    Raises:
+        RosterRollback: the server's newest version is older than the trusted one.
+        ServerMisbehaved: any other broken chain rule (a substituted version, a bad signature).
     """
+    since = trusted.roster.version - 1
     response = _expect(
-        (yield Request("GET", f"{org_path}/roster", query={"since": str(trusted.roster.version)})),
-        200,
+        (yield Request("GET", f"{org_path}/roster", query={"since": str(since)})), 200
     )
     try:
         versions = [SignedRoster.parse(b64d(v)) for v in response.body["versions"]]
-        newest = verify_chain(versions, trusted=trusted)
     except (RosterError, KeyError, TypeError, ValueError) as exc:
+        raise ServerMisbehaved(f"the served roster chain is not acceptable: {exc}") from exc
+    served = max((v.roster.version for v in versions), default=0)
+    if served < trusted.roster.version:
+        # Ask for the whole chain to learn how far back the server went; what it still
+        # serves must be the chain we verified (else it is a fork, not a restore).
+        response = _expect((yield Request("GET", f"{org_path}/roster", query={"since": "0"})), 200)
+        try:
+            versions = [SignedRoster.parse(b64d(v)) for v in response.body["versions"]]
+            verify_chain(versions)
+        except (RosterError, KeyError, TypeError, ValueError) as exc:
+            raise ServerMisbehaved(f"the served roster chain is not acceptable: {exc}") from exc
+        if versions and versions[-1].roster.version < trusted.roster.version:
+            served = versions[-1].roster.version
+        if (
+            trusted.roster.version - 1 == served
+            and versions
+            and trusted.roster.prev != versions[-1].hash
+        ):
+            raise ServerMisbehaved("the served roster chain forks from the verified one")
+        raise RosterRollback(served, trusted.roster.version)
+    try:
+        newest = verify_chain(versions, trusted=trusted)
+    except RosterError as exc:
         raise ServerMisbehaved(f"the served roster chain is not acceptable: {exc}") from exc
     fresh = [v for v in versions if v.roster.version > trusted.roster.version]
     return newest, fresh
+
+
+def repair_roster_flow(
+    *, org_path: str, chain: list[SignedRoster], served: int
+) -> Generator[Request | Checkpoint, Response | None, int]:
+    """Re-post the verified versions a restored server lost (coordinators); returns how many.
+
+    Harmless whoever calls it: each version is coordinator-signed and must extend the
+    server's chain (a restored server becomes a re-upload, never a wipe).
+    """
+    posted = 0
+    for version in sorted(chain, key=lambda v: v.roster.version):
+        if version.roster.version <= served:
+            continue
+        body = {"roster": b64e(version.to_bytes())}
+        _expect((yield Request("POST", f"{org_path}/roster", body)), 200, 201)
+        posted += 1
+    return posted
 
 
 def _verified_enrollment(device: dict[str, Any], roster: SignedRoster) -> Enrollment | None:
@@ -800,3 +858,8 @@ def verify_enrollment(code: InviteCode, body: Any) -> tuple[SignedRoster, Invite
     ):
         raise ServerMisbehaved("the invite does not match the invite code")
     return newest, invite
+
+
+def verified_chain(body: Any) -> list[SignedRoster]:
+    """The roster versions of an enrollment answer (call after `verify_enrollment`)."""
+    return [SignedRoster.parse(b64d(v)) for v in body["rosters"]]

@@ -43,7 +43,15 @@ from clients.reference_cli.store import Secrets, wipe
 from clients.reference_cli.sync_command import sync
 from clients.reference_cli.transport import Transport, run_flow
 from crypto import VerifyKey
-from sync.engine import Request, SyncRefused, b64d, b64e, seal_edit, verify_enrollment
+from sync.engine import (
+    Request,
+    SyncRefused,
+    b64d,
+    b64e,
+    seal_edit,
+    verified_chain,
+    verify_enrollment,
+)
 from sync.invite import Enrollment, Invite, InviteCode, seal_label
 from sync.report import ReportContent, parse_field_assignments
 from sync.roster import Member, Role, Roster, format_fingerprint
@@ -242,7 +250,8 @@ def enroll(
             "label": label,
             "created": int(time.time()),
         }
-        Profile.create(path, secret, meta, roster).close()
+        chain = verified_chain(response.body)
+        Profile.create(path, secret, meta, roster, chain=chain).close()
         data = {
             "device_id": key.verify_key.key_id.hex(),
             "org_id": invite_code.org_id.hex(),

@@ -58,12 +58,15 @@ class Profile:
         meta: dict[str, Any],
         roster: SignedRoster,
         *,
+        chain: list[SignedRoster] | None = None,
         confirm: bool = True,
     ) -> Profile:
         store = Store.create(home, passphrase(confirm=confirm), secret)
         profile = cls(home, store, dict(meta))
         with store.transaction():
             profile.save_meta()
+            for version in chain or []:
+                profile.set_roster(version)
             profile.set_roster(roster)
             profile.save_device(DeviceState(org_id=meta["org"], device_id=meta["device"]))
         return profile
@@ -127,7 +130,14 @@ class Profile:
         return SignedRoster.parse(self.store.get("roster", "trusted") or b"")
 
     def set_roster(self, roster: SignedRoster) -> None:
-        self.store.put("roster", "trusted", roster.to_bytes())
+        """Trust ``roster`` (already verified) and keep it in the chain of verified versions."""
+        with self.store.transaction():
+            self.store.put("roster", "trusted", roster.to_bytes())
+            self.store.put("rosterv", f"{roster.roster.version:08d}", roster.to_bytes())
+
+    def roster_chain(self) -> list[SignedRoster]:
+        """Every roster version this profile verified, oldest first (to heal a restored server)."""
+        return [SignedRoster.parse(data) for _, data in self.store.items("rosterv")]
 
     # --- the device chain and outbox -----------------------------------------------------------
     def device_state(self) -> DeviceState:

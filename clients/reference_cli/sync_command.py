@@ -21,15 +21,21 @@ from clients.reference_cli.common import (
 )
 from clients.reference_cli.profile import Profile
 from clients.reference_cli.transport import Transport, run_flow
+from crypto import parse_envelope
 from sync.engine import (
     Checkpoint,
+    CoordinatorView,
+    DeviceState,
     Limits,
+    OutboxItem,
     Request,
+    RosterRollback,
     ServerMisbehaved,
     admit_flow,
     b64d,
     pull_flow,
     push_flow,
+    repair_roster_flow,
     roster_flow,
 )
 from sync.invite import Enrollment
@@ -106,11 +112,24 @@ def _sync(
         roster, fresh = run_flow(
             roster_flow(org_path=profile.org_path, trusted=profile.roster), transport
         )
+    except RosterRollback as exc:
+        # Never adopt the older roster. A coordinator re-posts the signed versions the
+        # server lost (a restored server becomes a re-upload); everyone warns loudly.
+        profile.warn(f"roster: {exc}")
+        summary["roster_rollback"] = exc.served
+        roster, fresh = profile.roster, []
+        if profile.role is Role.COORDINATOR:
+            summary["roster_reposted"] = run_flow(
+                repair_roster_flow(
+                    org_path=profile.org_path, chain=profile.roster_chain(), served=exc.served
+                ),
+                transport,
+            )
     except ServerMisbehaved as exc:
         profile.warn(f"roster: {exc}")
         raise
-    if fresh:
-        profile.set_roster(roster)
+    for version in fresh:
+        profile.set_roster(version)
     profile.meta["roster_checked"] = int(time.time())
     me = roster.roster.member(profile.device_id)
     if me is not None and me.revoked_after is not None:
@@ -191,13 +210,15 @@ def _pull(profile: Profile, transport: Transport, summary: dict[str, Any], *, qu
         pulled += len(checkpoint.envelopes)
         profile.keep_envelopes(checkpoint.envelopes)
 
-    cursor, _ = run_flow(
+    cursor, rewound = run_flow(
         pull_flow(view, org_path=profile.org_path, cursor=profile.meta.get("cursor")),
         transport,
         persist,
     )
     profile.meta["cursor"] = cursor
     profile.save_meta()
+    if rewound:
+        summary["republished"] = _republish_own(profile, transport, view)
     reports = view.reports()
     summary.update(
         pulled=pulled,
@@ -206,3 +227,26 @@ def _pull(profile: Profile, transport: Transport, summary: dict[str, Any], *, qu
         findings=[f.text() for f in view.findings()],
         roster_version=roster.roster.version,
     )
+
+
+def _republish_own(profile: Profile, transport: Transport, view: CoordinatorView) -> int:
+    """Re-push this coordinator's own envelopes to a server that went back in time."""
+    own = []
+    for envelope_id, data in view.envelopes.items():
+        header = parse_envelope(data).header
+        if header.device == profile.device_id:
+            own.append(OutboxItem(envelope_id, data, header.seq, header.report))
+    if not own:
+        return 0
+    state = DeviceState(org_id=profile.org_id, device_id=profile.device_id)
+    state.outbox = sorted(own, key=lambda i: i.seq)
+    result = run_flow(
+        push_flow(
+            state,
+            server_key=profile.roster.roster.server_key,
+            limits=Limits(),
+            org_path=profile.org_path,
+        ),
+        transport,
+    )
+    return result.stored

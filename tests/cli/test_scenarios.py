@@ -197,25 +197,39 @@ def test_an_expired_invite_is_refused_with_a_clear_message(server, devices) -> N
     assert not (late.home / "keyfile").exists()
 
 
-def test_a_server_restored_from_an_old_backup_is_reported_and_nothing_local_is_lost(
+def test_a_server_restored_from_an_old_backup_is_reported_healed_and_nothing_local_is_lost(
     server, devices, tmp_path
 ) -> None:
     import shutil
 
     coord, (field,) = _org(server, devices, "field")
-    server.stop()
-    backup = tmp_path / "backup"
-    shutil.copytree(server.data_dir, backup)
-    server.start()
     report = field.run("report", "new", "-f", "title=kept").json["report_id"]
     field.run("sync")
     coord.run("sync")
+    server.stop()
+    backup = tmp_path / "backup"
+    shutil.copytree(server.data_dir, backup)  # last week's backup: roster v2
+    server.start()
 
-    server.stop()  # the operator restores last week's backup
+    code = coord.run("invite", "create").json["code"]
+    devices("second").run("enroll", code)
+    assert coord.run("sync").json["roster_version"] == 3
+    coord.run("report", "edit", report, "-f", "checked=yes")
+    coord.run("sync")
+
+    server.stop()  # the operator restores the backup
     shutil.rmtree(server.data_dir)
     shutil.copytree(backup, server.data_dir)
     server.start()
-    after = coord.run("sync").json
-    assert after["server_went_back"] is True
-    assert any("went back in time" in w for w in coord.run("status").json["warnings"])
-    assert coord.run("reports", "show", report).json["fields"]["title"]["value"] == "kept"
+    healed = coord.run("sync").json
+    assert healed["roster_rollback"] == 2 and healed["roster_reposted"] == 1
+    assert healed["server_went_back"] is True and healed["republished"] >= 1
+    warnings = coord.run("status").json["warnings"]
+    assert any("went back in time" in w for w in warnings)
+    assert any("older than the verified version 3" in w for w in warnings)
+    shown = coord.run("reports", "show", report).json
+    assert shown["fields"]["title"]["value"] == "kept"
+    assert shown["fields"]["checked"]["value"] == "yes"
+    # The re-posted roster is served again, so devices move on to version 3.
+    field.run("sync")
+    assert field.run("status").json["roster_version"] == 3

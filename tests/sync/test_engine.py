@@ -570,3 +570,27 @@ def test_a_cursor_from_a_restored_server_restarts_the_feed_and_says_so() -> None
     assert [c.event for c in checkpoints] == ["ServerWentBackInTime", "ChangesPulled"]
     assert len(checkpoints[1].envelopes) == 3
     assert view.report(bytes(16)).field("a").value == "1"
+
+
+def test_a_restored_server_is_healed_by_reposting_the_verified_versions_it_lost() -> None:
+    # PROTOCOL §15.4, §15.6: never adopt the older roster; a coordinator re-uploads.
+    org = Org()
+    org.extend(lambda r: r)  # v3, which the restored server lost
+
+    def restored(request: Request) -> Response:
+        since = int(request.query["since"])
+        return Response(200, {"versions": [b64e(v.to_bytes()) for v in org.chain[since:2]]})
+
+    from sync.engine import RosterRollback, repair_roster_flow
+
+    with pytest.raises(RosterRollback) as info:
+        drive(roster_flow(org_path=PATH, trusted=org.roster), restored)
+    assert info.value.served == 2
+    posted: list[SignedRoster] = []
+
+    def accept(request: Request) -> Response:
+        posted.append(SignedRoster.parse(b64d(request.body["roster"])))
+        return Response(200, {"version": posted[-1].roster.version})
+
+    count, _ = drive(repair_roster_flow(org_path=PATH, chain=org.chain, served=2), accept)
+    assert count == 1 and [p.hash for p in posted] == [org.roster.hash]
