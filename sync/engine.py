@@ -213,7 +213,7 @@ class DeviceState:
             "hd": [[r, list(h)] for r, h in sorted(self.heads.items())],
             "ob": [i.to_cbor() for i in self.outbox],
             "rj": [[i.to_cbor(), s, d] for i, s, d in self.rejected],
-            "rc": self.receipts[-50:],
+            "rc": list(self.receipts),
             "s": self.sent,
             "ss": self.last_server_seq,
         }

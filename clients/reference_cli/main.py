@@ -471,6 +471,7 @@ def status(home: Home = None, as_json: Json = False) -> None:
             "outbox": len(state.outbox),
             "rejected": len(state.rejected),
             "sent": state.sent,
+            "receipts": profile.store.count("receipt"),
             "chain_seq": state.seq,
             "last_sync": profile.meta.get("last_sync"),
             "warnings": warnings,

@@ -12,6 +12,7 @@ Records (all inside `Store`, so encrypted; kinds and names are HMAC'd on disk):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,11 @@ class Profile:
         with self.store.transaction():
             raw = state.to_cbor()
             raw["ob"] = []
+            # Receipts are the device's proof of delivery: every one is kept, as its own record.
+            for receipt in state.receipts:
+                self.store.put("receipt", hashlib.sha256(receipt).hexdigest(), receipt)
+            raw["rc"] = []
+            state.receipts.clear()
             self.store.put_cbor("device", "state", raw)
             current = {f"{i.seq:012d}": i for i in state.outbox}
             for name in self._outbox_names - set(current):

@@ -59,6 +59,7 @@ def test_full_flow_create_invite_enroll_report_offline_sync_decrypt(server, devi
 
     status = field.run("status").json
     assert status["outbox"] == 0 and status["sent"] == 2 and status["roster_version"] == 2
+    assert status["receipts"] == 1  # the signed proof of delivery is kept
     devices_seen = coord.run("devices", "list").json
     labels = {d["device_id"]: d["label"] for d in devices_seen}
     assert labels[enrolled["device_id"]] == "phone of O."
