@@ -20,7 +20,8 @@ Encoding (a CBOR map with exactly these keys):
      "f": {name: text | null},    field writes; null is the deletion marker
      "n": [text, ...],            notes added
      "a": [{"i": bstr16, "n": text, "s": uint, "h": bstr32, "m": text}, ...],
-                                  attachment manifests added (placeholders)
+                                  attachment manifests added; an optional "x": the
+                                  attachment key and sealed-chunk manifest (§13.3)
      "r": bool}                   this revision resolves conflicts
 
 Rules (each has a test naming PROTOCOL §14.1/§14.2): unknown keys or versions are
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crypto import encoding
+from sync.attachments import AttachmentError, SealedTransfer
 
 __all__ = [
     "CONTENT_VERSION",
@@ -110,20 +112,29 @@ class AttachmentManifest:
     size: int
     sha256: bytes
     media_type: str = "application/octet-stream"
+    # Key and sealed-chunk manifest, key "x" (PROTOCOL §13.3; sync/attachments.py).
+    transfer: SealedTransfer | None = None
 
     def to_cbor(self) -> dict[str, Any]:
-        return {
+        out = {
             "i": self.attachment_id,
             "n": self.name,
             "s": self.size,
             "h": self.sha256,
             "m": self.media_type,
         }
+        if self.transfer is not None:
+            out["x"] = self.transfer.to_cbor()
+        return out
 
     @classmethod
     def from_cbor(cls, raw: Any) -> AttachmentManifest:
-        if not isinstance(raw, dict) or set(raw) != {"i", "n", "s", "h", "m"}:
+        if not isinstance(raw, dict) or set(raw) - {"x"} != {"i", "n", "s", "h", "m"}:
             raise ContentError("malformed attachment manifest")
+        try:
+            transfer = SealedTransfer.from_cbor(raw["x"]) if "x" in raw else None
+        except (AttachmentError, TypeError) as exc:
+            raise ContentError("malformed attachment transfer entry") from exc
         ok = (
             isinstance(raw["i"], bytes)
             and len(raw["i"]) == 16
@@ -138,7 +149,7 @@ class AttachmentManifest:
         )
         if not ok:
             raise ContentError("malformed attachment manifest")
-        return cls(raw["i"], raw["n"], raw["s"], raw["h"], raw["m"])
+        return cls(raw["i"], raw["n"], raw["s"], raw["h"], raw["m"], transfer)
 
 
 @dataclass(frozen=True, slots=True)
