@@ -606,9 +606,12 @@ class CoordinatorView:
         roster: SignedRoster,
         kem_key: KemPrivateKey,
         enrollments: Iterable[Enrollment] = (),
+        history: Iterable[SignedRoster] = (),
     ) -> None:
         self.roster = roster
         self.kem_key = kem_key
+        # Verified roster versions by number: to check each epoch's recipients (§4.3 item 6).
+        self.history = {v.roster.version: v.roster for v in (*history, roster)}
         self.enrollments = {e.device_id: e for e in enrollments}
         self.envelopes: dict[bytes, bytes] = {}
         self._chains: dict[bytes, dict[int, set[bytes]]] = {}
@@ -622,6 +625,7 @@ class CoordinatorView:
     def update_trust(self, roster: SignedRoster, enrollments: Iterable[Enrollment] = ()) -> None:
         """Adopt a newer verified roster and enrollments, and retry held envelopes."""
         self.roster = roster
+        self.history[roster.roster.version] = roster.roster
         self.enrollments.update({e.device_id: e for e in enrollments})
         held, self.held = self.held, {}
         for data in held.values():
@@ -684,6 +688,19 @@ class CoordinatorView:
 
     def _take_sender_key(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header
+        epoch_roster = self.history.get(header.roster_version)
+        if epoch_roster is not None:
+            expected = tuple(sorted(k.key_id for k in epoch_roster.recipients()))
+            if header.recipients != expected:
+                # Sealed to a key the roster did not list (or missing a coordinator): loud.
+                self._findings.add(
+                    Finding(
+                        "wrong-recipients",
+                        header.device,
+                        header.seq,
+                        f"epoch recipients differ from roster version {header.roster_version}",
+                    )
+                )
         if self.kem_key.public_key.key_id not in header.recipients:
             self._findings.add(
                 Finding(

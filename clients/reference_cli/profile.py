@@ -184,7 +184,10 @@ class Profile:
 
     def view(self) -> CoordinatorView:
         view = CoordinatorView(
-            roster=self.roster, kem_key=self.kem_key, enrollments=self.enrollments()
+            roster=self.roster,
+            kem_key=self.kem_key,
+            enrollments=self.enrollments(),
+            history=self.roster_chain(),
         )
         envelopes = [payload for _, payload in self.store.items("env")]
         # Device order makes the ratchet walk each chain once.

@@ -594,3 +594,27 @@ def test_a_restored_server_is_healed_by_reposting_the_verified_versions_it_lost(
 
     count, _ = drive(repair_roster_flow(org_path=PATH, chain=org.chain, served=2), accept)
     assert count == 1 and [p.hash for p in posted] == [org.roster.hash]
+
+
+def test_an_epoch_sealed_to_a_key_the_roster_did_not_list_is_a_finding() -> None:
+    # PROTOCOL §4.3 item 6: a device never encrypts to a key the roster did not sign.
+    from crypto import ChainKey, seal_sender_key
+
+    org = Org()
+    extra = KemPrivateKey.generate()
+    rogue = seal_sender_key(
+        org=ORG,
+        seq=1,
+        prev=bytes(32),
+        roster_version=org.roster.roster.version,
+        chain_key=ChainKey.generate(),
+        recipients=[org.coord_kem.public_key, extra.public_key],
+        signing_key=org.field,
+    )
+    view = CoordinatorView(roster=org.roster, kem_key=org.coord_kem, history=org.chain)
+    view.ingest(rogue.to_bytes())
+    assert [f.kind for f in view.findings()] == ["wrong-recipients"]
+    honest = org.view()
+    for data in _sealed(org, 1):
+        honest.ingest(data)
+    assert honest.findings() == []
