@@ -78,13 +78,18 @@ class Signed:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User+system CPU time of a process and its children (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
+    """User+system CPU time of a process and its live children (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(x) for x in fields[11:15]) / ticks
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = tail.split()
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += sum(int(x) for x in fields[11:13]) / ticks
+    return total
 
 
 def start_server(args: argparse.Namespace, data_dir: str, port: int) -> subprocess.Popen[bytes]:
@@ -96,7 +101,7 @@ def start_server(args: argparse.Namespace, data_dir: str, port: int) -> subproce
     exe = str(ROOT / ".venv" / "bin" / "sealbox-server")
     subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
     cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if args.workers > 1:
+    if args.workers:
         cmd += ["--workers", str(args.workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.admin_token = env["SEALBOX_ADMIN_TOKEN"]  # type: ignore[attr-defined]
@@ -124,6 +129,9 @@ def main() -> None:
         "--workers", type=int, default=1, help="uvicorn workers (default config: 1)"
     )
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--profile", default=None, help="py-spy binary: record a flame graph of the server"
+    )
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="sealbox-bench-")
@@ -255,6 +263,26 @@ def main() -> None:
                     if bad:
                         errors.append(str(bad[0]))
 
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                [
+                    args.profile,
+                    "record",
+                    "-o",
+                    "/tmp/sealbox-ingest.txt",
+                    "-f",
+                    "raw",
+                    "-r",
+                    "200",
+                    "--subprocesses",
+                    "-p",
+                    str(proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
         threads = [threading.Thread(target=client, args=(b,)) for b in requests]
         cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
         t0 = time.perf_counter()
@@ -264,6 +292,9 @@ def main() -> None:
             t.join()
         ingest_s = time.perf_counter() - t0
         server_cpu = cpu_seconds(proc.pid) - cpu0
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         client_cpu = time.process_time() - own0
         if errors:
             raise SystemExit(f"push errors: {errors[:3]}")
@@ -286,7 +317,7 @@ def main() -> None:
             raise SystemExit(f"feed returned {pulled} of {total} revisions")
         result = {
             "backend": "postgresql" if args.database_url else "sqlite",
-            "workers": args.workers,
+            "workers": args.workers or "default (SEALBOX_WORKERS, 2)",
             "clients": args.clients,
             "batch": args.batch,
             "plaintext_bytes": args.plaintext,

@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         settings=settings,
         engine=engine if engine is not None else engine_for(settings),
         server_key=load_or_create_server_key(settings.resolved_server_key_file),
+        metrics=Metrics(settings.prometheus_multiproc_dir),
         verify_pool=ThreadPoolExecutor(settings.verify_threads, thread_name_prefix="verify")
         if settings.verify_threads > 1
         else None,

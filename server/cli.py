@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 
 import typer
 from pydantic import ValidationError
@@ -51,7 +53,9 @@ def migrate() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
     port: int = typer.Option(8000, help="Port to bind (0: any free port)."),
-    workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
+    workers: int | None = typer.Option(
+        None, min=1, help="uvicorn worker processes (default: SEALBOX_WORKERS, 2)."
+    ),
 ) -> None:
     """Serve the API with uvicorn (access log off, proxy headers off)."""
     import uvicorn
@@ -69,6 +73,14 @@ def serve(
         )
     # Create the key once, before any worker starts.
     load_or_create_server_key(settings.resolved_server_key_file)
+    workers = workers or settings.workers
+    if workers > 1:
+        # prometheus_client's multiprocess mode: each worker writes its own files,
+        # /metrics sums them. The directory must be fresh for every start.
+        metrics_dir = settings.data_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(mode=0o700, parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     uvicorn.run(
         "server.asgi:app",
         factory=False,

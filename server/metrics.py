@@ -7,13 +7,16 @@ With several uvicorn workers each worker exposes its own counters
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 __all__ = ["Metrics"]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, multiproc_dir: Path | None = None) -> None:
+        self.multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "sealbox_requests_total",
@@ -48,4 +51,9 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        if self.multiproc_dir is not None:
+            # Several uvicorn workers: sum the per-process files prometheus_client writes.
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=str(self.multiproc_dir))
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -52,6 +52,18 @@ class Settings(BaseSettings):
         "request signatures cover @target-uri as the client saw it.",
     )
     log_level: str = "info"
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes for `sealbox-server serve` (GIL-bound work "
+        "such as envelope parsing then uses every core).",
+    )
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="Set by `serve` when workers > 1, so /metrics sums every worker.",
+    )
 
     # Protocol limits (docs/PROTOCOL.md §8.1).
     max_batch_items: int = Field(default=500, ge=1, le=10_000)

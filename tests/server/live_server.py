@@ -47,6 +47,7 @@ class LiveServer:
             stdout=log,
             stderr=log,
             cwd=ROOT,
+            start_new_session=True,  # its own process group: kill() takes every worker
         )
         log.close()
         deadline = time.time() + 30
@@ -62,16 +63,16 @@ class LiveServer:
         raise RuntimeError("sealbox-server did not become ready")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown handlers, no flushing."""
+        """SIGKILL the supervisor and every worker: no shutdown handlers, no flushing."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
