@@ -54,6 +54,6 @@ class Metrics:
         if self.multiproc_dir is not None:
             # Several uvicorn workers: sum the per-process files prometheus_client writes.
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=str(self.multiproc_dir))
+            multiprocess.MultiProcessCollector(registry, path=str(self.multiproc_dir))  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
