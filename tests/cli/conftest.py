@@ -71,10 +71,9 @@ class LiveServer:
             self.process = None
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
+def _live_server(root: Path) -> Iterator[LiveServer]:
     port = free_port()
-    data_dir = tmp_path / "server-data"
+    data_dir = root / "server-data"
     data_dir.mkdir()
     token = secrets.token_urlsafe(32)
     env = {
@@ -89,6 +88,18 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
     finally:
         live.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server of this test's own (for tests that stop, restore or restart it)."""
+    yield from _live_server(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for a module's tests that only talk to it (each test makes its own org)."""
+    yield from _live_server(tmp_path_factory.mktemp("shared"))
 
 
 @dataclass
@@ -129,7 +140,9 @@ class Device:
 
 
 @pytest.fixture
-def devices(tmp_path: Path, server: LiveServer):
+def devices(tmp_path: Path, request: pytest.FixtureRequest):
+    name = "shared_server" if "shared_server" in request.fixturenames else "server"
+    server: LiveServer = request.getfixturevalue(name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
     env["SEALBOX_PASSPHRASE"] = PASSPHRASE
     env["SEALBOX_ADMIN_TOKEN"] = server.admin_token

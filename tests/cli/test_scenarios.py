@@ -76,9 +76,9 @@ def test_offline_conflict_keeps_both_values_and_resolution_converges(server, dev
 
 
 def test_revoked_device_sync_fails_clearly_keeps_its_queue_and_others_carry_on(
-    server, devices
+    shared_server, devices
 ) -> None:
-    coord, (seized, other) = _org(server, devices, "seized", "other")
+    coord, (seized, other) = _org(shared_server, devices, "seized", "other")
     seized.run("report", "new", "-f", "title=before seizure")
     seized.run("sync")
     revoked = coord.run("devices", "revoke", seized.device_id).json
@@ -99,8 +99,8 @@ def test_revoked_device_sync_fails_clearly_keeps_its_queue_and_others_carry_on(
     assert states[seized.device_id]["revoked_after"] == 2
 
 
-def test_panic_wipe_shreds_the_profile_in_well_under_a_second(server, devices) -> None:
-    coord, (field,) = _org(server, devices, "field")
+def test_panic_wipe_shreds_the_profile_in_well_under_a_second(shared_server, devices) -> None:
+    coord, (field,) = _org(shared_server, devices, "field")
     field.run("report", "new", "-f", "secret=CANARY-wipe-5521")
     started = time.monotonic()
     wiped = field.run("wipe", "--panic", "--yes").json
@@ -114,17 +114,17 @@ def test_panic_wipe_shreds_the_profile_in_well_under_a_second(server, devices) -
     assert refused.code == 1  # never without --panic --yes
 
 
-def test_wrong_passphrase_fails_cleanly(server, devices) -> None:
-    coord, _ = _org(server, devices)
+def test_wrong_passphrase_fails_cleanly(shared_server, devices) -> None:
+    coord, _ = _org(shared_server, devices)
     coord.env["SEALBOX_PASSPHRASE"] = "not the passphrase"
     result = coord.run("status", check=False)
     assert result.code == 1 and "wrong passphrase" in result.stderr
 
 
-def test_canaries_never_reach_disk_on_either_side_at_any_step(server, devices) -> None:
-    coord, (field,) = _org(server, devices, "field")
+def test_canaries_never_reach_disk_on_either_side_at_any_step(shared_server, devices) -> None:
+    coord, (field,) = _org(shared_server, devices, "field")
     canaries = [b"CANARY-Mariupol-0042", b"CANARY-attach-name", b"CANARY-coord-edit"]
-    homes = [coord.home, field.home, server.data_dir]
+    homes = [coord.home, field.home, shared_server.data_dir]
     attachment = field.home.parent / "CANARY-attach-name.txt"
     attachment.write_text("CANARY-Mariupol-0042 photo bytes")
     report = field.run(
@@ -146,9 +146,9 @@ def test_canaries_never_reach_disk_on_either_side_at_any_step(server, devices) -
 
 @pytest.mark.timeout(240)
 def test_a_sync_killed_mid_way_resumes_with_nothing_lost_or_duplicated(
-    server, devices, tmp_path
+    shared_server, devices, tmp_path
 ) -> None:
-    coord, (field,) = _org(server, devices, "field")
+    coord, (field,) = _org(shared_server, devices, "field")
     n = 400
     source = tmp_path / "reports.jsonl"
     source.write_text(
@@ -186,8 +186,8 @@ def test_a_sync_killed_mid_way_resumes_with_nothing_lost_or_duplicated(
     assert coord.run("status").json["findings"] == []
 
 
-def test_an_expired_invite_is_refused_with_a_clear_message(server, devices) -> None:
-    coord, _ = _org(server, devices)
+def test_an_expired_invite_is_refused_with_a_clear_message(shared_server, devices) -> None:
+    coord, _ = _org(shared_server, devices)
     code = coord.run("invite", "create", "--role", "field", "--expires", "1s").json["code"]
     time.sleep(2.1)
     late = devices("late")
