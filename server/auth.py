@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Path, Request
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from crypto import VerifyKey
@@ -34,9 +35,11 @@ __all__ = [
     "Caller",
     "CoordinatorCaller",
     "OrgId",
+    "PushCaller",
     "SignedCaller",
     "check_rate",
     "parse_org_id",
+    "remember_nonce_in",
 ]
 
 _devices = Device.__table__  # type: ignore[attr-defined]
@@ -52,6 +55,8 @@ class Caller:
     role: str
     state: str
     revoked_after: int | None
+    nonce: str = ""
+    created: int = 0
 
     @property
     def is_coordinator(self) -> bool:
@@ -105,6 +110,7 @@ def _authenticate(
     url: str,
     headers: list[tuple[str, str]],
     body: bytes,
+    remember_nonce: bool = True,
 ) -> Caller:
     now = int(time.time())
     window = ctx.settings.replay_window_seconds
@@ -144,40 +150,58 @@ def _authenticate(
             if exc.reason == "expired":
                 raise ApiError(ErrorCode.SIGNATURE_EXPIRED, 401, exc.detail) from None
             raise ApiError(ErrorCode.SIGNATURE_INVALID, 401, exc.detail) from None
-    caller = found["caller"]
+    caller = replace(found["caller"], nonce=verified.nonce, created=verified.created)
     if caller.state == "removed":
         raise ApiError(ErrorCode.FORBIDDEN, 403, "the device is no longer in the roster")
     check_rate(ctx, "device", caller.device_id, ctx.settings.device_requests_per_minute)
     check_rate(ctx, "organisation", org_id, ctx.settings.org_requests_per_minute)
-    _remember_nonce(ctx, verified.device_id, verified.nonce, verified.created, now, window)
+    if remember_nonce:
+        with write_tx(ctx.engine) as conn:
+            remember_nonce_in(conn, caller, now=now, window=window)
     return caller
 
 
-def _remember_nonce(
-    ctx: ServerContext, device_id: bytes, nonce: str, created: int, now: int, window: int
-) -> None:
+def remember_nonce_in(conn: Connection, caller: Caller, *, now: int, window: int) -> None:
+    """Record the caller's (keyid, nonce) in ``conn``'s write transaction; refuse a replay.
+
+    Push does this inside its own transaction, saving a second write transaction.
+    """
     try:
-        with write_tx(ctx.engine) as conn:
-            conn.execute(insert(_nonces).values(key_id=device_id, nonce=nonce, created=created))
-            if secrets.randbelow(256) == 0:  # prune expired nonces now and then
-                conn.execute(delete(_nonces).where(_nonces.c.created < now - 2 * window))
+        with conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext():
+            conn.execute(
+                insert(_nonces).values(
+                    key_id=caller.device_id, nonce=caller.nonce, created=caller.created
+                )
+            )
     except IntegrityError:
         raise ApiError(
             ErrorCode.REPLAYED_REQUEST, 401, "this signature nonce was already used"
         ) from None
+    if secrets.randbelow(256) == 0:  # prune expired nonces now and then
+        conn.execute(delete(_nonces).where(_nonces.c.created < now - 2 * window))
 
 
-async def _signed_caller(request: Request, org_id: OrgId) -> Caller:
+async def _caller(request: Request, org_id: bytes, remember_nonce: bool) -> Caller:
     ctx = get_ctx(request)
     body = await request.body()
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     url = _target_uri(ctx, request)
     return await anyio.to_thread.run_sync(
-        _authenticate, ctx, org_id, request.method, url, headers, body
+        _authenticate, ctx, org_id, request.method, url, headers, body, remember_nonce
     )
 
 
+async def _signed_caller(request: Request, org_id: OrgId) -> Caller:
+    return await _caller(request, org_id, True)
+
+
+async def _push_caller(request: Request, org_id: OrgId) -> Caller:
+    return await _caller(request, org_id, False)
+
+
 SignedCaller = Annotated[Caller, Depends(_signed_caller)]
+PushCaller = Annotated[Caller, Depends(_push_caller)]
+"""Like SignedCaller, but the push service records the nonce in its own transaction."""
 
 
 def _coordinator(caller: SignedCaller) -> Caller:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
+import server.tables  # noqa: F401  (first: its naming convention applies to these tables too)
+
 __all__ = ["AttachmentChunk", "AttachmentUpload"]
 
 

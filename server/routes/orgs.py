@@ -71,7 +71,10 @@ def create_org(
 
 @router.get("/{org}/roster", response_model=RosterVersions, responses=PROBLEMS)
 def get_roster(
-    ctx: Ctx, org_id: OrgId, caller: SignedCaller, since: Annotated[int, Query(ge=0)] = 0
+    ctx: Ctx,
+    org_id: OrgId,
+    caller: SignedCaller,
+    since: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> RosterVersions:
     """Every roster version newer than ``since`` (members)."""
     return RosterVersions(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from server.auth import CoordinatorCaller, OrgId, SignedCaller
+from server.auth import CoordinatorCaller, OrgId, PushCaller, SignedCaller
 from server.deps import Ctx
 from server.errors import ApiError
 from server.routes import PROBLEMS
@@ -30,16 +30,14 @@ router = APIRouter(prefix="/v1/orgs", tags=["sync"])
 
 
 @router.post("/{org}/push", response_model=PushResponse, responses=PROBLEMS)
-def push(body: PushRequest, ctx: Ctx, org_id: OrgId, caller: SignedCaller) -> Response:
+def push(body: PushRequest, ctx: Ctx, org_id: OrgId, caller: PushCaller) -> Response:
     """Store a batch of envelopes: one result per item in request order, and a signed receipt."""
     outcome = push_service.push(
         engine=ctx.engine,
         settings=ctx.settings,
         server_key=ctx.server_key,
         pool=ctx.verify_pool,
-        org_id=org_id,
-        device_id=caller.device_id,
-        device_key=caller.signing_key,
+        caller=caller,
         envelopes=body.envelopes,
         now=int(time.time()),
     )
@@ -71,7 +69,7 @@ def changes(
     org_id: OrgId,
     caller: CoordinatorCaller,
     cursor: Annotated[str, Query(max_length=100)] = "",
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
     """A page of the organisation's feed after ``cursor`` (coordinators)."""
     top = ctx.settings.max_feed_items

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, insert, select, update
 
 from crypto import MalformedEnvelope, SigningKey, VerificationFailed, VerifyKey, parse_envelope
+from server.auth import Caller, remember_nonce_in
 from server.db import write_tx
 from server.errors import ApiError
-from server.services.store import fetch_known, lock_org
+from server.services.store import bulk_insert, fetch_known, lock_org
 from server.settings import Settings
 from server.tables import Device, EnvelopeRow, Equivocation, Head, Org, ReceiptRow
 from sync.dag import Candidate, DeviceView, Plan, advance_watermark, classify, needs
@@ -40,6 +41,20 @@ _envelopes = EnvelopeRow.__table__  # type: ignore[attr-defined]
 _heads = Head.__table__  # type: ignore[attr-defined]
 _evidence = Equivocation.__table__  # type: ignore[attr-defined]
 _receipts = ReceiptRow.__table__  # type: ignore[attr-defined]
+
+
+_ENVELOPE_COLUMNS = (
+    "org_id",
+    "server_seq",
+    "envelope_id",
+    "device_id",
+    "device_seq",
+    "prev",
+    "kind",
+    "report_id",
+    "flags",
+    "data",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +108,11 @@ def push(
     settings: Settings,
     server_key: SigningKey,
     pool: ThreadPoolExecutor | None,
-    org_id: bytes,
-    device_id: bytes,
-    device_key: VerifyKey,
+    caller: Caller,
     envelopes: list[bytes],
     now: int,
 ) -> PushOutcome:
+    org_id, device_id, device_key = caller.org_id, caller.device_id, caller.signing_key
     if len(envelopes) > settings.max_batch_items or (
         sum(map(len, envelopes)) > settings.max_batch_bytes
     ):
@@ -113,6 +127,7 @@ def push(
     )
     with write_tx(engine) as conn:
         org = lock_org(conn, org_id)
+        remember_nonce_in(conn, caller, now=now, window=settings.replay_window_seconds)
         device = conn.execute(
             select(_devices.c.revoked_after, _devices.c.watermark, _devices.c.max_seq).where(
                 _devices.c.org_id == org_id, _devices.c.device_id == device_id
@@ -135,25 +150,26 @@ def push(
                 headers={"Retry-After": "3600"},
                 retry_after=3600,
             )
-        if plan.inserts:
-            conn.execute(
-                insert(_envelopes),
-                [
-                    {
-                        "org_id": org_id,
-                        "server_seq": row.server_seq,
-                        "envelope_id": row.envelope_id,
-                        "device_id": row.device_id,
-                        "device_seq": row.device_seq,
-                        "prev": row.prev,
-                        "kind": env.header.kind,
-                        "report_id": row.report_id,
-                        "flags": 0,
-                        "data": raw,
-                    }
-                    for row, env, raw in plan.inserts
-                ],
-            )
+        bulk_insert(
+            conn,
+            _envelopes,
+            _ENVELOPE_COLUMNS,
+            [
+                (
+                    org_id,
+                    row.server_seq,
+                    row.envelope_id,
+                    row.device_id,
+                    row.device_seq,
+                    row.prev,
+                    env.header.kind,
+                    row.report_id,
+                    0,
+                    raw,
+                )
+                for row, env, raw in plan.inserts
+            ],
+        )
         if plan.evidence:
             known_evidence = set(
                 conn.execute(

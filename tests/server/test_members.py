@@ -202,3 +202,13 @@ def test_enroll_needs_no_signature_but_a_valid_secret(org) -> None:
     document, code = _invite(org)
     org.as_coordinator("POST", "/invites", {"invite": b64(document.to_bytes())})
     enroll(org.api, org, code, SigningKey.generate(), Role.FIELD)
+
+
+def test_replayed_push_is_refused_and_stores_nothing(org) -> None:
+    # §7.3: push records its nonce inside its own transaction; a replay is still refused.
+    dev = org.add_device()
+    env = dev.key_envelope(org.roster)
+    nonce = secrets.token_urlsafe(16)
+    assert org.push(dev, [env], nonce=nonce).status_code == 200
+    r = org.push(dev, [env], nonce=nonce)
+    assert r.status_code == 401 and r.json()["code"] == "replayed_request"
