@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import mimetypes
 import re
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +18,7 @@ from clients.reference_cli.store import StoreError
 from clients.reference_cli.transport import NetworkError, Transport
 from sync.engine import CoordinatorView, Request, ServerMisbehaved, SyncRefused, seal_edit
 from sync.invite import InviteError
-from sync.report import AttachmentManifest, ContentError, ReportContent
+from sync.report import ContentError, ReportContent
 from sync.roster import Role, RosterError
 
 Home = Annotated[
@@ -125,20 +122,6 @@ def _single(request: Request) -> Any:
 
 
 # --- writing reports --------------------------------------------------------------------------
-
-
-def _manifest(path: Path) -> AttachmentManifest:
-    """An attachment manifest (name, size, SHA-256) sealed into the revision.
-
-    The content itself travels as chunks (PROTOCOL §13) in a later client version; the
-    manifest already lets a coordinator verify a file handed over out of band.
-    """
-    err.print(f"note: {path.name}: manifest sealed; attachment upload comes in a later version")
-    data = path.read_bytes()
-    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return AttachmentManifest(
-        secrets.token_bytes(16), path.name[:255], len(data), hashlib.sha256(data).digest(), media
-    )
 
 
 def _seal(

@@ -20,13 +20,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clients.reference_cli.attachments import attachments_app, seal_for_report
 from clients.reference_cli.common import (
     Exit,
     Home,
     Json,
     _errors,
     _home,
-    _manifest,
     _out,
     _parse_duration,
     _profile,
@@ -71,6 +71,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(reports_app, name="reports")
 app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(devices_app, name="devices")
+app.add_typer(attachments_app, name="attachments")
 
 
 # --- org --------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ def report_new(
             client_time=int(time.time()),
             fields=parse_field_assignments(field or []),
             notes=tuple(note or ()),
-            attachments=tuple(_manifest(p) for p in attach or ()),
+            attachments=tuple(seal_for_report(profile, p) for p in attach or ()),
         )
         report = secrets.token_bytes(16)
         revision = _seal(profile, report, content, ())
@@ -350,7 +351,7 @@ def report_edit(
             client_time=int(time.time()),
             fields=parse_field_assignments(field or []),
             notes=tuple(note or ()),
-            attachments=tuple(_manifest(p) for p in attach or ()),
+            attachments=tuple(seal_for_report(profile, p) for p in attach or ()),
         )
         revision = _seal(profile, report, content, parents)
         _out(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from clients.reference_cli.attachments import AttachmentFailed, upload_pending
 from clients.reference_cli.common import (
     Exit,
     Home,
@@ -64,6 +65,9 @@ def sync(
             summary["requests"] = transport.requests
             transport.close()
         _out(as_json, summary, lambda: err.print(_sync_text(summary)))
+        if summary.get("attachments_error"):
+            err.print(f"[bold red]error:[/] {summary['attachments_error']} (kept queued)")
+            raise typer.Exit(6)
         if summary.get("rejected"):
             err.print(
                 f"[bold red]error:[/] the server refused {summary['rejected']} envelopes;"
@@ -173,6 +177,12 @@ def _sync(
     # 3. Coordinators: admit enrolled devices, then pull, verify and decrypt.
     if profile.role is Role.COORDINATOR:
         _pull(profile, transport, summary, quiet=quiet)
+    # 4. Attachments last: a report never waits for its media (resumable, PROTOCOL §13).
+    #    A failed upload stays queued and fails the command only after the reports synced.
+    try:
+        summary.update(upload_pending(profile, transport, quiet=quiet))
+    except AttachmentFailed as exc:
+        summary["attachments_error"] = str(exc)
     profile.meta["last_sync"] = int(time.time())
     profile.save_meta()
 

@@ -123,14 +123,11 @@ def test_wrong_passphrase_fails_cleanly(shared_server, devices) -> None:
 
 def test_canaries_never_reach_disk_on_either_side_at_any_step(shared_server, devices) -> None:
     coord, (field,) = _org(shared_server, devices, "field")
-    canaries = [b"CANARY-Mariupol-0042", b"CANARY-attach-name", b"CANARY-coord-edit"]
+    canaries = [b"CANARY-Mariupol-0042", b"CANARY-note-Ivanka", b"CANARY-coord-edit"]
     homes = [coord.home, field.home, shared_server.data_dir]
-    attachment = field.home.parent / "CANARY-attach-name.txt"
-    attachment.write_text("CANARY-Mariupol-0042 photo bytes")
     report = field.run(
-        "report", "new", "-f", "where=CANARY-Mariupol-0042", "--attach", str(attachment)
+        "report", "new", "-f", "where=CANARY-Mariupol-0042", "--note", "CANARY-note-Ivanka"
     ).json["report_id"]
-    attachment.unlink()
     for step in (
         lambda: field.run("sync"),
         lambda: coord.run("sync"),
@@ -141,7 +138,8 @@ def test_canaries_never_reach_disk_on_either_side_at_any_step(shared_server, dev
         step()
         assert [h for home in homes for h in grep_tree(home, canaries)] == []
     shown = coord.run("reports", "show", report).json
-    assert shown["attachments"][0]["name"] == "CANARY-attach-name.txt"
+    assert shown["fields"]["who"]["value"] == "CANARY-coord-edit"
+    assert [n["text"] for n in shown["notes"]] == ["CANARY-note-Ivanka"]
 
 
 @pytest.mark.timeout(240)
