@@ -65,6 +65,26 @@ def _items_json(conn: Connection, org_id: bytes, rows: list[tuple[int, bytes, by
     )
 
 
+_PAGE_SQL = (
+    "SELECT server_seq, data, device_id, flags FROM envelopes "
+    "WHERE org_id = {p} AND server_seq > {p} ORDER BY server_seq LIMIT {p}"
+)
+
+
+def _page(
+    conn: Connection, org_id: bytes, after: int, limit: int
+) -> list[tuple[int, bytes, bytes, int]]:
+    """One feed page, read through the driver. On PostgreSQL in binary format: bytea
+    in text format is hex, which costs about half the feed's throughput to decode."""
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            cursor.execute(_PAGE_SQL.format(p="%s"), (org_id, after, limit))
+            return [(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in cursor.fetchall()]
+    result = conn.exec_driver_sql(_PAGE_SQL.format(p="?"), (org_id, after, limit))
+    return [tuple(r) for r in result]
+
+
 def changes_json(*, engine: Engine, org_id: bytes, cursor: str, limit: int) -> bytes:
     """One page of the feed as JSON bytes (`sync.messages.ChangesPage`)."""
     with read_tx(engine) as conn:
@@ -86,20 +106,7 @@ def changes_json(*, engine: Engine, org_id: bytes, cursor: str, limit: int) -> b
                     "the server was restored or replaced: re-push what you hold and re-pull "
                     "from the start",
                 )
-        rows = [
-            tuple(r)
-            for r in conn.execute(
-                select(
-                    _envelopes.c.server_seq,
-                    _envelopes.c.data,
-                    _envelopes.c.device_id,
-                    _envelopes.c.flags,
-                )
-                .where(_envelopes.c.org_id == org_id, _envelopes.c.server_seq > after)
-                .order_by(_envelopes.c.server_seq)
-                .limit(limit + 1)
-            )
-        ]
+        rows = _page(conn, org_id, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         next_seq = rows[-1][0] if rows else after
