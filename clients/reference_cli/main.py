@@ -4,7 +4,8 @@ Every command takes ``--home`` (default ``SEALBOX_HOME``, else a per-user data
 directory) and ``--json``.  The passphrase comes from ``SEALBOX_PASSPHRASE`` or a
 prompt.  Exit codes: 0 ok, 1 local error (wrong passphrase, bad input), 2 usage,
 3 the server refused, 4 the server is unreachable, 5 the server misbehaved
-(rollback, forged data: reported loudly, nothing is trusted or lost).
+(rollback, forged data: reported loudly, nothing is trusted or lost), 6 an
+attachment failed to upload or verify (it stays queued).
 """
 
 from __future__ import annotations

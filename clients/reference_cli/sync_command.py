@@ -92,6 +92,11 @@ def _sync_text(s: dict[str, Any]) -> str:
         )
     for finding in s.get("findings", []):
         lines.append(f"[bold red]WARNING[/] {finding}")
+    for device in s.get("coordinators_not_admitted", []):
+        lines.append(
+            f"[yellow]coordinator device {device[:12]} enrolled but not admitted: a v1 enrollment"
+            " carries no HPKE key (see docs/PROTOCOL.md §15.7)[/]"
+        )
     if s.get("server_went_back"):
         lines.append(
             "[bold red]WARNING the server went back in time (restored?): re-pulled everything.[/]"
@@ -206,6 +211,14 @@ def _pull(profile: Profile, transport: Transport, summary: dict[str, Any], *, qu
     with profile.store.transaction():
         profile.set_roster(roster)
         profile.save_enrollments(verified, documents)
+    waiting = [
+        e
+        for e in verified
+        if e.role is Role.COORDINATOR and roster.roster.member(e.device_id) is None
+    ]
+    if waiting:
+        # v1 enrollments carry no HPKE key, so a coordinator device cannot be admitted yet.
+        summary["coordinators_not_admitted"] = [e.device_id.hex() for e in waiting]
     view = profile.view()
     pulled = 0
 

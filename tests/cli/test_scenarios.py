@@ -231,3 +231,18 @@ def test_a_server_restored_from_an_old_backup_is_reported_healed_and_nothing_loc
     # The re-posted roster is served again, so devices move on to version 3.
     field.run("sync")
     assert field.run("status").json["roster_version"] == 3
+
+
+def test_a_coordinator_invite_enrolls_with_the_invites_role_and_is_reported_not_admitted(
+    shared_server, devices
+) -> None:
+    # PROTOCOL §15.7 item 2: the role comes from the invite; admission needs an HPKE key.
+    coord, _ = _org(shared_server, devices)
+    code = coord.run("invite", "create", "--role", "coordinator").json["code"]
+    second = devices("second")
+    enrolled = second.run("enroll", code).json
+    assert enrolled["role"] == "coordinator"
+    synced = coord.run("sync").json
+    assert synced["coordinators_not_admitted"] == [enrolled["device_id"]]
+    assert synced["roster_version"] == 1
+    assert any("not yet admitted" in w for w in second.run("status").json["warnings"])
