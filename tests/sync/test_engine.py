@@ -618,3 +618,54 @@ def test_an_epoch_sealed_to_a_key_the_roster_did_not_list_is_a_finding() -> None
     for data in _sealed(org, 1):
         honest.ingest(data)
     assert honest.findings() == []
+
+
+@settings(max_examples=20)
+@given(st.randoms(use_true_random=False))
+def test_two_coordinators_with_the_same_envelopes_show_the_same_state(rnd) -> None:
+    # PROTOCOL §14.7 item 1, §15.5 item 3.
+    org = Org()
+    second, kem2 = SigningKey.generate(), KemPrivateKey.generate()
+    member = Member(second.verify_key.key_id, second.verify_key, Role.COORDINATOR, kem2.public_key)
+    org.extend(lambda r: r.with_member(member))
+    field_state, coord_state = (
+        org.device(),
+        DeviceState(org_id=ORG, device_id=org.coord.verify_key.key_id),
+    )
+    report = bytes(16)
+    seal_edit(
+        field_state,
+        roster=org.roster,
+        signing_key=org.field,
+        report=report,
+        content=content(a="x", b="1"),
+    )
+    root = field_state.heads[report]
+    seal_edit(
+        field_state,
+        roster=org.roster,
+        signing_key=org.field,
+        report=report,
+        content=content(a="field"),
+    )
+    seal_edit(
+        coord_state,
+        roster=org.roster,
+        signing_key=org.coord,
+        report=report,
+        content=content(a="coord"),
+        parents=root,
+    )
+    envelopes = [i.data for i in field_state.outbox + coord_state.outbox]
+    one = org.view()
+    two = CoordinatorView(roster=org.roster, kem_key=kem2)
+    for data in envelopes:
+        one.ingest(data)
+    shuffled = envelopes + envelopes[:2]
+    rnd.shuffle(shuffled)
+    for data in shuffled:
+        two.ingest(data)
+    assert one.reports() == two.reports()
+    assert one.findings() == two.findings() == []
+    assert set(one.report(report).field("a").values) == {"field", "coord"}
+    assert one.report(report).field("b").value == "1"
