@@ -40,6 +40,7 @@ from crypto import (
     Envelope,
     KemPrivateKey,
     MalformedEnvelope,
+    MessageKey,
     SignedDocument,
     SigningKey,
     VerificationFailed,
@@ -723,7 +724,7 @@ class CoordinatorView:
         for waiting in self._waiting.pop(key, []):
             self._take_revision(waiting, author)
 
-    def _message_key(self, key: tuple[bytes, int], index: int) -> Any:
+    def _message_key(self, key: tuple[bytes, int], index: int) -> MessageKey:
         ck0, at, chain = self._sender_keys[key]
         if index <= at:
             at, chain = 0, ck0
