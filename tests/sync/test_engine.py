@@ -669,3 +669,23 @@ def test_two_coordinators_with_the_same_envelopes_show_the_same_state(rnd) -> No
     assert one.findings() == two.findings() == []
     assert set(one.report(report).field("a").values) == {"field", "coord"}
     assert one.report(report).field("b").value == "1"
+
+
+def test_a_seized_device_cannot_open_what_it_sealed() -> None:
+    # PROTOCOL §4.3 item 4, §15.3 item 3 (D2): only the next chain key stays on the device.
+    from crypto import ChainKey, VerificationFailed, open_revision, parse_envelope
+
+    org = Org()
+    state = org.device()
+    sealed = seal_edit(
+        state, roster=org.roster, signing_key=org.field, report=bytes(16), content=content(a="x")
+    )
+    envelope = parse_envelope(sealed.to_bytes())
+    held = ChainKey(state.chain_key)
+    for candidate in (held.advance()[0], held.advance()[1].advance()[0]):
+        with pytest.raises(VerificationFailed):
+            open_revision(envelope, author=org.field.verify_key, message_key=candidate)
+    view = org.view()
+    for item in state.outbox:
+        view.ingest(item.data)
+    assert view.report(bytes(16)).field("a").value == "x"
