@@ -46,6 +46,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from clients.reference_cli.common import Exit
 from clients.reference_cli.transport import RETRY_STATUSES, NetworkError, Transport
 from crypto import VerificationFailed
 from crypto.stream import CHUNK_SIZE, Manifest, ManifestHasher, new_attachment_key, open_chunks
@@ -76,8 +77,13 @@ SEALED_DIR = "attachments"
 READ_SIZE = 1024 * 1024
 
 
-class AttachmentFailed(Exception):
-    """An attachment could not be uploaded or downloaded and verified (the message names it)."""
+class AttachmentFailed(Exit):
+    """An attachment could not be uploaded or downloaded and verified (the message names it).
+
+    Exit status 6 in every command (`clients.reference_cli.common._errors`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(6, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +303,12 @@ def _upload_one(
         detail = _problem(created).get("detail", f"HTTP {created.status_code}")
         raise AttachmentFailed(f"attachment {pending.name!r}: the server refused it ({detail})")
     status = _status_of(created, plan, pending.name)
+    if status.state == "complete":  # done before a crash kept us from forgetting it
+        return status
+    if not sealed.is_file():
+        raise AttachmentFailed(
+            f"attachment {pending.name!r}: its sealed copy is gone from this device"
+        )
     for _round in range(3):
         remaining = plan.remaining(status.received)
         done = pending.manifest.total_size - plan.remaining_bytes(status.received)
@@ -360,10 +372,6 @@ def upload_pending(
         done_before = 0
         for pending in queue:
             sealed = sealed_dir / pending.sealed_file
-            if not sealed.is_file():
-                raise AttachmentFailed(
-                    f"attachment {pending.name!r}: its sealed copy is gone from this device"
-                )
 
             def report(n: int, _base: int = done_before) -> None:
                 progress.update(task, completed=_base + n)
@@ -390,7 +398,7 @@ def _fetch_chunks(
         r = _exchange(transport, "GET", f"{base}/chunks/{index}")
         if r.status_code != 200:
             problem = _problem(r)
-            if problem.get("reason") == "attachment_pending":
+            if problem.get("reason") in ("attachment_pending", "unknown_upload"):
                 raise AttachmentFailed(
                     f"attachment {name!r} is still uploading (pending); try again later"
                 )
@@ -466,7 +474,7 @@ attachments_app = typer.Typer(help="Attachments of reports (coordinators downloa
 
 
 def _find(profile: Any, report_prefix: str, name: str) -> tuple[bytes, AttachmentManifest]:
-    from clients.reference_cli.common import Exit, _resolve_report
+    from clients.reference_cli.common import _resolve_report
 
     view = profile.view()
     report = _resolve_report(view, profile, report_prefix)
@@ -490,7 +498,7 @@ def get_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Download an attachment, verifying every chunk before it is written."""
-    from clients.reference_cli.common import Exit, _errors, _out, _profile, _transport, err
+    from clients.reference_cli.common import _errors, _out, _profile, _transport, err
     from sync.roster import Role
 
     with _errors(as_json), _profile(home) as profile:
@@ -500,8 +508,6 @@ def get_command(
         transport = _transport(profile)
         try:
             size = download_attachment(transport, profile.org_path, entry, output, quiet=as_json)
-        except AttachmentFailed as exc:
-            raise Exit(5, str(exc)) from None
         finally:
             transport.close()
         data = {
@@ -533,7 +539,8 @@ def list_command(
                 r = _exchange(
                     transport, "GET", f"{profile.org_path}/attachments/{b64encode(a.attachment_id)}"
                 )
-                server_state = r.json().get("state") if r.status_code == 200 else "missing"
+                # Not declared yet (404) is pending too: the device has not started.
+                server_state = r.json().get("state") if r.status_code == 200 else "pending"
                 rows.append(
                     {"id": a.attachment_id.hex(), "name": a.name, "size": a.size,
                      "media_type": a.media_type, "state": server_state}
@@ -556,14 +563,12 @@ def upload_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Upload queued attachments now (``sealbox sync`` does this after pushing reports)."""
-    from clients.reference_cli.common import Exit, _errors, _out, _profile, _transport, err
+    from clients.reference_cli.common import _errors, _out, _profile, _transport, err
 
     with _errors(as_json), _profile(home) as profile:
         transport = _transport(profile)
         try:
             summary = upload_pending(profile, transport, quiet=as_json)
-        except AttachmentFailed as exc:
-            raise Exit(5, str(exc)) from None
         finally:
             summary_bytes = transport.bytes_sent
             transport.close()

@@ -95,7 +95,12 @@ def with_attachment_routes(app: Any) -> Any:
     """Include the attachment router unless the app factory already does."""
     from server import routes_attachments
 
-    if not any("/attachments" in getattr(r, "path", "") for r in app.routes):
+    router = routes_attachments.router
+    included = any(
+        getattr(r, "original_router", None) is router or "/attachments" in getattr(r, "path", "")
+        for r in app.routes
+    )
+    if not included:
         app.include_router(routes_attachments.router)
     return app
 
