@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server import routes_attachments
 from server.context import ServerContext
 from server.db import engine_for
 from server.deps import reject_unknown_query_parameters
@@ -97,5 +98,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(orgs.router)
     app.include_router(sync_routes.router)
+    app.include_router(routes_attachments.router)
     app.add_middleware(_ObserveMiddleware, metrics=ctx.metrics)
     return app
