@@ -27,11 +27,10 @@ from crypto import parse_envelope
 from sync.messages import b64decode
 
 
-def _run(tmp_path: Path, *, kills: int, devices: int, batches: int) -> None:
+def _run(tmp_path: Path, *, kills: int, devices: int, batches: int, workers: int) -> None:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    server = LiveServer(
-        tmp_path / "data", tmp_path / "server.log", env={"SEALBOX_ADMIN_TOKEN": ADMIN_TOKEN}
-    )
+    env = {"SEALBOX_ADMIN_TOKEN": ADMIN_TOKEN, "SEALBOX_WORKERS": str(workers)}
+    server = LiveServer(tmp_path / "data", tmp_path / "server.log", env=env)
     server.migrate()
     server.start()
     http = httpx2.Client(base_url=server.base_url, timeout=30)
@@ -117,7 +116,7 @@ def _run(tmp_path: Path, *, kills: int, devices: int, batches: int) -> None:
 
 
 def test_sigkill_during_pushes_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
-    _run(tmp_path, kills=3, devices=3, batches=8)
+    _run(tmp_path, kills=3, devices=3, batches=8, workers=1)  # one worker restarts fastest
 
 
 @pytest.mark.slow
@@ -125,4 +124,4 @@ def test_sigkill_soak(tmp_path: Path) -> None:
     budget = float(os.environ.get("SEALBOX_SLOW_BUDGET_SECONDS", "600"))
     rounds = max(1, min(10, int(budget // 60)))
     for i in range(rounds):
-        _run(tmp_path / f"round{i}", kills=8, devices=4, batches=10)
+        _run(tmp_path / f"round{i}", kills=8, devices=4, batches=10, workers=2)
