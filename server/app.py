@@ -21,14 +21,78 @@ from server import routes_attachments
 from server.context import ServerContext
 from server.db import engine_for
 from server.deps import reject_unknown_query_parameters
-from server.errors import install_error_handlers
+from server.errors import install_error_handlers, problem_response
 from server.metrics import Metrics
 from server.routes import meta, orgs, sync_routes
 from server.settings import Settings, load_or_create_server_key
+from sync.errors import ErrorCode
 
 __all__ = ["create_app"]
 
 _log = structlog.get_logger("sealbox.http")
+
+
+class _BodyLimitMiddleware:
+    """Refuse request bodies over the limit before reading them into memory (413).
+
+    The limit is the batch limit in base64 plus JSON framing; attachment chunks
+    (raw bytes) fit well inside it.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.limit
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await self._refuse(scope, receive, send)
+                    return
+        seen = 0
+        over = False
+        replaced = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Stop reading; whatever the app answers is replaced by a 413.
+                    over = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal replaced
+            if not over:
+                await send(message)
+            elif not replaced:
+                replaced = True
+                await self._refuse(scope, receive, send)
+
+        await self.app(scope, counting_receive, guarded_send)
+        if over and not replaced:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            413,
+            f"the request body is over {self.limit} bytes",
+            limit_bytes=self.limit,
+        )
+        await response(scope, receive, send)
 
 
 class _ObserveMiddleware:
@@ -99,5 +163,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(orgs.router)
     app.include_router(sync_routes.router)
     app.include_router(routes_attachments.router)
+    app.add_middleware(
+        _BodyLimitMiddleware,
+        limit=settings.max_batch_bytes * 4 // 3 + 64 * settings.max_batch_items + 65536,
+    )
     app.add_middleware(_ObserveMiddleware, metrics=ctx.metrics)
     return app

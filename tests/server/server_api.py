@@ -197,7 +197,8 @@ def enroll(
     sealed = seal_label(
         label, secret=code.secret, invite_id=code.invite_id, device_id=key.verify_key.key_id
     )
-    enrollment = Enrollment(org.org_id, code.invite_id, key.verify_key, role, sealed).sign(key)
+    kem = KemPrivateKey.generate().public_key if role is Role.COORDINATOR else None
+    enrollment = Enrollment(org.org_id, code.invite_id, key.verify_key, role, sealed, kem).sign(key)
     r = api.call(
         "POST",
         org.path + "/enroll",

@@ -129,3 +129,20 @@ def test_validation_errors_are_problem_json(org) -> None:
         org.path + "/push", content=b"{", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(tmp_path, engine: Engine) -> None:
+    # §11.1: a body over the batch limit (in base64, with framing) is a 413 problem.
+    settings = Settings(data_dir=tmp_path, max_batch_bytes=2048, max_batch_items=2)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        r = client.post(
+            "/v1/orgs", content=b"x" * 100_000, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+
+        def chunks():
+            for _ in range(20):
+                yield b"x" * 10_000
+
+        r = client.post("/v1/orgs", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413

@@ -9,7 +9,7 @@ import pytest
 from server_api import Api, b64, create_org, enroll
 from starlette.testclient import TestClient
 
-from crypto import SigningKey
+from crypto import KemPrivateKey, SigningKey
 from sync.invite import Enrollment, Invite, seal_label
 from sync.messages import b64decode
 from sync.roster import Member, Role, SignedRoster
@@ -113,9 +113,10 @@ def test_enrollment_role_must_match_the_invite(org) -> None:
     document, code = _invite(org, role=Role.FIELD)
     org.as_coordinator("POST", "/invites", {"invite": b64(document.to_bytes())})
     key = SigningKey.generate()
-    enrollment = Enrollment(org.org_id, code.invite_id, key.verify_key, Role.COORDINATOR, b"").sign(
-        key
-    )
+    kem = KemPrivateKey.generate().public_key
+    enrollment = Enrollment(
+        org.org_id, code.invite_id, key.verify_key, Role.COORDINATOR, b"", kem
+    ).sign(key)
     r = org.api.call(
         "POST",
         org.path + "/enroll",
