@@ -29,7 +29,9 @@ import mimetypes
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
@@ -75,6 +77,9 @@ __all__ = [
 PENDING_KIND = "attachment-upload"
 SEALED_DIR = "attachments"
 READ_SIZE = 1024 * 1024
+IN_FLIGHT = 4
+"""Chunks in flight per attachment, each way: overlaps the server's fsyncs; memory is
+bounded by ``IN_FLIGHT`` chunks (4 MiB), whatever the file size."""
 
 
 class AttachmentFailed(Exit):
@@ -283,6 +288,20 @@ def _read_chunk(handle: BinaryIO, pending: PendingUpload, index: int) -> bytes:
     return data
 
 
+def _put_chunk(
+    transport: Transport, base: str, pending: PendingUpload, sealed: Path, index: int
+) -> int:
+    """Send one chunk (read on its own file handle: runs on an upload thread)."""
+    with sealed.open("rb") as handle:
+        chunk = _read_chunk(handle, pending, index)
+    digest = b64encode(hashlib.sha256(chunk).digest())
+    r = _exchange(transport, "PUT", f"{base}/chunks/{index}", query={"sha256": digest}, data=chunk)
+    if r.status_code not in (200, 201):
+        detail = _problem(r).get("detail", f"HTTP {r.status_code}")
+        raise AttachmentFailed(f"attachment {pending.name!r}: chunk {index} refused ({detail})")
+    return len(chunk)
+
+
 def _upload_one(
     transport: Transport,
     org_path: str,
@@ -313,20 +332,20 @@ def _upload_one(
         remaining = plan.remaining(status.received)
         done = pending.manifest.total_size - plan.remaining_bytes(status.received)
         report(done)
-        with sealed.open("rb") as handle:
-            for index in remaining:
-                chunk = _read_chunk(handle, pending, index)
-                digest = b64encode(hashlib.sha256(chunk).digest())
-                r = _exchange(
-                    transport, "PUT", f"{base}/chunks/{index}", query={"sha256": digest}, data=chunk
-                )
-                if r.status_code not in (200, 201):
-                    detail = _problem(r).get("detail", f"HTTP {r.status_code}")
-                    raise AttachmentFailed(
-                        f"attachment {pending.name!r}: chunk {index} refused ({detail})"
-                    )
-                done += len(chunk)
-                report(done)
+        with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="upload") as pool:
+            window: deque[Future[int]] = deque()
+            try:
+                for index in remaining:
+                    if len(window) >= IN_FLIGHT:
+                        done += window.popleft().result()
+                        report(done)
+                    window.append(pool.submit(_put_chunk, transport, base, pending, sealed, index))
+                while window:
+                    done += window.popleft().result()
+                    report(done)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
         finished = _exchange(
             transport,
             "POST",
@@ -394,18 +413,37 @@ def upload_pending(
 def _fetch_chunks(
     transport: Transport, base: str, name: str, count: int, advance: Callable[[int], None]
 ) -> Iterator[bytes]:
-    for index in range(count):
-        r = _exchange(transport, "GET", f"{base}/chunks/{index}")
-        if r.status_code != 200:
-            problem = _problem(r)
-            if problem.get("reason") in ("attachment_pending", "unknown_upload"):
-                raise AttachmentFailed(
-                    f"attachment {name!r} is still uploading (pending); try again later"
-                )
-            detail = problem.get("detail", f"HTTP {r.status_code}")
-            raise AttachmentFailed(f"attachment {name!r}: chunk {index} unavailable ({detail})")
-        advance(len(r.content))
-        yield r.content
+    """The chunks in order, fetched up to `IN_FLIGHT` ahead (bounded memory)."""
+
+    def get(index: int) -> httpx2.Response:
+        return _exchange(transport, "GET", f"{base}/chunks/{index}")
+
+    with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="download") as pool:
+        window: deque[Future[httpx2.Response]] = deque()
+        ahead = 0
+        try:
+            while ahead < count and len(window) < IN_FLIGHT:
+                window.append(pool.submit(get, ahead))
+                ahead += 1
+            for index in range(count):
+                r = window.popleft().result()
+                if ahead < count:
+                    window.append(pool.submit(get, ahead))
+                    ahead += 1
+                if r.status_code != 200:
+                    problem = _problem(r)
+                    if problem.get("reason") in ("attachment_pending", "unknown_upload"):
+                        raise AttachmentFailed(
+                            f"attachment {name!r} is still uploading (pending); try again later"
+                        )
+                    detail = problem.get("detail", f"HTTP {r.status_code}")
+                    raise AttachmentFailed(
+                        f"attachment {name!r}: chunk {index} unavailable ({detail})"
+                    )
+                advance(len(r.content))
+                yield r.content
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 def download_attachment(

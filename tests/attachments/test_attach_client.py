@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,12 +228,14 @@ class DyingClient(httpx2.Client):
     def __init__(self, inner: httpx2.Client, budget: int) -> None:
         super().__init__()
         self.inner, self.budget, self.puts = inner, budget, 0
+        self.lock = threading.Lock()
 
     def request(self, method: str, url: Any, **kw: Any) -> httpx2.Response:  # type: ignore[override]
         if method == "PUT":
-            if self.puts >= self.budget:
-                raise httpx2.ConnectError("power lost")
-            self.puts += 1
+            with self.lock:  # uploads run on several threads
+                if self.puts >= self.budget:
+                    raise httpx2.ConnectError("power lost")
+                self.puts += 1
         return self.inner.request(method, url, **kw)
 
 
