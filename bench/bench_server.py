@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--plaintext", type=int, default=2048)
     parser.add_argument("--page", type=int, default=2000, help="feed page size")
     parser.add_argument(
-        "--workers", type=int, default=1, help="uvicorn workers (default config: 1)"
+        "--workers", type=int, default=None, help="uvicorn workers (default: the server's, 2)"
     )
     parser.add_argument("--database-url", default=None)
     parser.add_argument(
