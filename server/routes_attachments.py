@@ -90,8 +90,11 @@ async def _body(request: Request) -> bytes:
 
 
 def _active(caller: Caller) -> Caller:
+    """Uploads are for devices admitted in the roster and not revoked (PROTOCOL §13.5.1)."""
     if caller.state == "revoked":
         raise ApiError(ErrorCode.DEVICE_REVOKED, 403, "the device is revoked")
+    if caller.state != "admitted":
+        raise ApiError(ErrorCode.FORBIDDEN, 403, "the device is not admitted in the roster yet")
     return caller
 
 

@@ -264,3 +264,18 @@ def test_incomplete_uploads_expire_after_the_configured_days(env: AttachEnv) -> 
     gone = env.json("GET", f"/attachments/{b64(idle)}", None, field.key)
     assert_problem(gone, 404, "not_found")
     assert env.json("GET", f"/attachments/{b64(done)}", None, field.key).status_code == 200
+
+
+def test_revoked_and_unadmitted_devices_cannot_upload(env: AttachEnv) -> None:
+    """§13.5.1: only devices admitted in the roster, and not revoked, create and put chunks."""
+    field = env.org.add_device(Role.FIELD)
+    waiting = env.org.add_device(Role.FIELD, admit=False)
+    _, _, aid, chunks, m = sealed(2 * CS)
+    assert create(env, field, aid, m).status_code == 201
+    assert put(env, field, aid, 0, chunks[0]).status_code == 201
+    assert_problem(create(env, waiting, secrets.token_bytes(16), m), 403, "forbidden")
+    revoked = env.org.roster.revoke(field.device_id, after_seq=0)
+    assert env.org.publish(revoked).status_code == 200
+    assert_problem(put(env, field, aid, 1, chunks[1]), 403, "device_revoked")
+    assert_problem(create(env, field, secrets.token_bytes(16), m), 403, "device_revoked")
+    assert_problem(complete(env, field, aid, m), 403, "device_revoked")
