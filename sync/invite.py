@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from crypto import (
+    KemPublicKey,
     Purpose,
     SignedDocument,
     SigningKey,
@@ -173,27 +174,39 @@ class Enrollment:
     signing_key: VerifyKey
     role: Role
     sealed_label: bytes
+    kem_key: KemPublicKey | None = None
+    """A coordinator enrolls with its HPKE key (and only a coordinator), so it can be admitted."""
+
+    def __post_init__(self) -> None:
+        if (self.role is Role.COORDINATOR) != (self.kem_key is not None):
+            raise InviteError("a coordinator enrollment, and only one, carries an HPKE key")
 
     @property
     def device_id(self) -> bytes:
         return self.signing_key.key_id
 
     def to_cbor(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "o": self.org_id,
             "i": self.invite_id,
             "k": self.signing_key.raw,
             "r": str(self.role),
             "l": self.sealed_label,
         }
+        if self.kem_key is not None:
+            out["e"] = self.kem_key.raw
+        return out
 
     @classmethod
     def from_cbor(cls, raw: Any) -> Enrollment:
-        if not isinstance(raw, dict) or set(raw) != {"o", "i", "k", "r", "l"}:
+        if not isinstance(raw, dict) or not {"o", "i", "k", "r", "l"} <= set(raw) <= {
+            "o", "i", "k", "r", "l", "e"
+        }:
             raise InviteError("malformed enrollment")
         try:
             key = VerifyKey(raw["k"])
             role = Role(raw["r"])
+            kem_key = KemPublicKey(raw["e"]) if "e" in raw else None
         except (TypeError, ValueError) as exc:
             raise InviteError("malformed enrollment key or role") from exc
         for name, n in (("o", 16), ("i", 16)):
@@ -201,7 +214,7 @@ class Enrollment:
                 raise InviteError(f"malformed enrollment field {name}")
         if not isinstance(raw["l"], bytes) or len(raw["l"]) > 1024:
             raise InviteError("malformed sealed label")
-        return cls(raw["o"], raw["i"], key, role, raw["l"])
+        return cls(raw["o"], raw["i"], key, role, raw["l"], kem_key)
 
     def sign(self, signing_key: SigningKey) -> SignedDocument:
         if signing_key.verify_key != self.signing_key:

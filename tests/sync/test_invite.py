@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto import Purpose, SigningKey, VerificationFailed, encoding, sign_document
+from crypto import KemPrivateKey, Purpose, SigningKey, VerificationFailed, encoding, sign_document
 from crypto.signed import SignedDocument
 from sync.invite import (
     INVITE_CODE_PREFIX,
@@ -281,9 +281,30 @@ def test_enrollment_for_other_org_invite_or_role_does_not_match(field: str) -> N
     changed = {
         "org": replace(enrollment, org_id=bytes(16)),
         "invite": replace(enrollment, invite_id=bytes(16)),
-        "role": replace(enrollment, role=Role.COORDINATOR),
+        "role": replace(
+            enrollment, role=Role.COORDINATOR, kem_key=KemPrivateKey(bytes(32)).public_key
+        ),
     }[field]
     assert not changed.matches(invite)
+
+
+def test_coordinator_enrollment_carries_its_hpke_key_and_only_it() -> None:
+    """PROTOCOL §6.3: a coordinator enrolls with its HPKE key, so it can be admitted (R6);
+    a field enrollment carrying one, or a coordinator's without, is malformed."""
+    _, code = make_invite()
+    kem = KemPrivateKey(bytes(32)).public_key
+    with pytest.raises(InviteError):
+        make_enrollment(code, role=Role.COORDINATOR)
+    with pytest.raises(InviteError):
+        Enrollment(ORG, code.invite_id, DEVICE.verify_key, Role.FIELD, b"", kem)
+    enrollment = Enrollment(ORG, code.invite_id, DEVICE.verify_key, Role.COORDINATOR, b"", kem)
+    claimed, _ = Enrollment.parse_and_verify(enrollment.sign(DEVICE).to_bytes())
+    assert claimed.kem_key == kem
+    body = enrollment.to_cbor()
+    del body["e"]
+    stripped = sign_document(Purpose.ENROLLMENT_SIGNATURE, body, DEVICE)
+    with pytest.raises(VerificationFailed):
+        Enrollment.parse_and_verify(stripped.to_bytes())
 
 
 def test_enrollment_must_be_signed_by_enrolled_key() -> None:
