@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from conftest import AttachEnv, attach_env, b64
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crypto.stream import Manifest, manifest_of, new_attachment_key, open_chunks, seal_chunks
 from server.attachments import AttachmentSettings, expire_uploads
@@ -279,3 +281,34 @@ def test_revoked_and_unadmitted_devices_cannot_upload(env: AttachEnv) -> None:
     assert_problem(put(env, field, aid, 1, chunks[1]), 403, "device_revoked")
     assert_problem(create(env, field, secrets.token_bytes(16), m), 403, "device_revoked")
     assert_problem(complete(env, field, aid, m), 403, "device_revoked")
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(size=st.integers(0, 8 * CS), seed=st.integers(0, 2**32 - 1), repeats=st.integers(0, 4))
+def test_any_order_with_repeats_stores_each_chunk_once_property(
+    tmp_path_factory: pytest.TempPathFactory, size: int, seed: int, repeats: int
+) -> None:
+    """§13.4.3: whatever the order and however often a chunk is sent, it is stored once and the
+    download opens to the original."""
+    tmp = tmp_path_factory.mktemp("prop")
+    store = FilesystemBlobStore(tmp / "blobs")
+    for env in attach_env(tmp, store):
+        field = env.org.add_device(Role.FIELD)
+        data, key, aid, chunks, m = sealed(size)
+        assert create(env, field, aid, m).status_code == 201
+        rng = random.Random(seed)
+        sends = list(range(m.chunk_count)) + [rng.randrange(m.chunk_count) for _ in range(repeats)]
+        rng.shuffle(sends)
+        seen: set[int] = set()
+        for i in sends:
+            r = put(env, field, aid, i, chunks[i])
+            assert r.status_code == (200 if i in seen else 201)
+            seen.add(i)
+        assert complete(env, field, aid, m).status_code == 200
+        assert len([p for p in store.root.rglob("*") if p.is_file()]) == m.chunk_count
+        got = download(env, aid, m.chunk_count)
+        assert b"".join(open_chunks(key, aid, got, chunk_size=CS, expected=m)) == data
