@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import threading
 import time
 from pathlib import Path
 
+import cbor2
 import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +131,7 @@ def main() -> None:
         "--workers", type=int, default=None, help="uvicorn workers (default: the server's, 2)"
     )
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--feed-format", choices=["json", "cbor"], default="json")
     parser.add_argument(
         "--profile", default=None, help="py-spy binary: record a flame graph of the server"
     )
@@ -300,14 +303,23 @@ def main() -> None:
             raise SystemExit(f"push errors: {errors[:3]}")
 
         # Feed.
-        cursor, pulled, envelope_bytes = "", 0, 0
+        cursor, pulled, envelope_bytes, t_http = "", 0, 0, 0.0
         t0 = time.perf_counter()
         while True:
             path = f"{org_path}/changes?cursor={cursor}&limit={args.page}"
             _, headers = signer.request("GET", path, None, coordinator)
-            page = http.get(path, headers=headers).json()
-            for item in page["items"]:
-                envelope_bytes += len(unb64(item["envelope"]))
+            if args.feed_format == "cbor":
+                headers["accept"] = "application/cbor"
+            t_get = time.perf_counter()
+            response = http.get(path, headers=headers)
+            t_http += time.perf_counter() - t_get
+            if args.feed_format == "cbor":
+                page = cbor2.loads(response.content)
+                envelope_bytes += sum(len(item["envelope"]) for item in page["items"])
+            else:
+                page = response.json()
+                for item in page["items"]:
+                    envelope_bytes += len(unb64(item["envelope"]))
             pulled += len(page["items"])
             cursor = page["cursor"]
             if not page["more"]:
@@ -328,8 +340,10 @@ def main() -> None:
             "ingest_revisions_per_second": round(total / ingest_s),
             "ingest_server_cpu_seconds": round(server_cpu, 2),
             "ingest_client_cpu_seconds": round(client_cpu, 2),
+            "feed_format": args.feed_format,
             "feed_seconds": round(feed_s, 3),
             "feed_revisions_per_second": round(pulled / feed_s),
+            "feed_http_seconds": round(t_http, 3),
             "budget_ingest": 4000,
             "budget_feed": 20000,
         }
@@ -340,6 +354,7 @@ def main() -> None:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

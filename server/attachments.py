@@ -367,28 +367,35 @@ def list_uploads(
     service: AttachmentService,
     org_id: bytes,
     state: Literal["pending", "complete"] | None,
+    after: bytes,
     limit: int,
-) -> list[UploadStatus]:
-    """The organisation's uploads (coordinators), pending first, without chunk lists."""
-    query = select(_uploads).where(_uploads.c.org_id == org_id)
+) -> tuple[list[UploadStatus], bool]:
+    """A page of the organisation's uploads by id after ``after`` (coordinators); (page, more).
+
+    Statuses in a list carry no chunk indices, only ``received_bytes``."""
+    query = select(_uploads).where(_uploads.c.org_id == org_id, _uploads.c.upload_id > after)
     if state is not None:
         query = query.where(_uploads.c.state == state)
     with read_tx(engine) as conn:
-        rows = conn.execute(
-            query.order_by(_uploads.c.state.desc(), _uploads.c.upload_id).limit(limit)
-        )
-        sizes: dict[bytes, int] = dict(
-            conn.execute(
-                select(_chunks.c.upload_id, func.sum(_chunks.c.size))
-                .where(_chunks.c.org_id == org_id)
-                .group_by(_chunks.c.upload_id)
-            ).all()
-        )
-        out = []
-        for row in rows:
-            status = _status(row, [], service.settings.upload_expiry_days)
-            out.append(status.model_copy(update={"received_bytes": sizes.get(row.upload_id, 0)}))
-        return out
+        rows = list(conn.execute(query.order_by(_uploads.c.upload_id).limit(limit + 1)))
+        page = rows[:limit]
+        sizes: dict[bytes, int] = {}
+        if page:
+            sizes = dict(
+                conn.execute(
+                    select(_chunks.c.upload_id, func.sum(_chunks.c.size))
+                    .where(
+                        _chunks.c.org_id == org_id,
+                        _chunks.c.upload_id.in_([r.upload_id for r in page]),
+                    )
+                    .group_by(_chunks.c.upload_id)
+                ).all()
+            )
+    out = []
+    for row in page:
+        status = _status(row, [], service.settings.upload_expiry_days)
+        out.append(status.model_copy(update={"received_bytes": sizes.get(row.upload_id, 0)}))
+    return out, len(rows) > limit
 
 
 def complete_upload(

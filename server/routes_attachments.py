@@ -130,13 +130,23 @@ def uploads(
     org_id: OrgId,
     caller: CoordinatorCaller,
     state: Literal["pending", "complete"] | None = None,
+    after: Annotated[str, Query(max_length=64, description="upload id to list after")] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> Response:
-    """The organisation's uploads and their states (coordinators)."""
-    found = list_uploads(
-        engine=ctx.engine, service=service, org_id=org_id, state=state, limit=limit
+    """A page of the organisation's uploads and their states, by id (coordinators)."""
+    try:
+        after_id = b64decode(after)
+    except ValueError:
+        raise ApiError(ErrorCode.VALIDATION_FAILED, 422, "after is an upload id") from None
+    found, more = list_uploads(
+        engine=ctx.engine,
+        service=service,
+        org_id=org_id,
+        state=state,
+        after=after_id,
+        limit=limit,
     )
-    return _json(UploadList(uploads=found))
+    return _json(UploadList(uploads=found, more=more))
 
 
 @router.get("/{org}/attachments/{upload}", response_model=UploadStatus, responses=PROBLEMS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 
 from server.auth import CoordinatorCaller, OrgId, PushCaller, SignedCaller
@@ -63,20 +63,31 @@ def push(body: PushRequest, ctx: Ctx, org_id: OrgId, caller: PushCaller) -> Resp
     return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
 
 
-@router.get("/{org}/changes", response_model=ChangesPage, responses=PROBLEMS)
+@router.get(
+    "/{org}/changes",
+    response_model=ChangesPage,
+    responses={
+        **PROBLEMS,
+        200: {"content": {"application/cbor": {}}, "description": "a page (JSON or CBOR)"},
+    },
+)
 def changes(
     ctx: Ctx,
     org_id: OrgId,
     caller: CoordinatorCaller,
     cursor: Annotated[str, Query(max_length=100)] = "",
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    accept: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    """A page of the organisation's feed after ``cursor`` (coordinators)."""
+    """A page of the organisation's feed after ``cursor`` (coordinators).
+
+    With ``Accept: application/cbor`` the same page comes as CBOR with raw bytes.
+    """
     top = ctx.settings.max_feed_items
-    body = feed.changes_json(
-        engine=ctx.engine, org_id=org_id, cursor=cursor, limit=min(limit or top, top)
-    )
-    return Response(body, media_type="application/json")
+    args = dict(engine=ctx.engine, org_id=org_id, cursor=cursor, limit=min(limit or top, top))
+    if "application/cbor" in (accept or ""):
+        return Response(feed.changes_cbor(**args), media_type="application/cbor")  # type: ignore[arg-type]
+    return Response(feed.changes_json(**args), media_type="application/json")  # type: ignore[arg-type]
 
 
 @router.get("/{org}/reports/{report}", response_model=ReportGraph, responses=PROBLEMS)

@@ -13,6 +13,7 @@ import base64
 import json
 from dataclasses import dataclass
 
+import cbor2
 from sqlalchemy import Connection, Engine, select
 
 from server.db import read_tx
@@ -22,7 +23,7 @@ from server.tables import Device, EnvelopeRow, Head, Org, ReceiptRow, ServerMeta
 from sync.cursor import CursorError, decode_cursor, encode_cursor
 from sync.errors import ErrorCode
 
-__all__ = ["changes_json", "database_epoch", "receipts", "report_graph_json"]
+__all__ = ["changes_cbor", "changes_json", "database_epoch", "receipts", "report_graph_json"]
 
 _orgs = Org.__table__  # type: ignore[attr-defined]
 _devices = Device.__table__  # type: ignore[attr-defined]
@@ -85,27 +86,60 @@ def _page(
     return [tuple(r) for r in result]
 
 
+def _equivocators(conn: Connection, org_id: bytes) -> set[bytes]:
+    return set(
+        conn.execute(
+            select(_devices.c.device_id).where(
+                _devices.c.org_id == org_id, _devices.c.equivocation.is_(True)
+            )
+        ).scalars()
+    )
+
+
+def changes_cbor(*, engine: Engine, org_id: bytes, cursor: str, limit: int) -> bytes:
+    """The same page as CBOR (``Accept: application/cbor``): byte strings stay raw, so
+    the page is about 25% smaller and decodes several times faster (PROTOCOL §9.1)."""
+    with read_tx(engine) as conn:
+        epoch, after = _check_cursor(conn, org_id, cursor)
+        rows = _page(conn, org_id, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        equivocators = _equivocators(conn, org_id) if rows else set()
+    items = []
+    for seq, data, device_id, flags in rows:
+        names = []
+        if flags & FLAG_REVOKED:
+            names.append("revoked")
+        if device_id in equivocators:
+            names.append("device_equivocated")
+        items.append({"server_seq": seq, "envelope": data, "flags": names})
+    next_seq = rows[-1][0] if rows else after
+    return cbor2.dumps({"items": items, "cursor": encode_cursor(epoch, next_seq), "more": more})
+
+
+def _check_cursor(conn: Connection, org_id: bytes, cursor: str) -> tuple[bytes, int]:
+    epoch = database_epoch(conn)
+    last_seq = conn.execute(select(_orgs.c.last_seq).where(_orgs.c.id == org_id)).scalar_one()
+    try:
+        decoded = decode_cursor(cursor)
+    except CursorError:
+        raise ApiError(ErrorCode.CURSOR_INVALID, 400, "not a cursor this server issued") from None
+    if decoded is None:
+        return epoch, 0
+    cursor_epoch, after = decoded
+    if cursor_epoch != epoch or after > last_seq:
+        raise ApiError(
+            ErrorCode.CURSOR_FROM_OTHER_EPOCH,
+            409,
+            "the server was restored or replaced: re-push what you hold and re-pull from the start",
+        )
+    return epoch, after
+
+
 def changes_json(*, engine: Engine, org_id: bytes, cursor: str, limit: int) -> bytes:
     """One page of the feed as JSON bytes (`sync.messages.ChangesPage`)."""
     with read_tx(engine) as conn:
-        epoch = database_epoch(conn)
-        last_seq = conn.execute(select(_orgs.c.last_seq).where(_orgs.c.id == org_id)).scalar_one()
-        try:
-            decoded = decode_cursor(cursor)
-        except CursorError:
-            raise ApiError(
-                ErrorCode.CURSOR_INVALID, 400, "not a cursor this server issued"
-            ) from None
-        after = 0
-        if decoded is not None:
-            cursor_epoch, after = decoded
-            if cursor_epoch != epoch or after > last_seq:
-                raise ApiError(
-                    ErrorCode.CURSOR_FROM_OTHER_EPOCH,
-                    409,
-                    "the server was restored or replaced: re-push what you hold and re-pull "
-                    "from the start",
-                )
+        epoch, after = _check_cursor(conn, org_id, cursor)
         rows = _page(conn, org_id, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -146,3 +146,24 @@ def test_oversized_bodies_are_refused_before_they_are_read(tmp_path, engine: Eng
 
         r = client.post("/v1/orgs", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
+
+
+def test_feed_as_cbor_is_the_same_page_with_raw_bytes(org) -> None:
+    # §9.1: Accept: application/cbor gives the identical page, byte strings raw.
+    import cbor2
+
+    from sync.messages import b64decode
+
+    _fill(org, 5)
+    as_json = org.changes(limit=4).json()
+    r = org.as_coordinator("GET", "/changes?limit=4", headers={"accept": "application/cbor"})
+    assert r.headers["content-type"] == "application/cbor"
+    as_cbor = cbor2.loads(r.content)
+    assert as_cbor["cursor"] == as_json["cursor"] and as_cbor["more"] is True
+    assert [i["server_seq"] for i in as_cbor["items"]] == [
+        i["server_seq"] for i in as_json["items"]
+    ]
+    assert [i["envelope"] for i in as_cbor["items"]] == [
+        b64decode(i["envelope"]) for i in as_json["items"]
+    ]
+    assert len(r.content) < len(org.changes(limit=4).content)
