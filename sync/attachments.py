@@ -182,8 +182,11 @@ class UploadStatus(BaseModel):
 
 
 class UploadList(BaseModel):
+    """A page of uploads by id; ask again with ``after`` = the last id while ``more``."""
+
     model_config = _FROZEN
     uploads: list[UploadStatus]
+    more: bool = False
 
 
 class ChunkStored(BaseModel):

@@ -56,6 +56,7 @@ from crypto.stream import seal_chunks as _seal_chunks
 from sync.attachments import (
     AttachmentError,
     SealedTransfer,
+    UploadList,
     UploadPlan,
     UploadStatus,
     chunk_offset,
@@ -66,15 +67,18 @@ from sync.report import AttachmentManifest
 __all__ = [
     "AttachmentFailed",
     "PendingUpload",
+    "attachment_state",
     "attachments_app",
     "download_attachment",
     "pending_uploads",
+    "refresh_attachment_states",
     "seal_file",
     "seal_for_report",
     "upload_pending",
 ]
 
 PENDING_KIND = "attachment-upload"
+STATE_KIND = "attachment-state"
 SEALED_DIR = "attachments"
 READ_SIZE = 1024 * 1024
 IN_FLIGHT = 4
@@ -405,6 +409,39 @@ def upload_pending(
             summary["attachments_uploaded"] += 1
             summary["attachments_pending"] -= 1
     return summary
+
+
+# --- upload states as coordinators last saw them (for an offline `reports show`) ---------------
+
+
+def refresh_attachment_states(profile: Any, transport: Transport, *, page_size: int = 1000) -> int:
+    """Coordinators: fetch every upload's state and keep it in the local store; the count."""
+    after, seen = "", 0
+    while True:
+        query = {"limit": str(page_size)} | ({"after": after} if after else {})
+        r = _exchange(transport, "GET", f"{profile.org_path}/attachments", query=query)
+        if r.status_code != 200:
+            return seen
+        try:
+            page = UploadList.model_validate(r.json())
+        except ValueError as exc:
+            raise AttachmentFailed("the server's list of attachments is malformed") from exc
+        with profile.store.transaction():
+            for u in page.uploads:
+                record = {"s": u.state, "r": u.received_bytes, "t": u.total_size}
+                profile.store.put_cbor(STATE_KIND, u.upload_id.hex(), record)
+        seen += len(page.uploads)
+        if not page.more or not page.uploads:
+            return seen
+        after = b64encode(page.uploads[-1].upload_id)
+
+
+def attachment_state(profile: Any, attachment_id: bytes) -> dict[str, Any]:
+    """What the last refresh said of one attachment: state (pending until seen complete)."""
+    record = profile.store.get_cbor(STATE_KIND, attachment_id.hex())
+    if not record:
+        return {"state": "pending", "received_bytes": 0}
+    return {"state": record["s"], "received_bytes": record["r"]}
 
 
 # --- download -------------------------------------------------------------------------------------

@@ -390,3 +390,34 @@ def test_attach_refuses_a_missing_file(tmp_path: Path) -> None:
         seal_for_report(profile, tmp_path / "nope.jpg")
     assert profile.store.items(PENDING_KIND) == []
     assert AttachmentManifest  # the report entry type the CLI writes
+
+
+def test_coordinator_keeps_upload_states_for_offline_display(
+    fs_env: AttachEnv, tmp_path: Path
+) -> None:
+    """A coordinator's sync records which attachments are complete and which are pending,
+    page by page, so `reports show` can say so without the network."""
+    from clients.reference_cli.attachments import attachment_state, refresh_attachment_states
+
+    field, profile, _, done = attach(fs_env, tmp_path, 3 * CS, name="a.jpg")
+    upload_pending(profile, transport_for(fs_env, field.key), quiet=True)
+    entries = []
+    for n in range(3):
+        _, p, _, e = attach(fs_env, tmp_path, 2 * CS, name=f"p{n}.jpg")
+        dying = DyingClient(fs_env.client, budget=1)
+        with pytest.raises(NetworkError):
+            upload_pending(p, transport_for(fs_env, field.key, dying), quiet=True)
+        entries.append(e)
+    coordinator = make_profile(tmp_path / "coord-home", fs_env.org.path)
+    seen = refresh_attachment_states(
+        coordinator, transport_for(fs_env, fs_env.org.coordinator), page_size=2
+    )
+    assert seen == 4  # two pages
+    assert attachment_state(coordinator, done.attachment_id)["state"] == "complete"
+    for e in entries:
+        state = attachment_state(coordinator, e.attachment_id)
+        assert state == {"state": "pending", "received_bytes": e.transfer.chunk_length(0)}
+    unknown = attachment_state(coordinator, secrets.token_bytes(16))
+    assert unknown["state"] == "pending"
+    # A field device may not list the organisation's uploads: nothing is recorded.
+    assert refresh_attachment_states(profile, transport_for(fs_env, field.key)) == 0
