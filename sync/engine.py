@@ -31,7 +31,7 @@ Theory of operation (docs/PROTOCOL.md §15):
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,7 @@ from crypto import (
     seal_sender_key,
 )
 from crypto.suite import Purpose
-from sync.invite import Enrollment, Invite, InviteCode, InviteError, secret_hash
+from sync.invite import Enrollment, Invite, InviteCode, InviteError, open_label, secret_hash
 from sync.merge import MergeError, ReportDag, ReportState, Revision
 from sync.receipt import Receipt
 from sync.report import ContentError, ReportContent
@@ -60,6 +60,7 @@ from sync.roster import Member, Role, RosterError, SignedRoster, verify_chain
 
 __all__ = [
     "EPOCH_LENGTH",
+    "Admission",
     "Checkpoint",
     "CoordinatorView",
     "DeviceState",
@@ -507,8 +508,10 @@ def repair_roster_flow(
     return posted
 
 
-def _verified_enrollment(device: dict[str, Any], roster: SignedRoster) -> Enrollment | None:
-    """An enrollment bound to an invite signed by a coordinator of ``roster``, or None."""
+def _verified_enrollment(
+    device: dict[str, Any], roster: SignedRoster
+) -> tuple[Enrollment, bytes] | None:
+    """(enrollment, invite signer) if bound to an invite signed by a coordinator of ``roster``."""
     try:
         enrollment, _ = Enrollment.parse_and_verify(b64d(device["enrollment"]))
         invite_doc = SignedDocument.parse(b64d(device["invite"]), Purpose.INVITE_SIGNATURE)
@@ -523,39 +526,95 @@ def _verified_enrollment(device: dict[str, Any], roster: SignedRoster) -> Enroll
         return None
     if not enrollment.matches(invite) or enrollment.org_id != roster.roster.org_id:
         return None
-    return enrollment
+    return enrollment, invite_doc.signer
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What `admit_flow` did: the newest roster, the enrollments that vouch for devices
+    pending admission, the devices admitted now, and why others were not."""
+
+    roster: SignedRoster
+    verified: tuple[Enrollment, ...]
+    admitted: tuple[tuple[bytes, bytes], ...]  # (invite id, device id)
+    refused: tuple[str, ...]
 
 
 def admit_flow(
-    *, org_path: str, trusted: SignedRoster, signing_key: SigningKey
-) -> Generator[Request | Checkpoint, Response | None, tuple[SignedRoster, list[Enrollment]]]:
-    """Admit every enrolled, invite-bound field device into a new roster version.
+    *,
+    org_path: str,
+    trusted: SignedRoster,
+    signing_key: SigningKey,
+    invite_secrets: Mapping[bytes, bytes],
+) -> Generator[Request | Checkpoint, Response | None, Admission]:
+    """Admit the devices enrolled with invites this coordinator issued (PROTOCOL §6.5, §15.7).
 
-    Returns the newest roster and the enrollments that were verified (admitted or
-    pending); coordinators' enrollments carry no HPKE key and wait (reported).
+    ``invite_secrets`` maps the id of each unused invite this coordinator signed to its
+    secret.  A device is admitted only if its enrollment is bound to such an invite and its
+    sealed label opens with the secret (proof that the enrolling party held the secret: the
+    server, which holds only the secret's hash, cannot enroll a key of its own), and if no
+    other enrollment claims the same invite (an invite admits at most one device).  Field
+    devices join as field members, coordinators with the HPKE key they enrolled with.
+    Enrollments bound to any coordinator's invite are returned as ``verified``: readers may
+    show their content, flagged as pending admission (§6.6).
     """
     response = _expect((yield Request("GET", f"{org_path}/devices")), 200)
+    me = signing_key.verify_key.key_id
     verified: list[Enrollment] = []
-    roster = trusted.roster
-    admitted = roster
+    claims: dict[bytes, list[Enrollment]] = {}
+    refused: list[str] = []
     for device in response.body.get("devices", []):
-        enrollment = _verified_enrollment(device, trusted)
-        if enrollment is None:
+        found = _verified_enrollment(device, trusted)
+        if found is None:
             continue
+        enrollment, issuer = found
         verified.append(enrollment)
-        if roster.member(enrollment.device_id) is None and enrollment.role is Role.FIELD:
-            admitted = admitted.with_member(
-                Member(enrollment.device_id, enrollment.signing_key, Role.FIELD)
+        if trusted.roster.member(enrollment.device_id) is None and issuer == me:
+            claims.setdefault(enrollment.invite_id, []).append(enrollment)
+    roster = trusted.roster
+    admitted: list[tuple[bytes, bytes]] = []
+    for invite_id, enrollments in sorted(claims.items()):
+        secret = invite_secrets.get(invite_id)
+        if secret is None:
+            continue  # already used, or not ours to admit
+        proven = [e for e in enrollments if _holds_secret(e, secret)]
+        if len(proven) != 1 or len(enrollments) != 1:
+            refused.append(
+                f"invite {invite_id.hex()[:12]}: {len(enrollments)} enrollments,"
+                f" {len(proven)} proving the invite secret; none admitted"
             )
-    if admitted == roster:
-        return trusted, verified
-    candidate = admitted.next_version(trusted).sign(signing_key)
+            continue
+        enrollment = proven[0]
+        member = Member(
+            enrollment.device_id,
+            enrollment.signing_key,
+            enrollment.role,
+            enrollment.kem_key if enrollment.role is Role.COORDINATOR else None,
+        )
+        roster = roster.with_member(member)
+        admitted.append((invite_id, enrollment.device_id))
+    if not admitted:
+        return Admission(trusted, tuple(verified), (), tuple(refused))
+    candidate = roster.next_version(trusted).sign(signing_key)
     _expect(
         (yield Request("POST", f"{org_path}/roster", {"roster": b64e(candidate.to_bytes())})),
         200,
         201,
     )
-    return candidate, verified
+    return Admission(candidate, tuple(verified), tuple(admitted), tuple(refused))
+
+
+def _holds_secret(enrollment: Enrollment, secret: bytes) -> bool:
+    try:
+        open_label(
+            enrollment.sealed_label,
+            secret=secret,
+            invite_id=enrollment.invite_id,
+            device_id=enrollment.device_id,
+        )
+    except VerificationFailed:
+        return False
+    return True
 
 
 def revoke_flow(
@@ -781,6 +840,17 @@ class CoordinatorView:
                     prev = self._prev[envelope_id]
                     if seq > 1 and seq - 1 in chain and prev not in chain[seq - 1]:
                         found.add(Finding("fork", device, seq, "prev does not match the chain"))
+        for device, chain in self._chains.items():
+            if self.roster.roster.member(device) is None and device in self.enrollments:
+                # PROTOCOL §6.6: readable, but only flagged, until a roster version lists it.
+                found.add(
+                    Finding(
+                        "pending-admission",
+                        device,
+                        max(chain),
+                        "content from a device not yet admitted into the roster",
+                    )
+                )
         for (device, key_seq), waiting in self._waiting.items():
             for envelope in waiting:
                 found.add(

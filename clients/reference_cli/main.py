@@ -209,9 +209,11 @@ def enroll(
         if (path / "keyfile").exists():
             raise Exit(1, f"a profile already exists in {path}; use another --home")
         invite_code = InviteCode.decode(code)
-        # The role is the invite's; a coordinator invite makes an HPKE key as well.
-        secret_for_field = Secrets.generate(coordinator=False)
-        key = secret_for_field.signing_key
+        # The role is the invite's (the code does not say it): try field, then coordinator,
+        # which enrolls with its HPKE key so that it can be admitted into the roster.
+        secret = Secrets.generate(coordinator=True)
+        key, kem = secret.signing_key, secret.kem_key
+        assert kem is not None
         sealed = seal_label(
             label,
             secret=invite_code.secret,
@@ -222,7 +224,12 @@ def enroll(
         results = []
         for role in (Role.FIELD, Role.COORDINATOR):
             enrollment = Enrollment(
-                invite_code.org_id, invite_code.invite_id, key.verify_key, role, sealed
+                invite_code.org_id,
+                invite_code.invite_id,
+                key.verify_key,
+                role,
+                sealed,
+                kem.public_key if role is Role.COORDINATOR else None,
             )
             body = {
                 "enrollment": b64e(enrollment.sign(key).to_bytes()),
@@ -238,11 +245,8 @@ def enroll(
         if response.status not in (200, 201):
             raise SyncRefused.from_response(response)
         roster, invite = verify_enrollment(invite_code, response.body)
-        secret = secret_for_field
-        if invite.role is Role.COORDINATOR:
-            secret = Secrets(
-                secret_for_field.signing_seed, secret_for_field.store_key, secrets.token_bytes(32)
-            )
+        if invite.role is Role.FIELD:
+            secret = Secrets(secret.signing_seed, secret.store_key, None)
         meta = {
             "server": invite_code.server_url.rstrip("/"),
             "org": invite_code.org_id,

@@ -22,7 +22,7 @@ from clients.reference_cli.common import (
 )
 from clients.reference_cli.profile import Profile
 from clients.reference_cli.transport import Transport, run_flow
-from crypto import parse_envelope
+from crypto import encoding, parse_envelope
 from sync.engine import (
     Checkpoint,
     CoordinatorView,
@@ -92,11 +92,10 @@ def _sync_text(s: dict[str, Any]) -> str:
         )
     for finding in s.get("findings", []):
         lines.append(f"[bold red]WARNING[/] {finding}")
-    for device in s.get("coordinators_not_admitted", []):
-        lines.append(
-            f"[yellow]coordinator device {device[:12]} enrolled but not admitted: a v1 enrollment"
-            " carries no HPKE key (see docs/PROTOCOL.md §15.7)[/]"
-        )
+    for device in s.get("admitted", []):
+        lines.append(f"Admitted device {device[:12]} into the roster.")
+    for reason in s.get("admission_refused", []):
+        lines.append(f"[bold red]WARNING[/] admission refused: {reason}")
     if s.get("server_went_back"):
         lines.append(
             "[bold red]WARNING the server went back in time (restored?): re-pulled everything.[/]"
@@ -202,23 +201,30 @@ def _pull(profile: Profile, transport: Transport, summary: dict[str, Any], *, qu
                 documents[enrollment.device_id] = b64d(device["enrollment"])
             except Exception:  # noqa: BLE001 - a bad document is simply not vouched for
                 continue
-    roster, verified = run_flow(
+    invites = {bytes.fromhex(n): encoding.decode(p) for n, p in profile.store.items("invite")}
+    unused = {i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")}
+    admission = run_flow(
         admit_flow(
-            org_path=profile.org_path, trusted=profile.roster, signing_key=profile.signing_key
+            org_path=profile.org_path,
+            trusted=profile.roster,
+            signing_key=profile.signing_key,
+            invite_secrets=unused,
         ),
         transport,
     )
+    roster = admission.roster
     with profile.store.transaction():
         profile.set_roster(roster)
-        profile.save_enrollments(verified, documents)
-    waiting = [
-        e
-        for e in verified
-        if e.role is Role.COORDINATOR and roster.roster.member(e.device_id) is None
-    ]
-    if waiting:
-        # v1 enrollments carry no HPKE key, so a coordinator device cannot be admitted yet.
-        summary["coordinators_not_admitted"] = [e.device_id.hex() for e in waiting]
+        profile.save_enrollments(list(admission.verified), documents)
+        for invite_id, device_id in admission.admitted:
+            # An invite admits at most one device (PROTOCOL §6.5).
+            record = dict(invites[invite_id], admitted=device_id)
+            profile.store.put_cbor("invite", invite_id.hex(), record)
+    summary["admitted"] = [device.hex() for _, device in admission.admitted]
+    for reason in admission.refused:
+        profile.warn(f"admission refused: {reason}")
+    if admission.refused:
+        summary["admission_refused"] = list(admission.refused)
     view = profile.view()
     pulled = 0
 

@@ -233,16 +233,25 @@ def test_a_server_restored_from_an_old_backup_is_reported_healed_and_nothing_loc
     assert field.run("status").json["roster_version"] == 3
 
 
-def test_a_coordinator_invite_enrolls_with_the_invites_role_and_is_reported_not_admitted(
+def test_a_second_coordinator_is_admitted_and_both_coordinators_show_the_same_state(
     shared_server, devices
 ) -> None:
-    # PROTOCOL §15.7 item 2: the role comes from the invite; admission needs an HPKE key.
-    coord, _ = _org(shared_server, devices)
-    code = coord.run("invite", "create", "--role", "coordinator").json["code"]
+    # PROTOCOL §15.7 item 1, §14.7 item 1: the role comes from the invite; a coordinator
+    # enrolls with its HPKE key, is admitted, and devices seal new epochs to it too.
+    first, (field,) = _org(shared_server, devices, "field")
+    code = first.run("invite", "create", "--role", "coordinator").json["code"]
     second = devices("second")
-    enrolled = second.run("enroll", code).json
+    enrolled = second.run("enroll", code, "--label", "deputy").json
     assert enrolled["role"] == "coordinator"
-    synced = coord.run("sync").json
-    assert synced["coordinators_not_admitted"] == [enrolled["device_id"]]
-    assert synced["roster_version"] == 1
-    assert any("not yet admitted" in w for w in second.run("status").json["warnings"])
+    assert first.run("sync").json["roster_version"] == 3
+    field.run("sync")  # learns roster v3: its next epoch is sealed to both coordinators
+    report = field.run("report", "new", "-f", "place=Market", "-f", "victims=2").json["report_id"]
+    field.run("sync")
+    second.run("sync")
+    second.run("report", "edit", report, "-f", "victims=3")
+    second.run("sync")
+    first.run("sync")
+    shown = [c.run("reports", "show", report).json for c in (first, second)]
+    assert shown[0] == shown[1]
+    assert shown[0]["fields"]["victims"]["value"] == "3"
+    assert shown[0]["fields"]["victims"]["values"][0]["author"] == enrolled["device_id"]

@@ -445,84 +445,6 @@ def test_a_forged_revision_is_refused() -> None:
     assert [f.kind for f in view.findings()] == ["forged"]
 
 
-def test_unknown_devices_are_held_until_an_invite_bound_enrollment_vouches_for_them() -> None:
-    org = Org()
-    newcomer = SigningKey.generate()
-    state = DeviceState(org_id=ORG, device_id=newcomer.verify_key.key_id)
-    seal_edit(
-        state, roster=org.roster, signing_key=newcomer, report=bytes(16), content=content(a="hi")
-    )
-    view = org.view()
-    for item in state.outbox:
-        assert view.ingest(item.data)  # kept, not dropped
-    assert view.report(bytes(16)) is None
-    assert {f.kind for f in view.findings()} == {"unknown-device"}
-
-    doc, code = Invite.create(
-        org_id=ORG,
-        role=Role.FIELD,
-        expires_at=2**40,
-        roster_fingerprint=org.roster.hash,
-        server_url="http://127.0.0.1",
-        signing_key=org.coord,
-    )
-    label = seal_label(
-        "phone", secret=code.secret, invite_id=code.invite_id, device_id=newcomer.verify_key.key_id
-    )
-    enrollment = Enrollment(ORG, code.invite_id, newcomer.verify_key, Role.FIELD, label)
-    devices = {
-        "devices": [
-            {
-                "device_id": b64e(enrollment.device_id),
-                "enrollment": b64e(enrollment.sign(newcomer).to_bytes()),
-                "invite": b64e(doc.to_bytes()),
-            }
-        ]
-    }
-    posted: list[SignedRoster] = []
-
-    def server(request: Request) -> Response:
-        if request.method == "GET":
-            return Response(200, devices)
-        posted.append(SignedRoster.parse(b64d(request.body["roster"])))
-        return Response(201, {"version": posted[-1].roster.version})
-
-    (newest, verified), _ = drive(
-        admit_flow(org_path=PATH, trusted=org.roster, signing_key=org.coord), server
-    )
-    assert newest.roster.member(newcomer.verify_key.key_id) is not None and posted == [newest]
-    view.update_trust(newest, verified)
-    assert view.report(bytes(16)).field("a").value == "hi"
-    assert view.findings() == []
-
-
-def test_an_enrollment_bound_to_an_invite_not_signed_by_a_coordinator_is_not_admitted() -> None:
-    org = Org()
-    newcomer = SigningKey.generate()
-    doc, code = Invite.create(
-        org_id=ORG,
-        role=Role.FIELD,
-        expires_at=2**40,
-        roster_fingerprint=org.roster.hash,
-        server_url="http://127.0.0.1",
-        signing_key=org.field,  # a field device cannot invite
-    )
-    enrollment = Enrollment(ORG, code.invite_id, newcomer.verify_key, Role.FIELD, b"")
-    devices = {
-        "devices": [
-            {
-                "enrollment": b64e(enrollment.sign(newcomer).to_bytes()),
-                "invite": b64e(doc.to_bytes()),
-            }
-        ]
-    }
-    (newest, verified), _ = drive(
-        admit_flow(org_path=PATH, trusted=org.roster, signing_key=org.coord),
-        lambda r: Response(200, devices),
-    )
-    assert newest is org.roster and verified == []
-
-
 def test_revocation_uses_the_servers_watermark() -> None:
     org = Org()
     device_id = org.field.verify_key.key_id
@@ -689,3 +611,116 @@ def test_a_seized_device_cannot_open_what_it_sealed() -> None:
     for item in state.outbox:
         view.ingest(item.data)
     assert view.report(bytes(16)).field("a").value == "x"
+
+
+def _invited(org: Org, key: SigningKey, *, role=Role.FIELD, signer=None, kem=None, prove=True):
+    """An enrollment of ``key`` against a fresh invite, as the server lists it."""
+    doc, code = Invite.create(
+        org_id=ORG,
+        role=role,
+        expires_at=2**40,
+        roster_fingerprint=org.roster.hash,
+        server_url="http://127.0.0.1",
+        signing_key=signer or org.coord,
+    )
+    secret = code.secret if prove else secrets.token_bytes(32)
+    label = seal_label(
+        "phone", secret=secret, invite_id=code.invite_id, device_id=key.verify_key.key_id
+    )
+    enrollment = Enrollment(ORG, code.invite_id, key.verify_key, role, label, kem)
+    device = {
+        "device_id": b64e(enrollment.device_id),
+        "enrollment": b64e(enrollment.sign(key).to_bytes()),
+        "invite": b64e(doc.to_bytes()),
+    }
+    return device, code
+
+
+def _admit(org: Org, devices: list[dict], secrets_by_invite: dict[bytes, bytes]):
+    posted: list[SignedRoster] = []
+
+    def server(request: Request) -> Response:
+        if request.method == "GET":
+            return Response(200, {"devices": devices})
+        posted.append(SignedRoster.parse(b64d(request.body["roster"])))
+        return Response(201, {"version": posted[-1].roster.version})
+
+    flow = admit_flow(
+        org_path=PATH, trusted=org.roster, signing_key=org.coord, invite_secrets=secrets_by_invite
+    )
+    admission, _ = drive(flow, server)
+    assert posted == ([admission.roster] if admission.admitted else [])
+    return admission
+
+
+def test_unknown_devices_are_held_then_shown_pending_admission_then_verified() -> None:
+    # PROTOCOL §6.5, §6.6, §15.5 item 2.
+    org = Org()
+    newcomer = SigningKey.generate()
+    state = DeviceState(org_id=ORG, device_id=newcomer.verify_key.key_id)
+    seal_edit(
+        state, roster=org.roster, signing_key=newcomer, report=bytes(16), content=content(a="hi")
+    )
+    view = org.view()
+    for item in state.outbox:
+        assert view.ingest(item.data)  # kept, not dropped
+    assert view.report(bytes(16)) is None
+    assert {f.kind for f in view.findings()} == {"unknown-device"}
+
+    device, code = _invited(org, newcomer)
+    pending = _admit(org, [device], {})  # not our invite secret: vouched, not admitted
+    view.update_trust(pending.roster, pending.verified)
+    assert view.report(bytes(16)).field("a").value == "hi"
+    assert [f.kind for f in view.findings()] == ["pending-admission"]
+
+    admission = _admit(org, [device], {code.invite_id: code.secret})
+    assert admission.admitted == ((code.invite_id, newcomer.verify_key.key_id),)
+    assert admission.roster.roster.member(newcomer.verify_key.key_id).role is Role.FIELD
+    view.update_trust(admission.roster, admission.verified)
+    assert view.findings() == []
+
+
+def test_a_key_enrolled_by_the_server_against_a_real_invite_is_not_admitted() -> None:
+    # PROTOCOL §6.5: the server holds the invite document, never the secret.
+    org = Org()
+    device, code = _invited(org, SigningKey.generate(), prove=False)
+    admission = _admit(org, [device], {code.invite_id: code.secret})
+    assert admission.admitted == () and admission.roster is org.roster
+    assert "none admitted" in admission.refused[0]
+
+
+def test_an_invite_admits_at_most_one_device() -> None:
+    org = Org()
+    first, code = _invited(org, SigningKey.generate())
+    other = SigningKey.generate()
+    label = seal_label(
+        "x", secret=code.secret, invite_id=code.invite_id, device_id=other.verify_key.key_id
+    )
+    second = dict(
+        first,
+        enrollment=b64e(
+            Enrollment(ORG, code.invite_id, other.verify_key, Role.FIELD, label)
+            .sign(other)
+            .to_bytes()
+        ),
+    )
+    admission = _admit(org, [first, second], {code.invite_id: code.secret})
+    assert admission.admitted == () and len(admission.refused) == 1
+
+
+def test_an_enrollment_bound_to_an_invite_not_signed_by_a_coordinator_is_not_admitted() -> None:
+    org = Org()
+    device, code = _invited(org, SigningKey.generate(), signer=org.field)  # cannot invite
+    admission = _admit(org, [device], {code.invite_id: code.secret})
+    assert admission.roster is org.roster and admission.verified == ()
+
+
+def test_a_coordinator_enrollment_is_admitted_with_its_hpke_key() -> None:
+    # PROTOCOL §15.7 item 2.
+    org = Org()
+    newcomer, kem = SigningKey.generate(), KemPrivateKey.generate()
+    device, code = _invited(org, newcomer, role=Role.COORDINATOR, kem=kem.public_key)
+    admission = _admit(org, [device], {code.invite_id: code.secret})
+    member = admission.roster.roster.member(newcomer.verify_key.key_id)
+    assert member.role is Role.COORDINATOR and member.kem_key == kem.public_key
+    assert kem.public_key in admission.roster.roster.recipients()
