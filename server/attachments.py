@@ -201,6 +201,23 @@ def create_upload(
         raise _problem(413, AttachmentReason.TOO_LARGE, "the attachment is too large", **limits)
     service.maybe_sweep(engine, now)
     geometry = (chunk_size, chunk_count, total_size)
+    try:
+        return _create(engine, settings, org_id, device_id, upload_id, geometry, now)
+    except IntegrityError:
+        # The same upload declared twice at once: the second sees the first's row.
+        return _create(engine, settings, org_id, device_id, upload_id, geometry, now)
+
+
+def _create(
+    engine: Engine,
+    settings: AttachmentSettings,
+    org_id: bytes,
+    device_id: bytes,
+    upload_id: bytes,
+    geometry: tuple[int, int, int],
+    now: int,
+) -> tuple[UploadStatus, bool]:
+    chunk_size, chunk_count, total_size = geometry
     with write_tx(engine) as conn:
         existing = _row(conn, org_id, upload_id)
         if existing is not None:

@@ -312,3 +312,19 @@ def test_any_order_with_repeats_stores_each_chunk_once_property(
         assert len([p for p in store.root.rglob("*") if p.is_file()]) == m.chunk_count
         got = download(env, aid, m.chunk_count)
         assert b"".join(open_chunks(key, aid, got, chunk_size=CS, expected=m)) == data
+
+
+def test_concurrent_puts_and_declarations_store_once(env: AttachEnv) -> None:
+    """Two sessions of one device (a retry racing the original) never store a chunk twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    field = env.org.add_device(Role.FIELD)
+    _, _, aid, chunks, m = sealed(4 * CS)
+    with ThreadPoolExecutor(4) as pool:
+        created = list(pool.map(lambda _: create(env, field, aid, m).status_code, range(4)))
+        assert sorted(created) == [200, 200, 200, 201]
+        codes = list(pool.map(lambda _: put(env, field, aid, 2, chunks[2]).status_code, range(6)))
+    assert sorted(codes) == [200] * 5 + [201]
+    status = env.json("GET", f"/attachments/{b64(aid)}", None, field.key).json()
+    assert status["received"] == [2]
+    assert len([k for k in env.service.store.uploads()]) == 1
