@@ -16,12 +16,15 @@ Order of work (docs/PROTOCOL.md §8.2):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import nacl.exceptions
+import nacl.signing
 from sqlalchemy import Engine, delete, insert, select, update
 
-from crypto import MalformedEnvelope, SigningKey, VerificationFailed, VerifyKey, parse_envelope
+from crypto import Envelope, MalformedEnvelope, Purpose, SigningKey, VerifyKey, parse_envelope
 from server.auth import Caller, remember_nonce_in
 from server.db import write_tx
 from server.errors import ApiError
@@ -33,7 +36,7 @@ from sync.errors import ErrorCode
 from sync.messages import ItemStatus
 from sync.receipt import Receipt, ReceiptItem
 
-__all__ = ["PushOutcome", "push"]
+__all__ = ["PushOutcome", "envelope_verifier", "push"]
 
 _orgs = Org.__table__  # type: ignore[attr-defined]
 _devices = Device.__table__  # type: ignore[attr-defined]
@@ -80,16 +83,41 @@ def _parse(raw: bytes, max_bytes: int) -> Candidate:
         return Candidate(None, raw, error=f"malformed envelope: {exc.reason}")
 
 
+def envelope_verifier(key: VerifyKey) -> Callable[[Envelope], bool]:
+    """Check envelope signatures of one device, fast.
+
+    The same check as `crypto.Envelope.verify_signature` (Ed25519 over
+    ``purpose tag || 0x00 || envelope id``, by the key that owns ``header.device``),
+    done with libsodium: about twice as fast as pyca's verify here, and stricter
+    (canonical S, no small-order points), so anything it accepts a pyca reader
+    accepts too.  `tests/server/test_envelope_verifier.py` checks the equivalence.
+    """
+    public = nacl.signing.VerifyKey(key.raw)
+    prefix = Purpose.ENVELOPE_SIGNATURE.value + b"\x00"
+    device_id = key.key_id
+
+    def verify(envelope: Envelope) -> bool:
+        if envelope.header.device != device_id:
+            return False
+        try:
+            public.verify(prefix + envelope.id, envelope.signature)
+        except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+            return False
+        return True
+
+    return verify
+
+
 def _verify_all(
     candidates: list[Candidate], key: VerifyKey, pool: ThreadPoolExecutor | None
 ) -> list[Candidate]:
+    verify = envelope_verifier(key)
+
     def check(part: list[Candidate]) -> list[Candidate]:
         out = []
         for c in part:
             if c.envelope is not None and c.envelope.header.device == key.key_id:
-                try:
-                    c.envelope.verify_signature(key)
-                except VerificationFailed:
+                if not verify(c.envelope):
                     c = Candidate(c.envelope, c.raw, signature_ok=False)
             out.append(c)
         return out
