@@ -272,6 +272,7 @@ def main() -> None:
                 [
                     args.profile,
                     "record",
+                    "--gil",
                     "-o",
                     "/tmp/sealbox-ingest.txt",
                     "-f",
