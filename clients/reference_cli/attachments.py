@@ -48,7 +48,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from clients.reference_cli.common import Exit
+from clients.reference_cli.common import (
+    Exit,
+    _errors,
+    _out,
+    _profile,
+    _resolve_report,
+    _transport,
+    err,
+)
 from clients.reference_cli.transport import RETRY_STATUSES, NetworkError, Transport
 from crypto import VerificationFailed
 from crypto.stream import CHUNK_SIZE, Manifest, ManifestHasher, new_attachment_key, open_chunks
@@ -185,12 +193,23 @@ def seal_file(
     return entry, PendingUpload(attachment_id, name, manifest, sealed_name)
 
 
-def seal_for_report(profile: Any, source: Path, *, chunk_size: int = CHUNK_SIZE) -> Any:
+def seal_for_report(
+    profile: Any, source: Path, *, chunk_size: int = CHUNK_SIZE, notify: bool = True
+) -> Any:
     """``--attach FILE``: seal the file and queue its upload; the report's manifest entry."""
     if not source.is_file():
         raise AttachmentFailed(f"cannot attach {source.name!r}: not a readable file")
     entry, pending = seal_file(source, Path(profile.home) / SEALED_DIR, chunk_size=chunk_size)
     profile.store.put_cbor(PENDING_KIND, pending.attachment_id.hex(), pending.to_cbor())
+    if notify:
+        # Never silent about plaintext left behind: the tool made no copy, but it cannot
+        # delete the user's file (or the gallery's, or a backup's) for them.
+        err.print(
+            f"note: {source.name} was sealed for upload; the original file is still on this"
+            " device in plaintext (and maybe in the gallery or backups): delete it if it"
+            " must not stay.",
+            highlight=False,
+        )
     return entry
 
 
@@ -549,8 +568,6 @@ attachments_app = typer.Typer(help="Attachments of reports (coordinators downloa
 
 
 def _find(profile: Any, report_prefix: str, name: str) -> tuple[bytes, AttachmentManifest]:
-    from clients.reference_cli.common import _resolve_report
-
     view = profile.view()
     report = _resolve_report(view, profile, report_prefix)
     state = view.report(report)
@@ -573,7 +590,6 @@ def get_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Download an attachment, verifying every chunk before it is written."""
-    from clients.reference_cli.common import _errors, _out, _profile, _transport, err
     from sync.roster import Role
 
     with _errors(as_json), _profile(home) as profile:
@@ -601,8 +617,6 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """A report's attachments with size and upload state on the server (coordinators)."""
-    from clients.reference_cli.common import _errors, _out, _profile, _resolve_report, _transport
-
     with _errors(as_json), _profile(home) as profile:
         view = profile.view()
         report = _resolve_report(view, profile, report_id)
@@ -638,8 +652,6 @@ def upload_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Upload queued attachments now (``sealbox sync`` does this after pushing reports)."""
-    from clients.reference_cli.common import _errors, _out, _profile, _transport, err
-
     with _errors(as_json), _profile(home) as profile:
         transport = _transport(profile)
         try:

@@ -107,6 +107,8 @@ def round_trip(tmp_path: Path, server: LiveServer, scan: Any) -> None:
     args = [a for name in SIZES for a in ("--attach", str(tmp_path / name))]
     report = field.run("report", "new", "-f", "place=CANARY-attachment-Mariupol-5521", *args)
     report_id = report.json["report_id"]
+    # The tool says the originals are still there in plaintext (it made no copy of its own).
+    assert " ".join(report.stderr.split()).count("still on this device in plaintext") == len(SIZES)
     # Before any upload, the coordinator sees the report with its attachments pending.
     field_sync = field.run("sync").json
     assert field_sync["attachments_uploaded"] == len(SIZES)
