@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AttachEnv, attach_env, b64
+from attach_support import AttachEnv, attach_env, b64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import S3_CREDENTIALS, s3_all_bytes
+from attach_support import S3_CREDENTIALS, s3_all_bytes
 
 from server.blobstore import S3BlobStore
 from tests.cli.conftest import PASSPHRASE, Device, LiveServer, free_port, grep_tree

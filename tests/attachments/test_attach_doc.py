@@ -10,7 +10,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "_protocol_attachments.md"
 
 
 def test_every_attachment_route_is_documented(tmp_path: Path) -> None:
-    from conftest import with_attachment_routes
+    from attach_support import with_attachment_routes
 
     from server.app import create_app
     from server.settings import Settings
