@@ -411,7 +411,8 @@ def list_uploads(
     out = []
     for row in page:
         status = _status(row, [], service.settings.upload_expiry_days)
-        out.append(status.model_copy(update={"received_bytes": sizes.get(row.upload_id, 0)}))
+        received = int(sizes.get(row.upload_id, 0))  # PostgreSQL sums are Decimal
+        out.append(status.model_copy(update={"received_bytes": received}))
     return out, len(rows) > limit
 
 

@@ -101,9 +101,14 @@ class AttachEnv:
 
 
 def attach_env(
-    tmp_path: Path, store: BlobStore, settings: AttachmentSettings | None = None
+    tmp_path: Path,
+    store: BlobStore,
+    settings: AttachmentSettings | None = None,
+    engine: Any = None,
 ) -> Iterator[AttachEnv]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'sealbox.db'}")
+    """An app over ``engine`` (default: SQLite under tmp_path), migrated, with one org."""
+    if engine is None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'sealbox.db'}")
     migrate.upgrade(engine)
     app = with_attachment_routes(
         create_app(Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN), engine=engine)
