@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import secrets
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Path, Request
-from sqlalchemy import Connection, delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, delete, select
 
 from crypto import VerifyKey
 from server.context import ServerContext
@@ -166,17 +164,14 @@ def remember_nonce_in(conn: Connection, caller: Caller, *, now: int, window: int
 
     Push does this inside its own transaction, saving a second write transaction.
     """
-    try:
-        with conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext():
-            conn.execute(
-                insert(_nonces).values(
-                    key_id=caller.device_id, nonce=caller.nonce, created=caller.created
-                )
-            )
-    except IntegrityError:
-        raise ApiError(
-            ErrorCode.REPLAYED_REQUEST, 401, "this signature nonce was already used"
-        ) from None
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    inserted = conn.exec_driver_sql(
+        f"INSERT INTO request_nonces (key_id, nonce, created) VALUES ({mark}, {mark}, {mark}) "
+        "ON CONFLICT DO NOTHING",
+        (caller.device_id, caller.nonce, caller.created),
+    )
+    if inserted.rowcount != 1:
+        raise ApiError(ErrorCode.REPLAYED_REQUEST, 401, "this signature nonce was already used")
     if secrets.randbelow(256) == 0:  # prune expired nonces now and then
         conn.execute(delete(_nonces).where(_nonces.c.created < now - 2 * window))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from crypto import Envelope, MalformedEnvelope, Purpose, SigningKey, VerifyKey, parse_envelope
 from server.auth import Caller, remember_nonce_in
@@ -228,20 +228,16 @@ def push(
             before = plan.heads_before.get(report_id, frozenset())
             removed += [(report_id, e) for e in before - after]
             added += [(report_id, e) for e in after - before]
-        for part_start in range(0, len(removed), 500):
-            for report_id, envelope_id in removed[part_start : part_start + 500]:
-                conn.execute(
-                    delete(_heads).where(
-                        _heads.c.org_id == org_id,
-                        _heads.c.report_id == report_id,
-                        _heads.c.envelope_id == envelope_id,
-                    )
-                )
-        if added:
-            conn.execute(
-                insert(_heads),
-                [{"org_id": org_id, "report_id": r, "envelope_id": e} for r, e in added],
+        if removed:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            conn.exec_driver_sql(
+                f"DELETE FROM heads WHERE org_id = {mark} AND report_id = {mark} "
+                f"AND envelope_id = {mark}",
+                [(org_id, r, e) for r, e in removed],
             )
+        bulk_insert(
+            conn, _heads, ("org_id", "report_id", "envelope_id"), [(org_id, r, e) for r, e in added]
+        )
         if plan.inserts or plan.evidence:
             device_values: dict[str, object] = {}
             if plan.evidence:
