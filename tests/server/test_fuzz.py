@@ -106,7 +106,13 @@ def test_api_never_500s_and_conforms(case, fuzz_target) -> None:
 @pytest.mark.slow
 @schema.parametrize()
 @settings(
-    max_examples=int(os.environ.get("SEALBOX_FUZZ_EXAMPLES", "300")),
+    # ~20 operations: keep the long run to a share of SEALBOX_SLOW_BUDGET_SECONDS.
+    max_examples=int(
+        os.environ.get(
+            "SEALBOX_FUZZ_EXAMPLES",
+            str(max(30, min(300, int(os.environ.get("SEALBOX_SLOW_BUDGET_SECONDS", "600")) // 10))),
+        )
+    ),
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
