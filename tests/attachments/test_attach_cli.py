@@ -241,3 +241,41 @@ def test_download_of_a_pending_attachment_names_it_and_leaves_nothing(
     sealed.write_bytes(kept)
     assert field.run("sync").json["attachments_uploaded"] == 1
     assert coord.run("attachments", "list", report_id).json["attachments"][0]["state"] == "complete"
+
+
+@pytest.mark.slow
+def test_repeated_kills_during_a_large_upload_still_finish_with_each_chunk_once(
+    tmp_path: Path, fs_server: LiveServer
+) -> None:
+    """Soak: the device dies again and again (SIGKILL at random moments) while it uploads;
+    every restart resumes, and at the end every chunk is stored exactly once and the
+    coordinator's copy matches.  Bounded by SEALBOX_SLOW_BUDGET_SECONDS."""
+    import random
+
+    budget = float(os.environ.get("SEALBOX_SLOW_BUDGET_SECONDS", "120"))
+    deadline = time.monotonic() + budget * 0.6
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    devices = make_devices(tmp_path, fs_server)
+    coord, field = org_with_field(fs_server, devices)
+    original = canary_file(tmp_path / "archive.zip", 150 * MiB + 3)
+    report_id = field.run("report", "new", "-f", "kind=archive", "--attach",
+                          str(tmp_path / "archive.zip")).json["report_id"]  # fmt: skip
+    kills = 0
+    while time.monotonic() < deadline:
+        process = field.popen("sync")
+        time.sleep(rng.uniform(0.3, 1.5))
+        if process.poll() is not None:
+            process.communicate()
+            break
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        kills += 1
+    field.run("sync", timeout=600)
+    blobs = [p for p in (fs_server.data_dir / "blobs").rglob("*") if p.is_file()]
+    indices = sorted(int(p.name.split(".")[0]) for p in blobs)
+    assert indices == list(range(len(indices))) and len(indices) >= 150
+    coord.run("sync")
+    out = tmp_path / "archive.out"
+    coord.run("attachments", "get", report_id, "archive.zip", "-o", str(out), timeout=600)
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(original).digest()
+    assert kills >= 1
