@@ -70,6 +70,7 @@ __all__ = [
 _uploads = AttachmentUpload.__table__  # type: ignore[attr-defined]
 _chunks = AttachmentChunk.__table__  # type: ignore[attr-defined]
 DAY = 86_400
+HOUR = 3600
 
 
 class AttachmentSettings(BaseSettings):
@@ -264,7 +265,7 @@ def _create(
             "state": "pending",
             "sha256": None,
             "created_at": now - now % DAY,  # whole days: when, not exactly when
-            "last_activity": now,
+            "last_activity": now - now % HOUR,  # expiry needs no finer time
         }
         conn.execute(insert(_uploads).values(**values))
         created = _row(conn, org_id, upload_id)
@@ -336,7 +337,7 @@ def put_chunk(
             conn.execute(
                 update(_uploads)
                 .where(_uploads.c.org_id == org_id, _uploads.c.upload_id == upload_id)
-                .values(last_activity=now)
+                .values(last_activity=now - now % HOUR)
             )
     except IntegrityError:
         # A concurrent put of the same index won; ours is the same chunk or an orphan.
@@ -485,7 +486,7 @@ def complete_upload(
         conn.execute(
             update(_uploads)
             .where(_uploads.c.org_id == org_id, _uploads.c.upload_id == upload_id)
-            .values(state="complete", sha256=sha256, last_activity=now)
+            .values(state="complete", sha256=sha256, last_activity=now - now % HOUR)
         )
         return _status(_row(conn, org_id, upload_id), chunks, expiry)
 
