@@ -422,3 +422,33 @@ def test_coordinator_keeps_upload_states_for_offline_display(
     assert unknown["state"] == "pending"
     # A field device may not list the organisation's uploads: nothing is recorded.
     assert refresh_attachment_states(profile, transport_for(fs_env, field.key)) == 0
+
+
+class LosingStore(FilesystemBlobStore):
+    """A disk that acknowledges the first write of chunk 1 and then loses it."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.lost = False
+
+    def put(self, key: Any, data: bytes) -> bool:
+        created = super().put(key, data)
+        if key.index == 1 and not self.lost:
+            self.lost = True
+            self.delete(key)
+        return created
+
+
+def test_chunks_the_server_lost_are_sent_again_before_complete(tmp_path: Path) -> None:
+    """§13.4.5: complete re-reads every chunk; one the store lost is reported missing, and
+    the client sends it again in the same sync."""
+    store = LosingStore(tmp_path / "server-blobs")
+    for env in attach_env(tmp_path, store):
+        field, profile, data, entry = attach(env, tmp_path, 5 * CS)
+        upload_pending(profile, transport_for(env, field.key), quiet=True)
+        assert store.lost and pending_uploads(profile.store) == []
+        out = tmp_path / "back.jpg"
+        download_attachment(
+            transport_for(env, env.org.coordinator), env.org.path, entry, out, quiet=True
+        )
+        assert out.read_bytes() == data
