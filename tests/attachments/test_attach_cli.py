@@ -279,3 +279,38 @@ def test_repeated_kills_during_a_large_upload_still_finish_with_each_chunk_once(
     coord.run("attachments", "get", report_id, "archive.zip", "-o", str(out), timeout=600)
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(original).digest()
     assert kills >= 1
+
+
+def _peak_rss(device: Device, *args: str) -> int:
+    """Run one CLI command to completion; the peak resident memory of exactly that process."""
+    process = device.popen(*args)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out, err = process.communicate()
+    assert process.returncode == 0, err
+    return int(usage.ru_maxrss) * 1024
+
+
+@pytest.mark.slow
+def test_client_memory_stays_bounded_for_a_large_attachment(
+    tmp_path: Path, fs_server: LiveServer
+) -> None:
+    """Large files are streamed: attaching, uploading and downloading 256 MiB peaks no higher
+    than the CLI doing nothing (whose peak is the Argon2id unlock) plus a few chunks."""
+    devices = make_devices(tmp_path, fs_server)
+    coord, field = org_with_field(fs_server, devices)
+    baseline = max(_peak_rss(field, "status"), _peak_rss(coord, "status"))
+    size = 256 * MiB
+    with (tmp_path / "big.bin").open("wb") as handle:
+        for _ in range(size // (8 * MiB)):
+            handle.write(os.urandom(8 * MiB))
+    slack = 24 * MiB  # a handful of 1 MiB chunks in flight, buffers
+    attach = _peak_rss(field, "report", "new", "-f", "k=v", "--attach", str(tmp_path / "big.bin"))
+    upload = _peak_rss(field, "sync")
+    coord.run("sync")
+    report_id = coord.run("reports", "list").json[0]["report_id"]
+    out = tmp_path / "big.out"
+    download = _peak_rss(coord, "attachments", "get", report_id, "big.bin", "-o", str(out))
+    assert out.stat().st_size == size
+    for name, peak in (("attach", attach), ("upload", upload), ("download", download)):
+        assert peak <= baseline + slack, f"{name} peaked at {peak / MiB:.1f} MiB"
