@@ -586,6 +586,7 @@ def get_command(
     report_id: Annotated[str, typer.Argument(help="Report id (or a unique prefix).")],
     name: Annotated[str, typer.Argument(help="Attachment name (or id prefix).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
     home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -595,6 +596,8 @@ def get_command(
     with _errors(as_json), _profile(home) as profile:
         if profile.role is not Role.COORDINATOR:
             raise Exit(1, "only coordinators can download attachments")
+        if output.exists() and not force:
+            raise Exit(1, f"{output} exists; use --force to replace it")
         _report, entry = _find(profile, report_id, name)
         transport = _transport(profile)
         try:

@@ -127,6 +127,12 @@ def round_trip(tmp_path: Path, server: LiveServer, scan: Any) -> None:
         got = coord.run("attachments", "get", report_id, name, "-o", str(out)).json
         assert got["size"] == len(data)
         assert out.read_bytes() == data
+    # An existing file is never replaced silently.
+    again = coord.run("attachments", "get", report_id, "one.bin", "-o", str(out), check=False)
+    assert again.code == 1 and "exists" in again.stderr
+    assert out.read_bytes() == originals[name]
+    coord.run("attachments", "get", report_id, "one.bin", "-o", str(out), "--force")
+    assert out.read_bytes() == originals["one.bin"]
     for home in (field.home, coord.home):
         assert grep_tree(home, [CANARY]) == []
     assert scan() == []
