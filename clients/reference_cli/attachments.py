@@ -649,6 +649,36 @@ def list_command(
         _out(as_json, {"attachments": rows}, human)
 
 
+@attachments_app.command("policy")
+def policy_command(
+    keep_sealed: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-sealed/--purge-sealed",
+            help="Keep the sealed copy after the server has the whole attachment (default:"
+            " purge it).",
+        ),
+    ] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show or set what happens to a sealed copy once it is uploaded."""
+    with _errors(as_json), _profile(home) as profile:
+        if keep_sealed is not None:
+            profile.meta["keep_sealed_attachments"] = keep_sealed
+            profile.save_meta()
+        data = {"keep_sealed_attachments": bool(profile.meta.get("keep_sealed_attachments"))}
+        _out(
+            as_json,
+            data,
+            lambda: err.print(
+                "Sealed copies are kept after upload."
+                if data["keep_sealed_attachments"]
+                else "Sealed copies are deleted once the server has the whole attachment."
+            ),
+        )
+
+
 @attachments_app.command("upload")
 def upload_command(
     home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,

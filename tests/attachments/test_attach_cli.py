@@ -245,7 +245,11 @@ def test_download_of_a_pending_attachment_names_it_and_leaves_nothing(
     assert not out.exists() and not list(tmp_path.glob(".order.pdf*"))
     # The sealed copy comes back (e.g. restored from the SD card): the next sync finishes.
     sealed.write_bytes(kept)
+    # The profile's policy: keep sealed copies after upload (the default purges them).
+    assert field.run("attachments", "policy").json == {"keep_sealed_attachments": False}
+    field.run("attachments", "policy", "--keep-sealed")
     assert field.run("sync").json["attachments_uploaded"] == 1
+    assert sealed.read_bytes() == kept
     assert coord.run("attachments", "list", report_id).json["attachments"][0]["state"] == "complete"
 
 
