@@ -5,21 +5,21 @@ Theory of operation (docs/PROTOCOL.md §13):
   sealed with a fresh key and attachment id (`crypto.stream.seal_chunks`) into
   ``HOME/attachments/<random>.sealed`` (mode 0600, fsync), and an upload record (id,
   geometry, hash, file name of the sealed copy; no key) is queued in the encrypted local
-  store.  The key and the manifest go only into the report content.  The original file
-  is left where the user put it: the tool does not control copies elsewhere (the
-  phone's gallery, backups); `--purge-original`-style deletion is the user's decision.
+  store.  The key and the manifest go only into the report content.  The tool makes no
+  plaintext copy; the original file is left where the user put it, and the command says
+  so every time (it cannot reach the phone's gallery or backups).
 * ``sealbox sync`` pushes the revision first (a report never waits for its media), then
   `upload_pending`: for each queued attachment it declares the upload (idempotent), asks
   which chunks the server holds, sends the rest (each read from the sealed copy at its
-  offset: the client holds one chunk at a time, whatever the file size), and completes.
+  offset: at most `IN_FLIGHT` chunks are in memory, whatever the file size), and completes.
   Killed at any point, the next sync resumes from the server's status.  After the
-  server confirms the whole upload, the sealed copy is deleted (profile policy
-  ``keep_sealed_attachments`` = false, the default) and the record removed.
+  server confirms the whole upload, the sealed copy is deleted (unless the profile's
+  policy, ``sealbox attachments policy --keep-sealed``, keeps it) and the record removed.
 * ``sealbox attachments get REPORT NAME -o FILE`` (coordinators) fetches the chunks in
-  order and verifies each with the AEAD before its plaintext is written to a temporary
-  file next to FILE; the file is renamed into place only after the whole stream, the
-  manifest and the plaintext SHA-256 verified.  On any failure the partial output is
-  deleted and the error names the attachment.
+  order (prefetching a few) and verifies each with the AEAD before its plaintext is
+  written to a temporary file next to FILE; the file is renamed into place only after the
+  whole stream, the manifest and the plaintext SHA-256 verified.  On any failure the
+  partial output is deleted and the error names the attachment.
 """
 
 from __future__ import annotations
