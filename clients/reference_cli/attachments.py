@@ -649,6 +649,31 @@ def list_command(
         _out(as_json, {"attachments": rows}, human)
 
 
+@attachments_app.command("queued")
+def queued_command(
+    home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Attachments on this device still waiting to be uploaded (no network needed)."""
+    with _errors(as_json), _profile(home) as profile:
+        rows = [
+            {
+                "id": p.attachment_id.hex(),
+                "name": p.name,
+                "sealed_bytes": p.manifest.total_size,
+                "sealed_copy_present": (Path(profile.home) / SEALED_DIR / p.sealed_file).is_file(),
+            }
+            for p in pending_uploads(profile.store)
+        ]
+
+        def human() -> None:
+            for row in rows:
+                typer.echo(f"{row['name']}\t{row['sealed_bytes']} bytes sealed")
+            err.print(f"{len(rows)} attachments queued.")
+
+        _out(as_json, {"queued": rows}, human)
+
+
 @attachments_app.command("policy")
 def policy_command(
     keep_sealed: Annotated[

@@ -231,6 +231,8 @@ def test_download_of_a_pending_attachment_names_it_and_leaves_nothing(
                           str(tmp_path / "court-order.pdf")).json["report_id"]  # fmt: skip
     # The revision is pushed but the media never leaves: here its sealed copy is missing
     # (say, on an SD card that was taken out), so the sync pushes and then fails clearly.
+    [queued] = field.run("attachments", "queued").json["queued"]
+    assert queued["name"] == "court-order.pdf" and queued["sealed_copy_present"]
     sealed = next((field.home / "attachments").iterdir())
     kept = sealed.read_bytes()
     sealed.unlink()
@@ -250,6 +252,7 @@ def test_download_of_a_pending_attachment_names_it_and_leaves_nothing(
     field.run("attachments", "policy", "--keep-sealed")
     assert field.run("sync").json["attachments_uploaded"] == 1
     assert sealed.read_bytes() == kept
+    assert field.run("attachments", "queued").json["queued"] == []
     assert coord.run("attachments", "list", report_id).json["attachments"][0]["state"] == "complete"
 
 
