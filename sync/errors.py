@@ -68,7 +68,7 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.ROSTER_CONFLICT: "Another roster version with this number exists; fetch and rebase.",
     ErrorCode.INVITE_INVALID: "The invite document is malformed, mis-signed or not for this org.",
     ErrorCode.INVITE_EXISTS: "An invite with this id is already registered.",
-    ErrorCode.ENROLLMENT_INVALID: "Enrollment malformed, mis-signed, unbound, or its key already in the org.",
+    ErrorCode.ENROLLMENT_INVALID: "Malformed, mis-signed or unbound enrollment, or a known key.",
     ErrorCode.INVITE_UNUSABLE: "Invite unknown, expired, used, or wrong secret.",
     ErrorCode.DEVICE_REVOKED: "Reserved: the signing device is revoked in the roster.",
     ErrorCode.PAYLOAD_TOO_LARGE: "Over a limit; the problem lists the limits to split by.",
