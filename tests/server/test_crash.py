@@ -22,14 +22,26 @@ import httpx2
 import pytest
 from live_server import LiveServer
 from server_api import ADMIN_TOKEN, Api, b64, create_org
+from sqlalchemy import text
 
 from crypto import parse_envelope
+from server.db import make_engine
 from sync.messages import b64decode
 
 
-def _run(tmp_path: Path, *, kills: int, devices: int, batches: int, workers: int) -> None:
+def _run(
+    tmp_path: Path,
+    *,
+    kills: int,
+    devices: int,
+    batches: int,
+    workers: int,
+    database_url: str | None = None,
+) -> None:
     tmp_path.mkdir(parents=True, exist_ok=True)
     env = {"SEALBOX_ADMIN_TOKEN": ADMIN_TOKEN, "SEALBOX_WORKERS": str(workers)}
+    if database_url:
+        env["SEALBOX_DATABASE_URL"] = database_url
     server = LiveServer(tmp_path / "data", tmp_path / "server.log", env=env)
     server.migrate()
     server.start()
@@ -113,10 +125,38 @@ def _run(tmp_path: Path, *, kills: int, devices: int, batches: int, workers: int
         stop.set()
         http.close()
         server.stop()
+    backend = "postgresql" if database_url else "sqlite"
+    assert f'"backend": "{backend}"' in server.log_path.read_text()
 
 
 def test_sigkill_during_pushes_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
     _run(tmp_path, kills=3, devices=3, batches=8, workers=1)  # one worker restarts fastest
+
+
+@pytest.mark.postgres
+def test_sigkill_during_pushes_on_postgresql(tmp_path: Path) -> None:
+    url = os.environ.get("SEALBOX_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("SEALBOX_TEST_DATABASE_URL is not set: PostgreSQL crash test skipped")
+    schema = "sbx_crash_" + secrets.token_hex(6)
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        # libpq options: the server process works in the fresh schema only.
+        sep = "&" if "?" in url else "?"
+        _run(
+            tmp_path,
+            kills=3,
+            devices=3,
+            batches=8,
+            workers=1,
+            database_url=f"{url}{sep}options=-csearch_path%3D{schema}",
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.mark.slow
