@@ -169,3 +169,7 @@ class RequestNonce(SQLModel, table=True):
     key_id: bytes = Field(sa_type=LargeBinary, primary_key=True)
     nonce: str = Field(primary_key=True, max_length=128)
     created: int = Field(sa_type=BigInteger, index=True)
+
+
+# The attachment tables share this metadata (migrations/versions/0002_attachments.py).
+from server import tables_attachments as _attachments  # noqa: E402, F401

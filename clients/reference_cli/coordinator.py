@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clients.reference_cli.attachments import attachment_state
 from clients.reference_cli.common import (
     Exit,
     Home,
@@ -50,7 +51,7 @@ def _value_text(value: Any) -> str:
     return "(deleted)" if value is DELETED else str(value)
 
 
-def _state_lines(state: ReportState) -> list[str]:
+def _state_lines(state: ReportState, states: dict[bytes, str] | None = None) -> list[str]:
     lines = [
         f"report {state.report.hex()}  ({state.revision_count} revisions, {len(state.heads)} heads)"
     ]
@@ -70,7 +71,7 @@ def _state_lines(state: ReportState) -> list[str]:
     for a in state.attachments:
         lines.append(
             f"  attachment {a.name} ({a.size} bytes, {a.media_type},"
-            f" sha256 {a.sha256.hex()[:16]}...)"
+            f" sha256 {a.sha256.hex()[:16]}...)" + (f" {states[a.attachment_id]}" if states else "")
         )
     if state.missing:
         lines.append(f"  WARNING {len(state.missing)} parent revisions not seen yet")
@@ -139,10 +140,16 @@ def reports_show(
         state = view.report(_resolve_report(view, profile, report_id))
         if state is None:
             raise Exit(1, "this report has no readable revision yet (sync first)")
+        # Upload states as of the last sync (PROTOCOL §13.5): "pending" until complete.
+        states = {a.attachment_id: attachment_state(profile, a.attachment_id)["state"]
+                  for a in state.attachments}  # fmt: skip
+        data = state.to_json()
+        for entry in data["attachments"]:
+            entry["state"] = states[bytes.fromhex(entry["id"])]
         _out(
             as_json,
-            state.to_json(),
-            lambda: sys.stdout.write("\n".join(_state_lines(state)) + "\n"),
+            data,
+            lambda: sys.stdout.write("\n".join(_state_lines(state, states)) + "\n"),
         )
 
 

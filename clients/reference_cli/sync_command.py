@@ -8,7 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clients.reference_cli.attachments import AttachmentFailed, upload_pending
+from clients.reference_cli.attachments import (
+    AttachmentFailed,
+    refresh_attachment_states,
+    upload_pending,
+)
 from clients.reference_cli.common import (
     Exit,
     Home,
@@ -181,6 +185,7 @@ def _sync(
     # 3. Coordinators: admit enrolled devices, then pull, verify and decrypt.
     if profile.role is Role.COORDINATOR:
         _pull(profile, transport, summary, quiet=quiet)
+        refresh_attachment_states(profile, transport)  # for reports show (§13.5)
     # 4. Attachments last: a report never waits for its media (resumable, PROTOCOL §13).
     #    A failed upload stays queued and fails the command only after the reports synced.
     try:

@@ -121,6 +121,9 @@ def round_trip(tmp_path: Path, server: LiveServer, scan: Any) -> None:
     }
     shown = coord.run("reports", "show", report_id).json
     assert sorted(a["name"] for a in shown["attachments"]) == sorted(SIZES)
+    assert {a["state"] for a in shown["attachments"]} == {"complete"}  # as of the last sync
+    text = coord.run("reports", "show", report_id, as_json=False).stdout
+    assert text.count(" complete") == len(SIZES)
     for name, data in originals.items():
         out = tmp_path / "downloads" / name
         out.parent.mkdir(exist_ok=True)
@@ -241,6 +244,8 @@ def test_download_of_a_pending_attachment_names_it_and_leaves_nothing(
     coord.run("sync")
     listed = coord.run("attachments", "list", report_id).json["attachments"]
     assert [a["state"] for a in listed] == ["pending"]
+    shown = coord.run("reports", "show", report_id).json["attachments"]
+    assert [(a["name"], a["state"]) for a in shown] == [("court-order.pdf", "pending")]
     out = tmp_path / "order.pdf"
     got = coord.run("attachments", "get", report_id, "court-order.pdf", "-o", str(out), check=False)
     assert got.code == 6 and "court-order.pdf" in got.stderr and "pending" in got.stderr
@@ -254,6 +259,8 @@ def test_download_of_a_pending_attachment_names_it_and_leaves_nothing(
     assert sealed.read_bytes() == kept
     assert field.run("attachments", "queued").json["queued"] == []
     assert coord.run("attachments", "list", report_id).json["attachments"][0]["state"] == "complete"
+    coord.run("sync")
+    assert coord.run("reports", "show", report_id).json["attachments"][0]["state"] == "complete"
 
 
 @pytest.mark.slow
