@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from server.attachments import (
@@ -71,10 +71,15 @@ def _upload_id(
 UploadId = Annotated[bytes, Depends(_upload_id)]
 
 
-def _length_guard(request: Request, content_length: Annotated[int | None, Header()] = None) -> None:
-    """Refuse an oversized chunk before its body is read (runs before the signature check)."""
+def _length_guard(request: Request) -> None:
+    """Refuse an oversized chunk before its body is read (runs before the signature check).
+
+    Content-Length is read from the request, not declared as a parameter: it is not part of
+    the API's schema (clients' HTTP libraries set it)."""
     service = get_service(request)
     limit = service.settings.max_chunk_bytes
+    raw = request.headers.get("content-length", "")
+    content_length = int(raw) if raw.isdigit() and len(raw) < 20 else None
     if content_length is None or content_length > limit:
         raise ApiError(
             ErrorCode.PAYLOAD_TOO_LARGE,
