@@ -1,4 +1,4 @@
-"""docs/_protocol_attachments.md (PROTOCOL §13.5) documents every attachment route and reason."""
+"""docs/PROTOCOL.md (§13.5) documents every attachment route and reason."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sync.attachments import AttachmentReason
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "_protocol_attachments.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 
 
 def test_every_attachment_route_is_documented(tmp_path: Path) -> None:

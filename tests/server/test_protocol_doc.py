@@ -11,10 +11,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _doc_text() -> str:
-    # The HTTP part lives in _protocol_http.md until it is merged into PROTOCOL.md.
-    return "\n".join(
-        p.read_text() for p in (DOCS / "PROTOCOL.md", DOCS / "_protocol_http.md") if p.exists()
-    )
+    return (DOCS / "PROTOCOL.md").read_text()
 
 
 def test_every_error_code_is_documented_with_its_meaning() -> None:
