@@ -306,7 +306,7 @@ TAMPERINGS: dict[str, Callable[..., bytes]] = {
 
 
 @pytest.mark.parametrize("how", [*TAMPERINGS, "splice"])
-def test_every_tampering_fails_and_leaves_nothing(
+def test_every_tampering_fails_and_leaves_nothing(  # PROTOCOL §13.6
     fs_env: AttachEnv, tmp_path: Path, how: str
 ) -> None:
     field, profile, data, entry = attach(fs_env, tmp_path, 6 * CS + 9, name="testimony.ogg")

@@ -31,6 +31,7 @@ def test_create_org_needs_the_admin_token(client: TestClient) -> None:
 
 
 def test_genesis_must_pin_this_servers_key(client: TestClient) -> None:
+    """PROTOCOL §7.4: a genesis pinning another receipt key is refused."""
     signed = genesis(
         SigningKey.generate().verify_key, SigningKey.generate(), KemPrivateKey.generate()
     )
@@ -85,3 +86,45 @@ def test_full_flow_push_pull_and_receipt(client: TestClient) -> None:
         device_id=dev.device_id,
     )
     assert first == receipt
+
+
+def test_wire_bytes_and_models_are_strict(client: TestClient) -> None:
+    """PROTOCOL §7.2: padded or non-canonical base64url, unknown fields and unknown query
+    parameters are refused with 422 validation_failed, never guessed at."""
+    server_key = VerifyKey(b64decode(client.get("/v1/server").json()["server_key"]))
+    signed = genesis(server_key, SigningKey.generate(), KemPrivateKey.generate())
+    good = b64(signed.to_bytes())
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    padded = good + "=" * (-len(good) % 4 or 4)
+    last = good[-1]
+    # A different final character that decodes to the same bytes (unused bits set), if any.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for bad in (padded, good[:-1] + "+", good + "!", {"roster": good, "extra": 1}):
+        body = bad if isinstance(bad, dict) else {"roster": bad}
+        r = client.post("/v1/orgs", json=body, headers=admin)
+        assert r.status_code == 422, (bad if isinstance(bad, str) else body)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "validation_failed"
+    if len(signed.to_bytes()) % 3:
+        aliases = [
+            c for c in alphabet if c != last and good[:-1] + c != good and _same_bytes(good, c)
+        ]
+        for alias in aliases:
+            r = client.post("/v1/orgs", json={"roster": good[:-1] + alias}, headers=admin)
+            assert r.status_code == 422
+    r = client.get("/v1/server", params={"surprise": "1"})
+    assert r.status_code == 422 and r.json()["code"] == "validation_failed"
+    r = client.post("/v1/orgs", json={"roster": good}, headers=admin)
+    assert r.status_code == 201
+
+
+def _same_bytes(good: str, last: str) -> bool:
+    import base64
+
+    def raw(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    try:
+        return raw(good[:-1] + last) == raw(good)
+    except ValueError:
+        return False
