@@ -273,15 +273,17 @@ def enroll(
         )
 
 
+Notes = Annotated[list[str] | None, typer.Option("--note", help="A note (repeatable).")]
+Attachments = Annotated[list[Path] | None, typer.Option("--attach", help="A file (repeatable).")]
+
+
 @report_app.command("new")
 def report_new(
     field: Annotated[
         list[str] | None, typer.Option("--field", "-f", help="KEY=VALUE (repeatable).")
     ] = None,
-    note: Annotated[list[str] | None, typer.Option("--note", help="A note (repeatable).")] = None,
-    attach: Annotated[
-        list[Path] | None, typer.Option("--attach", help="A file (repeatable).")
-    ] = None,
+    note: Notes = None,
+    attach: Attachments = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -336,10 +338,8 @@ def report_edit(
     field: Annotated[
         list[str] | None, typer.Option("--field", "-f", help="KEY=VALUE, or KEY! to delete.")
     ] = None,
-    note: Annotated[list[str] | None, typer.Option("--note", help="A note (repeatable).")] = None,
-    attach: Annotated[
-        list[Path] | None, typer.Option("--attach", help="A file (repeatable).")
-    ] = None,
+    note: Notes = None,
+    attach: Attachments = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
