@@ -94,12 +94,23 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def start_server(args: argparse.Namespace, data_dir: str, port: int) -> subprocess.Popen[bytes]:
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores, all processes: the server, its
+    database, the benchmark's own clients), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(
+    args: argparse.Namespace, database_url: str | None, data_dir: str, port: int
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["SEALBOX_DATA_DIR"] = data_dir
     env["SEALBOX_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
-    if args.database_url:
-        env["SEALBOX_DATABASE_URL"] = args.database_url
+    if database_url:
+        env["SEALBOX_DATABASE_URL"] = database_url
     exe = str(ROOT / ".venv" / "bin" / "sealbox-server")
     subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
     cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -135,12 +146,71 @@ def main() -> None:
     parser.add_argument(
         "--profile", default=None, help="py-spy binary: record a flame graph of the server"
     )
+    parser.add_argument(
+        "--compare",
+        metavar="URL",
+        default=None,
+        help="also measure the database at URL; alternate the two --rounds times, print ratios",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare")
     args = parser.parse_args()
+    if args.compare is None:
+        print(json.dumps(measure(args, args.database_url), indent=2))
+        return
+    runs: dict[str, list[dict[str, object]]] = {"sqlite": [], "postgresql": []}
+    for _ in range(args.rounds):
+        # Alternate, so a change in the machine's load hits both backends alike.
+        runs["sqlite"].append(measure(args, args.database_url))
+        runs["postgresql"].append(measure(args, args.compare))
+    print(json.dumps(compare(runs), indent=2))
 
+
+def compare(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
+    """Medians per backend and the PostgreSQL / SQLite ratios (> 1: PostgreSQL is faster)."""
+    out: dict[str, object] = {"rounds": len(runs["sqlite"])}
+    for metric in ("ingest_revisions_per_second", "feed_revisions_per_second"):
+        values = {b: sorted(int(r[metric]) for r in rs) for b, rs in runs.items()}  # type: ignore[call-overload]
+        medians = {b: v[len(v) // 2] for b, v in values.items()}
+        paired = zip(
+            (int(r[metric]) for r in runs["postgresql"]),  # type: ignore[call-overload]
+            (int(r[metric]) for r in runs["sqlite"]),  # type: ignore[call-overload]
+            strict=True,
+        )
+        ratios = sorted(p / s for p, s in paired)
+        out[metric] = {
+            "sqlite": values["sqlite"],
+            "postgresql": values["postgresql"],
+            "median_sqlite": medians["sqlite"],
+            "median_postgresql": medians["postgresql"],
+            "ratio_postgresql_to_sqlite_median": round(ratios[len(ratios) // 2], 3),
+        }
+    return out
+
+
+def fresh_database(url: str) -> None:
+    """(Re)create the PostgreSQL database named in ``url``, empty: every run starts from
+    an empty database, as every SQLite run starts from an empty data directory."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
+
+
+def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, object]:
+    """One full run against a fresh server process: ingest, then the feed."""
+    if database_url:
+        fresh_database(database_url)
     data_dir = tempfile.mkdtemp(prefix="sealbox-bench-")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(args, data_dir, port)
+    proc = start_server(args, database_url, data_dir, port)
     try:
         http = httpx2.Client(base_url=base, timeout=120)
         signer = Signed(base)
@@ -272,7 +342,7 @@ def main() -> None:
                 [
                     args.profile,
                     "record",
-                    "--gil",
+                    "--gil" if os.environ.get("BENCH_GIL") else "--nonblocking",
                     "-o",
                     "/tmp/sealbox-ingest.txt",
                     "-f",
@@ -288,7 +358,7 @@ def main() -> None:
             )
             time.sleep(1)
         threads = [threading.Thread(target=client, args=(b,)) for b in requests]
-        cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
+        cpu0, own0, machine0 = cpu_seconds(proc.pid), time.process_time(), machine_cpu_seconds()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -296,6 +366,7 @@ def main() -> None:
             t.join()
         ingest_s = time.perf_counter() - t0
         server_cpu = cpu_seconds(proc.pid) - cpu0
+        machine_cpu = machine_cpu_seconds() - machine0
         if spy is not None:
             spy.send_signal(2)
             spy.wait(30)
@@ -329,7 +400,7 @@ def main() -> None:
         if pulled != total:
             raise SystemExit(f"feed returned {pulled} of {total} revisions")
         result = {
-            "backend": "postgresql" if args.database_url else "sqlite",
+            "backend": "postgresql" if database_url else "sqlite",
             "workers": args.workers or "default (SEALBOX_WORKERS, 2)",
             "clients": args.clients,
             "batch": args.batch,
@@ -341,6 +412,7 @@ def main() -> None:
             "ingest_revisions_per_second": round(total / ingest_s),
             "ingest_server_cpu_seconds": round(server_cpu, 2),
             "ingest_client_cpu_seconds": round(client_cpu, 2),
+            "ingest_machine_cpu_seconds": round(machine_cpu, 2),
             "feed_format": args.feed_format,
             "feed_seconds": round(feed_s, 3),
             "feed_revisions_per_second": round(pulled / feed_s),
@@ -348,7 +420,7 @@ def main() -> None:
             "budget_ingest": 4000,
             "budget_feed": 20000,
         }
-        print(json.dumps(result, indent=2))
+        return result
     finally:
         proc.terminate()
         try:

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Path, Request
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import select
 
 from crypto import VerifyKey
 from server.context import ServerContext
-from server.db import write_tx
+from server.db import Batch, write_tx
 from server.deps import get_ctx
 from server.errors import ApiError
-from server.tables import Device, Org, RequestNonce
+from server.tables import Device, Org
 from sync.auth import AuthError, verify_request
 from sync.errors import ErrorCode
 from sync.messages import b64decode
@@ -42,7 +43,6 @@ __all__ = [
 
 _devices = Device.__table__  # type: ignore[attr-defined]
 _orgs = Org.__table__  # type: ignore[attr-defined]
-_nonces = RequestNonce.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,25 +155,32 @@ def _authenticate(
     check_rate(ctx, "organisation", org_id, ctx.settings.org_requests_per_minute)
     if remember_nonce:
         with write_tx(ctx.engine) as conn:
-            remember_nonce_in(conn, caller, now=now, window=window)
+            batch = Batch(conn)
+            check_nonce = remember_nonce_in(batch, caller, now=now, window=window)
+            batch.run()
+            check_nonce()
     return caller
 
 
-def remember_nonce_in(conn: Connection, caller: Caller, *, now: int, window: int) -> None:
-    """Record the caller's (keyid, nonce) in ``conn``'s write transaction; refuse a replay.
+def remember_nonce_in(batch: Batch, caller: Caller, *, now: int, window: int) -> Callable[[], None]:
+    """Queue the recording of the caller's (keyid, nonce) in ``batch`` (a write
+    transaction); call the returned check after the batch has run: it refuses a replay.
 
     Push does this inside its own transaction, saving a second write transaction.
     """
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    inserted = conn.exec_driver_sql(
-        f"INSERT INTO request_nonces (key_id, nonce, created) VALUES ({mark}, {mark}, {mark}) "
+    inserted = batch.add(
+        "INSERT INTO request_nonces (key_id, nonce, created) VALUES (?, ?, ?) "
         "ON CONFLICT DO NOTHING",
         (caller.device_id, caller.nonce, caller.created),
     )
-    if inserted.rowcount != 1:
-        raise ApiError(ErrorCode.REPLAYED_REQUEST, 401, "this signature nonce was already used")
     if secrets.randbelow(256) == 0:  # prune expired nonces now and then
-        conn.execute(delete(_nonces).where(_nonces.c.created < now - 2 * window))
+        batch.add("DELETE FROM request_nonces WHERE created < ?", (now - 2 * window,))
+
+    def check() -> None:
+        if inserted.rowcount != 1:
+            raise ApiError(ErrorCode.REPLAYED_REQUEST, 401, "this signature nonce was already used")
+
+    return check
 
 
 async def _caller(request: Request, org_id: bytes, remember_nonce: bool) -> Caller:

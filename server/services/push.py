@@ -7,11 +7,14 @@ Order of work (docs/PROTOCOL.md §8.2):
    two threads use both cores).  Why verify at all when the request is signed:
    a device purges what the receipt covers, so the server must not acknowledge
    an envelope that coordinators will later reject as mis-signed.
-3. One write transaction: lock the org (sequence counter), fetch the known slice,
-   `sync.dag.classify`, bulk-insert envelopes/evidence, rewrite the touched
-   heads, advance the device watermark, bump the org counters, store the signed
-   receipt.  The receipt is signed inside the transaction but only returned
-   after the commit, so a client never holds a receipt for an uncommitted row.
+3. One write transaction in two `server.db.Batch` es (on PostgreSQL: two round
+   trips and the commit while the org lock is held):
+   reads: lock the org (sequence counter), record the request nonce, read the
+   device and the known slice; then `sync.dag.classify` and sign the receipt;
+   writes: insert envelopes/evidence, rewrite the touched heads, advance the
+   device watermark, bump the org counters, store the receipt.  The receipt is
+   only returned after the commit, so a client never holds a receipt for an
+   uncommitted row.
 """
 
 from __future__ import annotations
@@ -22,15 +25,14 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
 from crypto import Envelope, MalformedEnvelope, Purpose, SigningKey, VerifyKey, parse_envelope
 from server.auth import Caller, remember_nonce_in
-from server.db import write_tx
+from server.db import Batch, write_tx
 from server.errors import ApiError
-from server.services.store import bulk_insert, fetch_known, lock_org
+from server.services.store import lock_org_sql, org_row_or_404, queue_known
 from server.settings import Settings
-from server.tables import Device, EnvelopeRow, Equivocation, Head, Org, ReceiptRow
 from sync.dag import Candidate, DeviceView, Plan, advance_watermark, classify, needs
 from sync.errors import ErrorCode
 from sync.messages import ItemStatus
@@ -38,26 +40,30 @@ from sync.receipt import Receipt, ReceiptItem
 
 __all__ = ["PushOutcome", "envelope_verifier", "push"]
 
-_orgs = Org.__table__  # type: ignore[attr-defined]
-_devices = Device.__table__  # type: ignore[attr-defined]
-_envelopes = EnvelopeRow.__table__  # type: ignore[attr-defined]
-_heads = Head.__table__  # type: ignore[attr-defined]
-_evidence = Equivocation.__table__  # type: ignore[attr-defined]
-_receipts = ReceiptRow.__table__  # type: ignore[attr-defined]
-
-
-_ENVELOPE_COLUMNS = (
-    "org_id",
-    "server_seq",
-    "envelope_id",
-    "device_id",
-    "device_seq",
-    "prev",
-    "kind",
-    "report_id",
-    "flags",
-    "data",
+_DEVICE_SQL = (
+    "SELECT revoked_after, watermark, max_seq FROM devices WHERE org_id = ? AND device_id = ?"
 )
+# The device's stored seqs above its watermark, read only when the batch holds the
+# seq that could advance it (watermark + 1): a device with a lasting hole in its
+# chain does not re-read its whole chain on every push.
+_CHAIN_ABOVE_SQL = (
+    "SELECT e.device_seq FROM envelopes e JOIN devices d "
+    "ON d.org_id = e.org_id AND d.device_id = e.device_id "
+    "WHERE d.org_id = ? AND d.device_id = ? AND e.device_seq > d.watermark "
+    "AND d.watermark + 1 {IN}"
+)
+_INSERT_ENVELOPE_SQL = (
+    "INSERT INTO envelopes (org_id, server_seq, envelope_id, device_id, device_seq, prev, "
+    "kind, report_id, flags, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Evidence is kept once per envelope; the NOT EXISTS makes a re-sent batch a no-op.
+_INSERT_EVIDENCE_SQL = (
+    "INSERT INTO equivocations (org_id, device_id, device_seq, envelope_id, data) "
+    "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS "
+    "(SELECT 1 FROM equivocations WHERE org_id = ? AND envelope_id = ?)"
+)
+_DELETE_HEAD_SQL = "DELETE FROM heads WHERE org_id = ? AND report_id = ? AND envelope_id = ?"
+_INSERT_HEAD_SQL = "INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,23 +160,28 @@ def push(
         [_parse(raw, settings.max_envelope_bytes) for raw in envelopes], device_key, pool
     )
     with write_tx(engine) as conn:
-        org = lock_org(conn, org_id)
-        remember_nonce_in(conn, caller, now=now, window=settings.replay_window_seconds)
-        device = conn.execute(
-            select(_devices.c.revoked_after, _devices.c.watermark, _devices.c.max_seq).where(
-                _devices.c.org_id == org_id, _devices.c.device_id == device_id
-            )
-        ).one()
-        known = fetch_known(conn, org_id, needs(candidates), org.roster_version)
+        reads = Batch(conn)
+        org_row = reads.add(lock_org_sql(conn), (org_id,))
+        check_nonce = remember_nonce_in(
+            reads, caller, now=now, window=settings.replay_window_seconds
+        )
+        device_row = reads.add(_DEVICE_SQL, (org_id, device_id))
+        seqs = sorted({c.envelope.header.seq for c in candidates if c.envelope is not None})
+        chain_above = reads.add_in(_CHAIN_ABOVE_SQL, (org_id, device_id), seqs, "bigint")
+        known = queue_known(reads, org_id, needs(candidates))
+        reads.run()  # takes the org lock; PostgreSQL: one round trip
+        last_seq, roster_version, bytes_stored = org_row_or_404(org_row)
+        check_nonce()
+        revoked_after, watermark, max_seq = device_row.rows[0]
         plan = classify(
             candidates,
             org_id=org_id,
-            device=DeviceView(device_id, device.revoked_after),
-            known=known,
-            last_seq=org.last_seq,
+            device=DeviceView(device_id, revoked_after),
+            known=known(roster_version),
+            last_seq=last_seq,
         )
         new_bytes = sum(len(raw) for _, _, raw in plan.inserts)
-        if new_bytes and org.bytes_stored + new_bytes > settings.org_quota_bytes:
+        if new_bytes and bytes_stored + new_bytes > settings.org_quota_bytes:
             raise ApiError(
                 ErrorCode.QUOTA_EXCEEDED,
                 429,
@@ -178,10 +189,16 @@ def push(
                 headers={"Retry-After": "3600"},
                 retry_after=3600,
             )
-        bulk_insert(
-            conn,
-            _envelopes,
-            _ENVELOPE_COLUMNS,
+        items = [
+            ReceiptItem(c.envelope.id, c.envelope.header.seq, outcome.server_seq)
+            for c, outcome in zip(candidates, plan.outcomes, strict=True)
+            if outcome.status.stored and c.envelope is not None and outcome.server_seq is not None
+        ]
+        receipt = Receipt(org_id, device_id, now, tuple(items)).sign(server_key).to_bytes()
+
+        writes = Batch(conn)
+        writes.add(
+            _INSERT_ENVELOPE_SQL,
             [
                 (
                     org_id,
@@ -197,85 +214,56 @@ def push(
                 )
                 for row, env, raw in plan.inserts
             ],
+            many=True,
         )
-        if plan.evidence:
-            known_evidence = set(
-                conn.execute(
-                    select(_evidence.c.envelope_id).where(
-                        _evidence.c.org_id == org_id,
-                        _evidence.c.envelope_id.in_([e.id for e, _ in plan.evidence]),
-                    )
-                ).scalars()
-            )
-            fresh = [(e, raw) for e, raw in plan.evidence if e.id not in known_evidence]
-            if fresh:
-                conn.execute(
-                    insert(_evidence),
-                    [
-                        {
-                            "org_id": org_id,
-                            "device_id": e.header.device,
-                            "device_seq": e.header.seq,
-                            "envelope_id": e.id,
-                            "data": raw,
-                        }
-                        for e, raw in fresh
-                    ],
-                )
-        removed = []
-        added = []
-        for report_id, after in plan.heads.items():
-            before = plan.heads_before.get(report_id, frozenset())
-            removed += [(report_id, e) for e in before - after]
-            added += [(report_id, e) for e in after - before]
-        if removed:
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            conn.exec_driver_sql(
-                f"DELETE FROM heads WHERE org_id = {mark} AND report_id = {mark} "
-                f"AND envelope_id = {mark}",
-                [(org_id, r, e) for r, e in removed],
-            )
-        bulk_insert(
-            conn, _heads, ("org_id", "report_id", "envelope_id"), [(org_id, r, e) for r, e in added]
+        writes.add(
+            _INSERT_EVIDENCE_SQL,
+            [
+                (org_id, e.header.device, e.header.seq, e.id, raw, org_id, e.id)
+                for e, raw in plan.evidence
+            ],
+            many=True,
         )
+        removed, added = _head_changes(plan)
+        writes.add(_DELETE_HEAD_SQL, [(org_id, r, e) for r, e in removed], many=True)
+        writes.add(_INSERT_HEAD_SQL, [(org_id, r, e) for r, e in added], many=True)
         if plan.inserts or plan.evidence:
-            device_values: dict[str, object] = {}
-            if plan.evidence:
-                device_values["equivocation"] = True
-            if plan.inserts:
-                top = max(row.device_seq for row, _, _ in plan.inserts)
-                device_values["max_seq"] = max(device.max_seq, top)
-                if any(row.device_seq == device.watermark + 1 for row, _, _ in plan.inserts):
-                    above = conn.execute(
-                        select(_envelopes.c.device_seq).where(
-                            _envelopes.c.org_id == org_id,
-                            _envelopes.c.device_id == device_id,
-                            _envelopes.c.device_seq > device.watermark,
-                        )
-                    ).scalars()
-                    device_values["watermark"] = advance_watermark(device.watermark, above)
-            conn.execute(
-                update(_devices)
-                .where(_devices.c.org_id == org_id, _devices.c.device_id == device_id)
-                .values(**device_values)
+            stored_seqs = [row.device_seq for row, _, _ in plan.inserts]
+            stored_seqs += [seq for p in chain_above for (seq,) in p.rows]
+            writes.add(
+                "UPDATE devices SET watermark = ?, max_seq = ?, equivocation = "
+                "(equivocation OR ?) WHERE org_id = ? AND device_id = ?",
+                (
+                    advance_watermark(watermark, stored_seqs),
+                    max(max_seq, *stored_seqs) if stored_seqs else max_seq,
+                    bool(plan.evidence),
+                    org_id,
+                    device_id,
+                ),
             )
         if plan.inserts:
-            conn.execute(
-                update(_orgs)
-                .where(_orgs.c.id == org_id)
-                .values(last_seq=plan.last_seq, bytes_stored=org.bytes_stored + new_bytes)
+            writes.add(
+                "UPDATE orgs SET last_seq = ?, bytes_stored = ? WHERE id = ?",
+                (plan.last_seq, bytes_stored + new_bytes, org_id),
             )
-        items = []
-        for c, outcome in zip(candidates, plan.outcomes, strict=True):
-            if outcome.status.stored and c.envelope is not None:
-                assert outcome.server_seq is not None
-                items.append(ReceiptItem(c.envelope.id, c.envelope.header.seq, outcome.server_seq))
-        receipt = Receipt(org_id, device_id, now, tuple(items)).sign(server_key).to_bytes()
         if items:
-            conn.execute(
-                insert(_receipts).values(org_id=org_id, device_id=device_id, document=receipt)
+            writes.add(
+                "INSERT INTO receipts (org_id, device_id, document) VALUES (?, ?, ?)",
+                (org_id, device_id, receipt),
             )
+        writes.run()  # PostgreSQL: one round trip, then the commit
     return PushOutcome(plan=plan, receipt=receipt)
+
+
+def _head_changes(plan: Plan) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """The (report, envelope) head rows to delete and to insert."""
+    removed: list[tuple[bytes, bytes]] = []
+    added: list[tuple[bytes, bytes]] = []
+    for report_id, after in plan.heads.items():
+        before = plan.heads_before.get(report_id, frozenset())
+        removed += [(report_id, e) for e in before - after]
+        added += [(report_id, e) for e in after - before]
+    return removed, added
 
 
 def status_counts(plan: Plan) -> dict[ItemStatus, int]:

@@ -1,0 +1,154 @@
+"""Storage primitives: the statement `Batch` (PostgreSQL pipeline / SQLite in order),
+range reads of device-chain slots, and the SQLite settings that make a receipt durable
+(docs/PROTOCOL.md §7.7)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from sqlalchemy import Engine
+
+from server.db import Batch, read_tx, write_tx
+from server.services.store import _runs, lock_org, queue_known
+from sync.dag import Needs
+
+
+def _org(engine: Engine) -> bytes:
+    org_id = secrets.token_bytes(16)
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        batch.add(
+            "INSERT INTO orgs (id, created_day, last_seq, roster_version, bytes_stored) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (org_id, 20000, 0, 1, 0),
+        )
+        batch.run()
+    return org_id
+
+
+def test_batch_runs_statements_in_order_and_reports_rows_and_counts(engine: Engine) -> None:
+    org_id = _org(engine)
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        inserted = batch.add(
+            "INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)",
+            [(org_id, b"r" * 16, bytes([i]) * 32) for i in range(3)],
+            many=True,
+        )
+        nothing = batch.add(
+            "INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)", [], many=True
+        )
+        # Sees the rows queued before it: statements run in order, in one transaction.
+        counted = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
+        deleted = batch.add(
+            "DELETE FROM heads WHERE org_id = ? AND envelope_id = ?", (org_id, bytes([0]) * 32)
+        )
+        batch.run()
+    assert inserted.rowcount == 3
+    assert nothing.rowcount == 0
+    assert counted.rows == [(3,)]
+    assert deleted.rowcount == 1
+    with read_tx(engine) as conn:
+        batch = Batch(conn)
+        left = batch.add(
+            "SELECT envelope_id FROM heads WHERE org_id = ? ORDER BY envelope_id", (org_id,)
+        )
+        batch.run()
+    assert left.rows == [(bytes([1]) * 32,), (bytes([2]) * 32,)]
+    assert all(type(v) is bytes for (v,) in left.rows)
+
+
+def test_batch_set_parameters_go_in_chunks_and_miss_nothing(engine: Engine) -> None:
+    org_id = _org(engine)
+    reports = [i.to_bytes(16, "big") for i in range(1_203)]  # three chunks of <= 500
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        batch.add(
+            "INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)",
+            [(org_id, r, bytes(32)) for r in reports[::2]],
+            many=True,
+        )
+        found = batch.add_in(
+            "SELECT report_id FROM heads WHERE org_id = ? AND report_id {IN}",
+            (org_id,),
+            reports,
+            "bytea",
+        )
+        none = batch.add_in(
+            "SELECT report_id FROM heads WHERE org_id = ? AND report_id {IN}",
+            (org_id,),
+            [],
+            "bytea",
+        )
+        batch.run()
+    assert len(found) == 3
+    assert none == []
+    assert sorted(r for p in found for (r,) in p.rows) == reports[::2]
+
+
+def test_a_failing_statement_fails_the_whole_transaction(engine: Engine) -> None:
+    org_id = _org(engine)
+    row = (org_id, b"r" * 16, b"e" * 32)
+    with pytest.raises(Exception), write_tx(engine) as conn:  # noqa: B017 - either driver's error
+        batch = Batch(conn)
+        batch.add("INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)", row)
+        batch.add("INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)", row)
+        batch.run()
+    with read_tx(engine) as conn:
+        batch = Batch(conn)
+        left = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
+        batch.run()
+    assert left.rows == [(0,)]
+
+
+def test_lock_org_answers_404_for_an_unknown_organisation(engine: Engine) -> None:
+    from server.errors import ApiError
+
+    with pytest.raises(ApiError) as caught, write_tx(engine) as conn:
+        lock_org(conn, secrets.token_bytes(16))
+    assert caught.value.status == 404
+
+
+def test_slot_runs_are_the_contiguous_ranges_of_the_distinct_seqs() -> None:
+    assert list(_runs([])) == []
+    assert list(_runs([5])) == [(5, 5)]
+    assert list(_runs([3, 1, 2, 2, 7, 9, 8, 20])) == [(1, 3), (7, 9), (20, 20)]
+
+
+def test_known_reads_device_slots_by_range_and_nothing_outside_them(engine: Engine) -> None:
+    org_id, device = _org(engine), secrets.token_bytes(32)
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        batch.add(
+            "INSERT INTO envelopes (org_id, server_seq, envelope_id, device_id, device_seq, prev, "
+            "kind, report_id, flags, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (org_id, s, s.to_bytes(32, "big"), device, s, bytes(32), "rev", None, 0, b"x")
+                for s in range(1, 41)
+            ],
+            many=True,
+        )
+        batch.run()
+    need = Needs(frozenset(), frozenset((device, s) for s in (2, 3, 4, 30, 31, 99)), frozenset())
+    with read_tx(engine) as conn:
+        batch = Batch(conn)
+        assemble = queue_known(batch, org_id, need)
+        batch.run()
+    known = assemble(1)
+    assert sorted(seq for _, seq in known.by_slot) == [2, 3, 4, 30, 31]
+    assert known.roster_version == 1
+
+
+def test_sqlite_syncs_every_commit(tmp_path: object) -> None:
+    """A receipt lets a device delete its copy: WAL + synchronous=FULL, never NORMAL."""
+    from server.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/durable.db")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
