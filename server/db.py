@@ -195,13 +195,16 @@ class Batch:
                 out.append(self.add(query, (*fixed, *part)))
         return out
 
-    def run(self) -> None:
-        """Execute everything queued; raises the first database error."""
+    def run(self, *, commit: bool = False) -> None:
+        """Execute everything queued; raises the first database error.
+
+        ``commit``: end the transaction with this batch (on PostgreSQL in the same
+        round trip); nothing may run on the connection afterwards.  The enclosing
+        `write_tx` then finds the transaction done and its own commit is a no-op.
+        """
         queued, self._queued = self._queued, []
-        if not queued:
-            return
         if self._postgres:
-            self._run_pipelined(queued)
+            self._run_pipelined(queued, commit)
             return
         for sql, params, many, pending in queued:
             if many and not params:
@@ -211,8 +214,12 @@ class Batch:
             pending.rowcount = result.rowcount
             if result.returns_rows:
                 pending.rows = [tuple(r) for r in result]
+        if commit:
+            self._conn.exec_driver_sql("COMMIT")
 
-    def _run_pipelined(self, queued: list[tuple[str, Any, bool, Pending]]) -> None:
+    def _run_pipelined(self, queued: list[tuple[str, Any, bool, Pending]], commit: bool) -> None:
+        if not queued and not commit:
+            return
         raw = self._conn.connection.driver_connection
         cursors = []
         with raw.pipeline():  # type: ignore[union-attr]
@@ -224,6 +231,8 @@ class Batch:
                 else:
                     cursor.execute(sql, params)
                 cursors.append((cursor, many and not params, pending))
+            if commit:
+                raw.commit()  # type: ignore[union-attr]
         for cursor, skipped, pending in cursors:
             pending.rowcount = 0 if skipped else cursor.rowcount
             if cursor.description is not None:

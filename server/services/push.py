@@ -251,7 +251,7 @@ def push(
                 "INSERT INTO receipts (org_id, device_id, document) VALUES (?, ?, ?)",
                 (org_id, device_id, receipt),
             )
-        writes.run()  # PostgreSQL: one round trip, then the commit
+        writes.run(commit=True)  # PostgreSQL: one round trip, the commit included
     return PushOutcome(plan=plan, receipt=receipt)
 
 

@@ -152,3 +152,21 @@ def test_sqlite_syncs_every_commit(tmp_path: object) -> None:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_a_batch_can_end_its_transaction_and_the_enclosing_commit_is_harmless(
+    engine: Engine,
+) -> None:
+    org_id = _org(engine)
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        batch.add(
+            "INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)",
+            (org_id, b"r" * 16, b"e" * 32),
+        )
+        batch.run(commit=True)
+    with read_tx(engine) as conn:
+        batch = Batch(conn)
+        stored = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
+        batch.run()
+    assert stored.rows == [(1,)]
