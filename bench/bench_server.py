@@ -65,9 +65,12 @@ class Signed:
         self.base = base
 
     def request(
-        self, method: str, path: str, body: object, key: SigningKey
+        self, method: str, path: str, body: object, key: SigningKey, *, cbor: bool = False
     ) -> tuple[bytes, dict[str, str]]:
-        data = b"" if body is None else json.dumps(body).encode()
+        if cbor:
+            data = cbor2.dumps(body)
+        else:
+            data = b"" if body is None else json.dumps(body).encode()
         headers = sign_request(
             method=method,
             url=self.base + path,
@@ -77,7 +80,7 @@ class Signed:
             nonce=secrets.token_urlsafe(16),
         )
         if data:
-            headers["content-type"] = "application/json"
+            headers["content-type"] = "application/cbor" if cbor else "application/json"
         return data, headers
 
 
@@ -197,6 +200,12 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--feed-format", choices=["json", "cbor"], default="json")
+    parser.add_argument(
+        "--push-format",
+        choices=["json", "cbor"],
+        default="cbor",
+        help="push body (default cbor: what the reference client sends)",
+    )
     parser.add_argument(
         "--profile", default=None, help="py-spy binary: record a flame graph of the server"
     )
@@ -332,6 +341,7 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
         # Pre-generate envelopes and signed requests (not timed).
         t0 = time.perf_counter()
         content = os.urandom(args.plaintext)
+        push_item = (lambda raw: raw) if args.push_format == "cbor" else b64
         requests: list[list[tuple[bytes, dict[str, str]]]] = []
         for dev in devices:
             ck = ChainKey.generate()
@@ -372,13 +382,16 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
                     signer.request(
                         "POST",
                         org_path + "/push",
-                        {"envelopes": [b64(e.to_bytes()) for e in chunk]},
+                        {"envelopes": [push_item(e.to_bytes()) for e in chunk]},
                         dev,
+                        cbor=args.push_format == "cbor",
                     )
                 )
             requests.append(batches)
         prep = time.perf_counter() - t0
-        total = sum(len(json.loads(b)["envelopes"]) for batches in requests for b, _ in batches)
+        total = len(requests) * args.batch * args.batches
+        all_batches = [body for batches in requests for body, _ in batches]
+        push_bytes = sum(map(len, all_batches))
 
         # Ingest.
         errors: list[str] = []
@@ -456,6 +469,8 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
             "ingest_server_cpu_seconds": round(server_cpu, 2),
             "ingest_client_cpu_seconds": round(client_cpu, 2),
             "ingest_machine_cpu_seconds": round(machine_cpu, 2),
+            "push_format": args.push_format,
+            "push_request_bytes_avg": round(push_bytes / len(all_batches)),
             "feed_format": args.feed_format,
             "feed_seconds": round(feed_s, 3),
             "feed_revisions_per_second": round(pulled / feed_s),

@@ -56,7 +56,9 @@ def decode(data: bytes) -> Any:
         raise TypeError("data must be bytes")
     data = bytes(data)
     try:
-        value = cbor2.loads(data, max_depth=MAX_DEPTH, allow_indefinite=False, allow_duplicate_keys=False)
+        value = cbor2.loads(
+            data, max_depth=MAX_DEPTH, allow_indefinite=False, allow_duplicate_keys=False
+        )
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise CanonicalError("not valid CBOR") from exc
     _check(value, 0)

@@ -215,7 +215,8 @@ class Envelope:
         return encoding.encode([PROTOCOL_VERSION, self.header_bytes, self.body, self.signature])
 
     def verify_signature(self, author: VerifyKey) -> None:
-        """Raise `VerificationFailed` unless ``author`` signed this envelope and owns its device id."""
+        """Raise `VerificationFailed` unless ``author`` signed this envelope and owns its
+        device id."""
         if not isinstance(author, VerifyKey):
             raise TypeError("author must be a VerifyKey")
         if author.key_id != self.header.device:
@@ -333,7 +334,9 @@ def _seal_revision_from_parts(
         nonce=nonce,
     )
     header_bytes = header.to_cbor()
-    body = ChaCha20Poly1305(message_key.raw).encrypt(nonce, pad(content), _header_hash(header_bytes))
+    body = ChaCha20Poly1305(message_key.raw).encrypt(
+        nonce, pad(content), _header_hash(header_bytes)
+    )
     if len(body) > MAX_BODY_LENGTH:
         raise ValueError("content too large for one revision")
     return _finish(header_bytes, body, signing_key)
@@ -420,7 +423,9 @@ def open_sender_key(envelope: Envelope, *, author: VerifyKey, recipient: KemPriv
     if not isinstance(wrap, bytes):
         raise VerificationFailed()
     try:
-        raw = HPKE_SUITE.decrypt(wrap, recipient._hpke_key(), info=_wrap_info(envelope.header_hash, rid))
+        raw = HPKE_SUITE.decrypt(
+            wrap, recipient._hpke_key(), info=_wrap_info(envelope.header_hash, rid)
+        )
         return ChainKey(raw)
     except (InvalidTag, ValueError, TypeError) as exc:
         raise VerificationFailed() from exc

@@ -84,7 +84,8 @@ class SignedDocument:
         return cls(purpose=purpose, body=body, signer=signer, signature=signature)
 
     def verify(self, key: VerifyKey) -> Any:
-        """Check the signature with ``key`` (which must own ``signer``) and return the decoded body."""
+        """Check the signature with ``key`` (which must own ``signer``); return the
+        decoded body."""
         if not isinstance(key, VerifyKey):
             raise TypeError("key must be a VerifyKey")
         if key.key_id != self.signer:

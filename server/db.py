@@ -121,9 +121,17 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
-    """A read-only transaction (one consistent snapshot)."""
-    with engine.connect() as conn, conn.begin():
-        yield conn
+    """A read-only transaction: one consistent snapshot for all its statements.
+
+    PostgreSQL: REPEATABLE READ (READ COMMITTED would give each statement its own
+    snapshot; a read-only transaction never fails to serialise).  SQLite: a deferred
+    transaction reads one snapshot from its first read on.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def ping(engine: Engine) -> None:

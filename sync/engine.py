@@ -54,6 +54,7 @@ from crypto import (
 from crypto.suite import Purpose
 from sync.invite import Enrollment, Invite, InviteCode, InviteError, open_label, secret_hash
 from sync.merge import MergeError, ReportDag, ReportState, Revision
+from sync.messages import CBOR_MEDIA_TYPE, encode_push_cbor
 from sync.receipt import Receipt
 from sync.report import ContentError, ReportContent
 from sync.roster import Member, Role, RosterError, SignedRoster, verify_chain
@@ -112,9 +113,11 @@ class Request:
 
     method: str
     path: str
-    body: dict[str, Any] | None = None
+    body: dict[str, Any] | None = None  # sent as JSON
     query: dict[str, str] = field(default_factory=dict)
     signed: bool = True
+    content: bytes | None = None  # a body already encoded (instead of ``body``) ...
+    content_type: str | None = None  # ... and its media type
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +342,7 @@ def _batch(items: list[OutboxItem], max_items: int, max_bytes: int) -> list[Outb
     batch: list[OutboxItem] = []
     size = 0
     for item in items:
-        cost = (len(item.data) * 4 + 2) // 3 + 4  # base64url text plus JSON punctuation
+        cost = len(item.data)  # the server's limit counts envelope bytes (PROTOCOL §8.2)
         if batch and (len(batch) >= max_items or size + cost > max_bytes):
             break
         batch.append(item)
@@ -361,7 +364,10 @@ def push_flow(
         if not batch:
             return summary
         response = yield Request(
-            "POST", f"{org_path}/push", {"envelopes": [b64e(i.data) for i in batch]}
+            "POST",
+            f"{org_path}/push",
+            content=encode_push_cbor([i.data for i in batch]),
+            content_type=CBOR_MEDIA_TYPE,
         )
         assert response is not None
         if response.status == 413:

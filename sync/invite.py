@@ -22,7 +22,6 @@ Theory of operation (docs/PROTOCOL.md §6):
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -100,7 +99,9 @@ class InviteCode:
             raise InviteError("the invite code is damaged; ask for a new one")
         url, org, fingerprint, invite_id, secret = fields
         lengths = ((org, 16), (fingerprint, 32), (invite_id, 16), (secret, 32))
-        if not isinstance(url, str) or not all(isinstance(v, bytes) and len(v) == n for v, n in lengths):
+        if not isinstance(url, str) or not all(
+            isinstance(v, bytes) and len(v) == n for v, n in lengths
+        ):
             raise InviteError("the invite code is damaged; ask for a new one")
         return cls(url, org, fingerprint, invite_id, secret)
 
@@ -200,7 +201,12 @@ class Enrollment:
     @classmethod
     def from_cbor(cls, raw: Any) -> Enrollment:
         if not isinstance(raw, dict) or not {"o", "i", "k", "r", "l"} <= set(raw) <= {
-            "o", "i", "k", "r", "l", "e"
+            "o",
+            "i",
+            "k",
+            "r",
+            "l",
+            "e",
         }:
             raise InviteError("malformed enrollment")
         try:
@@ -234,27 +240,37 @@ class Enrollment:
 
     def matches(self, invite: Invite) -> bool:
         """Whether this enrollment is bound to ``invite`` (same organisation, id and role)."""
-        return (self.org_id, self.invite_id, self.role) == (invite.org_id, invite.invite_id, invite.role)
+        return (self.org_id, self.invite_id, self.role) == (
+            invite.org_id,
+            invite.invite_id,
+            invite.role,
+        )
 
 
 def _label_key(secret: bytes) -> bytes:
     return hmac.digest(secret, Purpose.LABEL.value, "sha256")
 
 
-def seal_label(label: str, *, secret: bytes, invite_id: bytes, device_id: bytes, nonce: bytes | None = None) -> bytes:
+def seal_label(
+    label: str, *, secret: bytes, invite_id: bytes, device_id: bytes, nonce: bytes | None = None
+) -> bytes:
     """Encrypt a device label under the invite secret (padded to hide its length)."""
     data = label.encode("utf-8")
     if len(data) > MAX_LABEL_LENGTH:
         raise ValueError(f"a label is at most {MAX_LABEL_LENGTH} bytes")
     padded = data + b"\x80" + bytes(_LABEL_PAD - len(data) - 1)
     nonce = secrets.token_bytes(12) if nonce is None else nonce
-    return nonce + ChaCha20Poly1305(_label_key(secret)).encrypt(nonce, padded, invite_id + device_id)
+    return nonce + ChaCha20Poly1305(_label_key(secret)).encrypt(
+        nonce, padded, invite_id + device_id
+    )
 
 
 def open_label(sealed: bytes, *, secret: bytes, invite_id: bytes, device_id: bytes) -> str:
     """Decrypt a label sealed by `seal_label`. Raises VerificationFailed."""
     try:
-        padded = ChaCha20Poly1305(_label_key(secret)).decrypt(sealed[:12], sealed[12:], invite_id + device_id)
+        padded = ChaCha20Poly1305(_label_key(secret)).decrypt(
+            sealed[:12], sealed[12:], invite_id + device_id
+        )
         end = len(padded.rstrip(b"\x00"))
         if end == 0 or padded[end - 1] != 0x80:
             raise ValueError("bad padding")

@@ -16,10 +16,12 @@ import binascii
 from enum import StrEnum
 from typing import Annotated, Any
 
+import cbor2
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 __all__ = [
     "B64",
+    "CBOR_MEDIA_TYPE",
     "ChangeItem",
     "ChangesPage",
     "CreateOrgRequest",
@@ -45,6 +47,8 @@ __all__ = [
     "ServerInfo",
     "b64decode",
     "b64encode",
+    "decode_push_cbor",
+    "encode_push_cbor",
 ]
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
@@ -213,6 +217,32 @@ class ItemStatus(StrEnum):
 
 class PushRequest(_Wire):
     envelopes: list[B64]
+
+
+CBOR_MEDIA_TYPE = "application/cbor"
+
+
+def encode_push_cbor(envelopes: list[bytes]) -> bytes:
+    """A push body as CBOR (``Content-Type: application/cbor``): ``{"envelopes": [bstr...]}``.
+
+    The same request as `PushRequest`, with the envelopes as raw byte strings: a
+    quarter fewer bytes on the wire than base64url in JSON, and no base64 to decode.
+    """
+    return cbor2.dumps({"envelopes": list(envelopes)})
+
+
+def decode_push_cbor(body: bytes) -> list[bytes]:
+    """The envelopes of a CBOR push body; ValueError if it is not exactly that shape."""
+    try:
+        value = cbor2.loads(body, max_depth=4, allow_indefinite=False)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a malformed body
+        raise ValueError("the body is not valid CBOR") from exc
+    if not isinstance(value, dict) or set(value) != {"envelopes"}:
+        raise ValueError('the body must be a map {"envelopes": [byte strings]}')
+    envelopes = value["envelopes"]
+    if not isinstance(envelopes, list) or not all(type(e) is bytes for e in envelopes):
+        raise ValueError('"envelopes" must be an array of byte strings')
+    return envelopes
 
 
 class PushResult(_Wire):

@@ -45,7 +45,11 @@ class Receipt:
 
     @classmethod
     def from_cbor(cls, raw: Any) -> Receipt:
-        if not isinstance(raw, dict) or set(raw) != {"o", "d", "t", "i"} or not isinstance(raw["i"], list):
+        if (
+            not isinstance(raw, dict)
+            or set(raw) != {"o", "d", "t", "i"}
+            or not isinstance(raw["i"], list)
+        ):
             raise VerificationFailed()
         items = []
         for item in raw["i"]:
@@ -67,9 +71,17 @@ class Receipt:
         return sign_document(Purpose.RECEIPT_SIGNATURE, self.to_cbor(), server_key)
 
     @classmethod
-    def verify(cls, data: bytes, server_key: VerifyKey, *, org_id: bytes, device_id: bytes) -> Receipt:
-        """Check a receipt's signature and that it is addressed to this device. Raises VerificationFailed."""
-        receipt = cls.from_cbor(SignedDocument.parse(data, Purpose.RECEIPT_SIGNATURE).verify(server_key))
+    def verify(
+        cls, data: bytes, server_key: VerifyKey, *, org_id: bytes, device_id: bytes
+    ) -> Receipt:
+        """Check a receipt's signature and that it is addressed to this device.
+
+        Raises:
+            VerificationFailed: if either does not hold.
+        """
+        receipt = cls.from_cbor(
+            SignedDocument.parse(data, Purpose.RECEIPT_SIGNATURE).verify(server_key)
+        )
         if receipt.org_id != org_id or receipt.device_id != device_id:
             raise VerificationFailed()
         return receipt

@@ -93,7 +93,13 @@ class Member:
 
     @classmethod
     def _from_cbor(cls, raw: Any) -> Member:
-        if not isinstance(raw, dict) or not {"i", "k", "r"} <= set(raw) <= {"i", "k", "r", "e", "x"}:
+        if not isinstance(raw, dict) or not {"i", "k", "r"} <= set(raw) <= {
+            "i",
+            "k",
+            "r",
+            "e",
+            "x",
+        }:
             raise RosterError("format", "malformed member")
         try:
             signing_key = VerifyKey(raw["k"])
@@ -124,7 +130,9 @@ class Roster:
     def __post_init__(self) -> None:
         ids = [m.device_id for m in self.members]
         if ids != sorted(set(ids)):
-            object.__setattr__(self, "members", tuple(sorted(self.members, key=lambda m: m.device_id)))
+            object.__setattr__(
+                self, "members", tuple(sorted(self.members, key=lambda m: m.device_id))
+            )
             if len(set(ids)) != len(ids):
                 raise RosterError("format", "duplicate member")
         if len(self.members) > MAX_MEMBERS:
@@ -153,7 +161,9 @@ class Roster:
         current = self.member(device_id)
         if current is None:
             raise KeyError("no such member")
-        point = after_seq if current.revoked_after is None else min(after_seq, current.revoked_after)
+        point = (
+            after_seq if current.revoked_after is None else min(after_seq, current.revoked_after)
+        )
         return self.with_member(replace(current, revoked_after=point))
 
     def next_version(self, signed_previous: SignedRoster) -> Roster:
@@ -266,7 +276,11 @@ def check_successor(previous: SignedRoster | None, candidate: SignedRoster) -> N
             after = new.member(before.device_id)
             if before.revoked_after is None:
                 continue
-            if after is None or after.revoked_after is None or after.revoked_after > before.revoked_after:
+            if (
+                after is None
+                or after.revoked_after is None
+                or after.revoked_after > before.revoked_after
+            ):
                 raise RosterError("R4", "a revocation was undone or moved later")
     if not new.active_coordinators():
         raise RosterError("R5", "no active coordinator left")

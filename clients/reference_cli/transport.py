@@ -73,16 +73,18 @@ class Transport:
         url = self.base_url + request.path
         if request.query:
             url += "?" + urlencode(request.query)
-        body = (
-            b""
-            if request.body is None
-            else json.dumps(request.body, separators=(",", ":")).encode()
-        )
+        if request.content is not None:
+            body, content_type = request.content, request.content_type
+        elif request.body is not None:
+            body = json.dumps(request.body, separators=(",", ":")).encode()
+            content_type = "application/json"
+        else:
+            body, content_type = b"", None
         last_error = "no attempt"
         for attempt in range(self.retries + 1):
             headers = {"accept": "application/json"}
-            if body:
-                headers["content-type"] = "application/json"
+            if body and content_type:
+                headers["content-type"] = content_type
             if bearer is not None:
                 headers["authorization"] = f"Bearer {bearer}"
             if request.signed and self.signing_key is not None:

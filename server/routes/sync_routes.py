@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from server.auth import CoordinatorCaller, OrgId, PushCaller, SignedCaller
 from server.deps import Ctx
@@ -16,6 +18,7 @@ from server.services import feed
 from server.services import push as push_service
 from sync.errors import ErrorCode
 from sync.messages import (
+    CBOR_MEDIA_TYPE,
     ChangesPage,
     PushRequest,
     PushResponse,
@@ -24,21 +27,67 @@ from sync.messages import (
     ReportGraph,
     StoredReceipt,
     b64decode,
+    decode_push_cbor,
 )
 
 router = APIRouter(prefix="/v1/orgs", tags=["sync"])
 
 
-@router.post("/{org}/push", response_model=PushResponse, responses=PROBLEMS)
-def push(body: PushRequest, ctx: Ctx, org_id: OrgId, caller: PushCaller) -> Response:
-    """Store a batch of envelopes: one result per item in request order, and a signed receipt."""
+async def _push_envelopes(request: Request) -> list[bytes]:
+    """The pushed envelopes, from a JSON (`PushRequest`) or a CBOR body (PROTOCOL §8.2)."""
+    body = await request.body()  # already read (and cached) by the signature check
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    try:
+        if media_type == CBOR_MEDIA_TYPE:
+            return decode_push_cbor(body)
+        return PushRequest.model_validate_json(body).envelopes
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ("body",), "msg": str(exc)}]) from None
+
+
+_PUSH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": PushRequest.model_json_schema()},
+        CBOR_MEDIA_TYPE: {
+            "schema": {
+                "type": "object",
+                "required": ["envelopes"],
+                "properties": {"envelopes": {"type": "array", "items": {"type": "string"}}},
+                "description": "the same request, envelopes as CBOR byte strings",
+            }
+        },
+    },
+}
+
+
+@router.post(
+    "/{org}/push",
+    response_model=PushResponse,
+    responses=PROBLEMS,
+    openapi_extra={"requestBody": _PUSH_BODY},
+)
+def push(
+    envelopes: Annotated[list[bytes], Depends(_push_envelopes)],
+    ctx: Ctx,
+    org_id: OrgId,
+    caller: PushCaller,
+) -> Response:
+    """Store a batch of envelopes: one result per item in request order, and a signed receipt.
+
+    The body is JSON (envelopes as base64url) or, with ``Content-Type: application/cbor``,
+    CBOR with the envelopes as byte strings (a quarter fewer bytes, nothing to decode).
+    """
     outcome = push_service.push(
         engine=ctx.engine,
         settings=ctx.settings,
         server_key=ctx.server_key,
         pool=ctx.verify_pool,
         caller=caller,
-        envelopes=body.envelopes,
+        envelopes=envelopes,
         now=int(time.time()),
     )
     for status, count in push_service.status_counts(outcome.plan).items():

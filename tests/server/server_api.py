@@ -24,7 +24,7 @@ from crypto import (
 )
 from sync.auth import sign_request
 from sync.invite import Enrollment, Invite, InviteCode, seal_label
-from sync.messages import b64decode, b64encode
+from sync.messages import b64decode, b64encode, encode_push_cbor
 from sync.roster import Member, Role, Roster, SignedRoster
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
@@ -110,9 +110,14 @@ class Api:
         created: int | None = None,
         nonce: str | None = None,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> Any:
-        data = b"" if body is None else json.dumps(body).encode()
-        all_headers = {"content-type": "application/json"} if body is not None else {}
+        """``body`` is sent as JSON; ``content`` as it is (set its content-type in ``headers``)."""
+        if content is not None:
+            data, all_headers = content, {}
+        else:
+            data = b"" if body is None else json.dumps(body).encode()
+            all_headers = {"content-type": "application/json"} if body is not None else {}
         if key is not None:
             all_headers.update(
                 sign_request(
@@ -185,6 +190,14 @@ class Org:
     def push(self, device: DeviceChain, envelopes: list[Envelope], **kw: Any) -> Any:
         body = {"envelopes": [b64(e.to_bytes()) for e in envelopes]}
         return self.api.call("POST", self.path + "/push", body, key=device.key, **kw)
+
+    def push_cbor(self, device: DeviceChain, envelopes: list[Envelope], **kw: Any) -> Any:
+        """The same push with a CBOR body (envelopes as byte strings)."""
+        headers = {"content-type": "application/cbor", **kw.pop("headers", {})}
+        content = encode_push_cbor([e.to_bytes() for e in envelopes])
+        return self.api.call(
+            "POST", self.path + "/push", key=device.key, content=content, headers=headers, **kw
+        )
 
     def changes(self, cursor: str = "", limit: int | None = None) -> Any:
         query = f"?cursor={cursor}" + (f"&limit={limit}" if limit else "")

@@ -102,7 +102,7 @@ def test_wire_bytes_and_models_are_strict(client: TestClient) -> None:
     for bad in (padded, good[:-1] + "+", good + "!", {"roster": good, "extra": 1}):
         body = bad if isinstance(bad, dict) else {"roster": bad}
         r = client.post("/v1/orgs", json=body, headers=admin)
-        assert r.status_code == 422, (bad if isinstance(bad, str) else body)
+        assert r.status_code == 422, bad if isinstance(bad, str) else body
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"] == "validation_failed"
     if len(signed.to_bytes()) % 3:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cbor2
 import pytest
 import requests
 import schemathesis
@@ -55,6 +56,12 @@ class SignedAuth(requests.auth.AuthBase):
             return r
         r.headers.update(headers)
         return r
+
+
+@schemathesis.serializer("application/cbor")
+def _cbor(_ctx: object, value: object) -> bytes:
+    """Push bodies may be CBOR (PROTOCOL §8.2): fuzz that decoder too."""
+    return cbor2.dumps(value)
 
 
 _DATA = Path(tempfile.mkdtemp(prefix="sealbox-fuzz-"))

@@ -34,6 +34,7 @@ from sync.engine import (
     seal_edit,
 )
 from sync.invite import Enrollment, Invite, seal_label
+from sync.messages import decode_push_cbor
 from sync.receipt import Receipt, ReceiptItem
 from sync.report import ReportContent
 from sync.roster import Member, Role, Roster, SignedRoster
@@ -105,6 +106,12 @@ def drive(flow, handle: Callable[[Request], Response]):
             return stop.value, checkpoints
 
 
+def pushed_envelopes(request: Request) -> list[bytes]:
+    """The envelopes of a push request (the engine pushes CBOR, PROTOCOL §8.2)."""
+    assert request.content_type == "application/cbor" and request.content is not None
+    return decode_push_cbor(request.content)
+
+
 class HonestServer:
     """Stores envelopes, answers push with per-item results and a signed receipt."""
 
@@ -118,7 +125,7 @@ class HonestServer:
     def __call__(self, request: Request) -> Response:
         self.requests.append(request)
         assert request.path == f"{PATH}/push"
-        envelopes = [b64d(e) for e in request.body["envelopes"]]
+        envelopes = pushed_envelopes(request)
         if len(envelopes) > self.max_items:
             return Response(413, {"code": "payload_too_large", "detail": "too many"})
         from crypto import parse_envelope
@@ -252,7 +259,7 @@ def test_a_forged_receipt_purges_nothing() -> None:
 
     def forging(request: Request) -> Response:
         response = honest(request)
-        envs = [b64d(e) for e in request.body["envelopes"]]
+        envs = pushed_envelopes(request)
         from crypto import parse_envelope
 
         items = tuple(
