@@ -31,7 +31,7 @@ from crypto import Envelope, MalformedEnvelope, Purpose, SigningKey, VerifyKey, 
 from server.auth import Caller, remember_nonce_in
 from server.db import Batch, write_tx
 from server.errors import ApiError
-from server.services.store import lock_org_sql, org_row_or_404, queue_known
+from server.services.store import lock_org_sql, org_row_or_404, queue_known, seq_runs
 from server.settings import Settings
 from sync.dag import Candidate, DeviceView, Plan, advance_watermark, classify, needs
 from sync.errors import ErrorCode
@@ -50,7 +50,7 @@ _CHAIN_ABOVE_SQL = (
     "SELECT e.device_seq FROM envelopes e JOIN devices d "
     "ON d.org_id = e.org_id AND d.device_id = e.device_id "
     "WHERE d.org_id = ? AND d.device_id = ? AND e.device_seq > d.watermark "
-    "AND d.watermark + 1 {IN}"
+    "AND d.watermark + 1 BETWEEN ? AND ?"
 )
 _INSERT_ENVELOPE_SQL = (
     "INSERT INTO envelopes (org_id, server_seq, envelope_id, device_id, device_seq, prev, "
@@ -166,8 +166,10 @@ def push(
             reads, caller, now=now, window=settings.replay_window_seconds
         )
         device_row = reads.add(_DEVICE_SQL, (org_id, device_id))
-        seqs = sorted({c.envelope.header.seq for c in candidates if c.envelope is not None})
-        chain_above = reads.add_in(_CHAIN_ABOVE_SQL, (org_id, device_id), seqs, "bigint")
+        seqs = (c.envelope.header.seq for c in candidates if c.envelope is not None)
+        chain_above = [
+            reads.add(_CHAIN_ABOVE_SQL, (org_id, device_id, lo, hi)) for lo, hi in seq_runs(seqs)
+        ]
         known = queue_known(reads, org_id, needs(candidates))
         reads.run()  # takes the org lock; PostgreSQL: one round trip
         last_seq, roster_version, bytes_stored = org_row_or_404(org_row)

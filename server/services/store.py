@@ -20,7 +20,14 @@ from server.errors import ApiError
 from sync.dag import Known, Needs, Stored
 from sync.errors import ErrorCode
 
-__all__ = ["FLAG_REVOKED", "lock_org", "lock_org_sql", "org_row_or_404", "queue_known"]
+__all__ = [
+    "FLAG_REVOKED",
+    "lock_org",
+    "lock_org_sql",
+    "org_row_or_404",
+    "queue_known",
+    "seq_runs",
+]
 
 FLAG_REVOKED = 1
 """Envelope flag: signed after its device's revocation point."""
@@ -53,13 +60,10 @@ def _stored(rows: Iterable[tuple[Any, ...]]) -> Iterator[Stored]:
         yield Stored(*r)
 
 
-_STORED_SQL = (
-    "SELECT envelope_id, device_id, device_seq, prev, report_id, server_seq FROM envelopes "
-    "WHERE org_id = ? AND "
-)
+_STORED = "SELECT envelope_id, device_id, device_seq, prev, report_id, server_seq FROM envelopes"
 
 
-def _runs(values: Iterable[int]) -> Iterator[tuple[int, int]]:
+def seq_runs(values: Iterable[int]) -> Iterator[tuple[int, int]]:
     """Contiguous runs ``(first, last)`` of the distinct ``values``, ascending."""
     ordered = sorted(set(values))
     start = 0
@@ -79,20 +83,24 @@ def queue_known(batch: Batch, org_id: bytes, need: Needs) -> Callable[[int], Kno
     the device (20 ms instead of 0.8 ms with 5,000 rows); a range is always an index
     range scan.
     """
-    by_id = batch.add_in(_STORED_SQL + "envelope_id {IN}", (org_id,), sorted(need.ids), "bytea")
+    by_id = batch.add_lookup(_STORED, "org_id = ?", (org_id,), "envelope_id", sorted(need.ids))
     per_device: dict[bytes, list[int]] = {}
     for device_id, seq in need.slots:
         per_device.setdefault(device_id, []).append(seq)
     by_slot = [
-        batch.add(_STORED_SQL + "device_id = ? AND device_seq BETWEEN ? AND ?", (org_id, d, lo, hi))
+        batch.add(
+            _STORED + " WHERE org_id = ? AND device_id = ? AND device_seq BETWEEN ? AND ?",
+            (org_id, d, lo, hi),
+        )
         for d, seqs in sorted(per_device.items())
-        for lo, hi in _runs(seqs)
+        for lo, hi in seq_runs(seqs)
     ]
-    heads = batch.add_in(
-        "SELECT report_id, envelope_id FROM heads WHERE org_id = ? AND report_id {IN}",
+    heads = batch.add_lookup(
+        "SELECT report_id, envelope_id FROM heads",
+        "org_id = ?",
         (org_id,),
+        "report_id",
         sorted(need.reports),
-        "bytea",
     )
 
     def assemble(roster_version: int) -> Known:

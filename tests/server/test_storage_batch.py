@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from server.db import Batch, read_tx, write_tx
-from server.services.store import _runs, lock_org, queue_known
+from server.services.store import lock_org, queue_known, seq_runs
 from sync.dag import Needs
 
 
@@ -27,7 +27,7 @@ def _org(engine: Engine) -> bytes:
     return org_id
 
 
-def test_batch_runs_statements_in_order_and_reports_rows_and_counts(engine: Engine) -> None:
+def test_batchseq_runs_statements_in_order_and_reports_rows_and_counts(engine: Engine) -> None:
     org_id = _org(engine)
     with write_tx(engine) as conn:
         batch = Batch(conn)
@@ -59,7 +59,7 @@ def test_batch_runs_statements_in_order_and_reports_rows_and_counts(engine: Engi
     assert all(type(v) is bytes for (v,) in left.rows)
 
 
-def test_batch_set_parameters_go_in_chunks_and_miss_nothing(engine: Engine) -> None:
+def test_lookups_go_in_chunks_and_miss_nothing(engine: Engine) -> None:
     org_id = _org(engine)
     reports = [i.to_bytes(16, "big") for i in range(1_203)]  # three chunks of <= 500
     with write_tx(engine) as conn:
@@ -69,17 +69,11 @@ def test_batch_set_parameters_go_in_chunks_and_miss_nothing(engine: Engine) -> N
             [(org_id, r, bytes(32)) for r in reports[::2]],
             many=True,
         )
-        found = batch.add_in(
-            "SELECT report_id FROM heads WHERE org_id = ? AND report_id {IN}",
-            (org_id,),
-            reports,
-            "bytea",
+        found = batch.add_lookup(
+            "SELECT report_id FROM heads", "org_id = ?", (org_id,), "report_id", reports
         )
-        none = batch.add_in(
-            "SELECT report_id FROM heads WHERE org_id = ? AND report_id {IN}",
-            (org_id,),
-            [],
-            "bytea",
+        none = batch.add_lookup(
+            "SELECT report_id FROM heads", "org_id = ?", (org_id,), "report_id", []
         )
         batch.run()
     assert len(found) == 3
@@ -110,10 +104,10 @@ def test_lock_org_answers_404_for_an_unknown_organisation(engine: Engine) -> Non
     assert caught.value.status == 404
 
 
-def test_slot_runs_are_the_contiguous_ranges_of_the_distinct_seqs() -> None:
-    assert list(_runs([])) == []
-    assert list(_runs([5])) == [(5, 5)]
-    assert list(_runs([3, 1, 2, 2, 7, 9, 8, 20])) == [(1, 3), (7, 9), (20, 20)]
+def test_slotseq_runs_are_the_contiguous_ranges_of_the_distinct_seqs() -> None:
+    assert list(seq_runs([])) == []
+    assert list(seq_runs([5])) == [(5, 5)]
+    assert list(seq_runs([3, 1, 2, 2, 7, 9, 8, 20])) == [(1, 3), (7, 9), (20, 20)]
 
 
 def test_known_reads_device_slots_by_range_and_nothing_outside_them(engine: Engine) -> None:
@@ -170,3 +164,29 @@ def test_a_batch_can_end_its_transaction_and_the_enclosing_commit_is_harmless(
         stored = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
         batch.run()
     assert stored.rows == [(1,)]
+
+
+def test_set_parameters_of_mixed_widths_find_the_same_rows(engine: Engine) -> None:
+    """Fixed-width ids travel packed in one bytea on PostgreSQL; anything else as an array."""
+    org_id = _org(engine)
+    stored = [bytes([i]) * 32 for i in range(1, 6)]
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        batch.add(
+            "INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)",
+            [(org_id, b"r" * 16, e) for e in stored],
+            many=True,
+        )
+        batch.run()
+    select, where = "SELECT envelope_id FROM heads", "org_id = ?"
+    with read_tx(engine) as conn:
+        batch = Batch(conn)
+        packed = batch.add_lookup(
+            select, where, (org_id,), "envelope_id", [stored[0], stored[3], b"\x00" * 32]
+        )
+        mixed = batch.add_lookup(
+            select, where, (org_id,), "envelope_id", [stored[1], b"short", stored[4]]
+        )
+        batch.run()
+    assert sorted(e for p in packed for (e,) in p.rows) == [stored[0], stored[3]]
+    assert sorted(e for p in mixed for (e,) in p.rows) == [stored[1], stored[4]]
