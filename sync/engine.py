@@ -118,6 +118,7 @@ class Request:
     signed: bool = True
     content: bytes | None = None  # a body already encoded (instead of ``body``) ...
     content_type: str | None = None  # ... and its media type
+    accept: str = "application/json"  # the answer's media type (CBOR answers keep raw bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -898,16 +899,20 @@ def pull_flow(
         query = {"limit": str(page)}
         if cursor is not None:
             query["cursor"] = cursor
-        response = yield Request("GET", f"{org_path}/changes", query=query)
+        response = yield Request("GET", f"{org_path}/changes", query=query, accept=CBOR_MEDIA_TYPE)
         assert response is not None
         if response.status == 409 and not rewound:
             rewound, cursor = True, None
             yield Checkpoint("ServerWentBackInTime")
             continue
         _expect(response, 200)
+        if not isinstance(response.body, dict) or not isinstance(response.body.get("items"), list):
+            raise ServerMisbehaved("the feed page is not a page")
         fresh: list[bytes] = []
-        for item in response.body.get("items", []):
-            data = b64d(item["envelope"])
+        for item in response.body["items"]:
+            data = item.get("envelope") if isinstance(item, dict) else None
+            if not isinstance(data, bytes):  # the page is CBOR: envelopes are byte strings
+                raise ServerMisbehaved("a feed item carries no envelope bytes")
             if view.ingest(data):
                 fresh.append(data)
         cursor = response.body.get("cursor")

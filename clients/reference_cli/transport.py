@@ -22,11 +22,13 @@ from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import cbor2
 import httpx2
 
 from crypto import SigningKey
 from sync.auth import sign_request
 from sync.engine import Checkpoint, Request, Response
+from sync.messages import CBOR_MEDIA_TYPE
 
 __all__ = ["NetworkError", "Transport", "run_flow"]
 
@@ -82,7 +84,7 @@ class Transport:
             body, content_type = b"", None
         last_error = "no attempt"
         for attempt in range(self.retries + 1):
-            headers = {"accept": "application/json"}
+            headers = {"accept": request.accept}
             if body and content_type:
                 headers["content-type"] = content_type
             if bearer is not None:
@@ -118,9 +120,13 @@ class Transport:
                 continue
             parsed: Any = None
             if response.content:
+                media_type = response.headers.get("content-type", "").split(";")[0].strip()
                 try:
-                    parsed = response.json()
-                except ValueError:
+                    if media_type == CBOR_MEDIA_TYPE:
+                        parsed = cbor2.loads(response.content)
+                    else:
+                        parsed = response.json()
+                except (ValueError, TypeError, OverflowError, RecursionError):  # any bad body
                     parsed = {"detail": response.text[:200]}
             return Response(response.status_code, parsed)
         raise NetworkError(

@@ -485,7 +485,7 @@ def test_a_cursor_from_a_restored_server_restarts_the_feed_and_says_so() -> None
             200,
             {
                 "items": [
-                    {"server_seq": i + 1, "envelope": b64e(e), "flags": []}
+                    {"server_seq": i + 1, "envelope": e, "flags": []}
                     for i, e in enumerate(envelopes)
                 ],
                 "cursor": "e2:3",
@@ -731,3 +731,19 @@ def test_a_coordinator_enrollment_is_admitted_with_its_hpke_key() -> None:
     member = admission.roster.roster.member(newcomer.verify_key.key_id)
     assert member.role is Role.COORDINATOR and member.kem_key == kem.public_key
     assert kem.public_key in admission.roster.roster.recipients()
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        [],  # not a map
+        {"items": "x", "cursor": "c", "more": False},  # items not a list
+        {"items": [{"server_seq": 1, "envelope": "text, not bytes"}], "more": False},
+        {"items": [7], "more": False},
+    ],
+)
+def test_a_feed_page_of_the_wrong_shape_is_server_misbehaviour(page: object) -> None:
+    """The coordinator pulls CBOR pages (PROTOCOL §9.1): envelopes must be byte strings."""
+    view = Org().view()
+    with pytest.raises(ServerMisbehaved):
+        drive(pull_flow(view, org_path=PATH, cursor=None), lambda request: Response(200, page))
