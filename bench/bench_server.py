@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,73 @@ class Signed:
         if data:
             headers["content-type"] = "application/cbor" if cbor else "application/json"
         return data, headers
+
+
+@dataclass
+class BenchOrg:
+    org_id: bytes
+    path: str
+    coordinator: SigningKey
+    roster: Roster
+    devices: list[SigningKey]
+
+
+def create_org(
+    http: httpx2.Client,
+    signer: Signed,
+    server_key: VerifyKey,
+    admin_token: str,
+    n_devices: int,
+    base: str,
+) -> BenchOrg:
+    """An organisation with one coordinator and ``n_devices`` enrolled, admitted devices."""
+    coordinator, kem = SigningKey.generate(), KemPrivateKey.generate()
+    org_id = secrets.token_bytes(16)
+    members = [
+        Member(
+            coordinator.verify_key.key_id, coordinator.verify_key, Role.COORDINATOR, kem.public_key
+        )
+    ]
+    devices = [SigningKey.generate() for _ in range(n_devices)]
+    genesis = Roster(org_id, 1, bytes(32), server_key, tuple(members)).sign(coordinator)
+    http.post(
+        "/v1/orgs",
+        json={"roster": b64(genesis.to_bytes())},
+        headers={"authorization": f"Bearer {admin_token}"},
+    ).raise_for_status()
+    org_path = f"/v1/orgs/{b64(org_id)}"
+    for dev in devices:
+        doc, code = Invite.create(
+            org_id=org_id,
+            role=Role.FIELD,
+            expires_at=int(time.time()) + 3600,
+            roster_fingerprint=genesis.hash,
+            server_url=base,
+            signing_key=coordinator,
+        )
+        body, headers = signer.request(
+            "POST", org_path + "/invites", {"invite": b64(doc.to_bytes())}, coordinator
+        )
+        http.post(org_path + "/invites", content=body, headers=headers).raise_for_status()
+        label = seal_label(
+            "bench", secret=code.secret, invite_id=code.invite_id, device_id=dev.verify_key.key_id
+        )
+        enr = Enrollment(org_id, code.invite_id, dev.verify_key, Role.FIELD, label).sign(dev)
+        http.post(
+            org_path + "/enroll",
+            json={"enrollment": b64(enr.to_bytes()), "secret": b64(code.secret)},
+        ).raise_for_status()
+        members.append(Member(dev.verify_key.key_id, dev.verify_key, Role.FIELD))
+    signed2 = (
+        Roster(org_id, 1, bytes(32), server_key, tuple(members))
+        .next_version(genesis)
+        .sign(coordinator)
+    )
+    body, headers = signer.request(
+        "POST", org_path + "/roster", {"roster": b64(signed2.to_bytes())}, coordinator
+    )
+    http.post(org_path + "/roster", content=body, headers=headers).raise_for_status()
+    return BenchOrg(org_id, org_path, coordinator, signed2.roster, devices)
 
 
 class Feed:
@@ -191,6 +259,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--orgs",
+        type=int,
+        default=1,
+        help="spread the clients over this many organisations (default 1: all contend for one)",
+    )
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--batches", type=int, default=50, help="batches per client")
     parser.add_argument("--plaintext", type=int, default=2048)
@@ -282,68 +356,22 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
         http = httpx2.Client(base_url=base, timeout=120)
         signer = Signed(base)
         server_key = VerifyKey(unb64(http.get("/v1/server").json()["server_key"]))
-        coordinator, kem = SigningKey.generate(), KemPrivateKey.generate()
-        org_id = secrets.token_bytes(16)
-        members = [
-            Member(
-                coordinator.verify_key.key_id,
-                coordinator.verify_key,
-                Role.COORDINATOR,
-                kem.public_key,
-            )
+        per_org = [
+            args.clients // args.orgs + (k < args.clients % args.orgs) for k in range(args.orgs)
         ]
-        devices = [SigningKey.generate() for _ in range(args.clients)]
-        genesis = Roster(org_id, 1, bytes(32), server_key, tuple(members)).sign(coordinator)
-        r = http.post(
-            "/v1/orgs",
-            json={"roster": b64(genesis.to_bytes())},
-            headers={"authorization": f"Bearer {proc.admin_token}"},  # type: ignore[attr-defined]
-        )
-        r.raise_for_status()
-        org_path = f"/v1/orgs/{b64(org_id)}"
-        roster = genesis.roster
-        for dev in devices:
-            doc, code = Invite.create(
-                org_id=org_id,
-                role=Role.FIELD,
-                expires_at=int(time.time()) + 3600,
-                roster_fingerprint=genesis.hash,
-                server_url=base,
-                signing_key=coordinator,
-            )
-            body, headers = signer.request(
-                "POST", org_path + "/invites", {"invite": b64(doc.to_bytes())}, coordinator
-            )
-            http.post(org_path + "/invites", content=body, headers=headers).raise_for_status()
-            label = seal_label(
-                "bench",
-                secret=code.secret,
-                invite_id=code.invite_id,
-                device_id=dev.verify_key.key_id,
-            )
-            enr = Enrollment(org_id, code.invite_id, dev.verify_key, Role.FIELD, label).sign(dev)
-            http.post(
-                org_path + "/enroll",
-                json={"enrollment": b64(enr.to_bytes()), "secret": b64(code.secret)},
-            ).raise_for_status()
-            members.append(Member(dev.verify_key.key_id, dev.verify_key, Role.FIELD))
-        signed2 = (
-            Roster(org_id, 1, bytes(32), server_key, tuple(members))
-            .next_version(genesis)
-            .sign(coordinator)
-        )
-        body, headers = signer.request(
-            "POST", org_path + "/roster", {"roster": b64(signed2.to_bytes())}, coordinator
-        )
-        http.post(org_path + "/roster", content=body, headers=headers).raise_for_status()
-        roster = signed2.roster
+        orgs = [
+            create_org(http, signer, server_key, proc.admin_token, n, base)  # type: ignore[attr-defined]
+            for n in per_org
+        ]
+        placed = [(org, dev) for org in orgs for dev in org.devices]
 
         # Pre-generate envelopes and signed requests (not timed).
         t0 = time.perf_counter()
         content = os.urandom(args.plaintext)
         push_item = (lambda raw: raw) if args.push_format == "cbor" else b64
-        requests: list[list[tuple[bytes, dict[str, str]]]] = []
-        for dev in devices:
+        requests: list[tuple[str, list[tuple[bytes, dict[str, str]]]]] = []
+        for org, dev in placed:
+            org_id, org_path, roster = org.org_id, org.path, org.roster
             ck = ChainKey.generate()
             key_env = seal_sender_key(
                 org=org_id,
@@ -387,16 +415,16 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
                         cbor=args.push_format == "cbor",
                     )
                 )
-            requests.append(batches)
+            requests.append((org_path, batches))
         prep = time.perf_counter() - t0
         total = len(requests) * args.batch * args.batches
-        all_batches = [body for batches in requests for body, _ in batches]
+        all_batches = [body for _, batches in requests for body, _ in batches]
         push_bytes = sum(map(len, all_batches))
 
         # Ingest.
         errors: list[str] = []
 
-        def client(batches: list[tuple[bytes, dict[str, str]]]) -> None:
+        def client(org_path: str, batches: list[tuple[bytes, dict[str, str]]]) -> None:
             with httpx2.Client(base_url=base, timeout=120) as c:
                 for body, headers in batches:
                     resp = c.post(org_path + "/push", content=body, headers=headers)
@@ -428,7 +456,7 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
-        threads = [threading.Thread(target=client, args=(b,)) for b in requests]
+        threads = [threading.Thread(target=client, args=r) for r in requests]
         cpu0, own0, machine0 = cpu_seconds(proc.pid), time.process_time(), machine_cpu_seconds()
         t0 = time.perf_counter()
         for t in threads:
@@ -448,17 +476,25 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
         # Feed: once page by page (request, decode, next request), once pipelined
         # (page N+1 is requested before page N is decoded, as a streaming client does;
         # this measures what the server delivers rather than one client thread's base64).
-        feed = Feed(http, signer, coordinator, org_path, args.page, args.feed_format)
-        serial_s, pulled, envelope_bytes = feed.pull(pipelined=False)
+        def pull_all(pipelined: bool) -> tuple[float, int, int]:
+            seconds = pulled = envelope_bytes = 0
+            for org in orgs:
+                feed = Feed(http, signer, org.coordinator, org.path, args.page, args.feed_format)
+                s_, p_, b_ = feed.pull(pipelined=pipelined)
+                seconds, pulled, envelope_bytes = seconds + s_, pulled + p_, envelope_bytes + b_
+            return seconds, pulled, envelope_bytes
+
+        serial_s, pulled, envelope_bytes = pull_all(pipelined=False)
         if pulled != total:
             raise SystemExit(f"feed returned {pulled} of {total} revisions")
-        feed_s, pulled, _ = feed.pull(pipelined=True)
+        feed_s, pulled, _ = pull_all(pipelined=True)
         if pulled != total:
             raise SystemExit(f"pipelined feed returned {pulled} of {total} revisions")
         result = {
             "backend": "postgresql" if database_url else "sqlite",
             "workers": args.workers or "default (SEALBOX_WORKERS, 2)",
             "clients": args.clients,
+            "organisations": args.orgs,
             "batch": args.batch,
             "plaintext_bytes": args.plaintext,
             "revisions": total,
