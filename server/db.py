@@ -24,6 +24,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -167,6 +168,15 @@ class Pending:
         self.rowcount = -1
 
 
+@dataclass(slots=True)
+class _Op:
+    sql: str
+    params: Any
+    many: bool
+    pending: Pending
+    copy_types: list[str] | None = None  # PostgreSQL COPY: the columns' types
+
+
 class Batch:
     """Statements sent to the database together, in order, inside the caller's transaction.
 
@@ -184,14 +194,34 @@ class Batch:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._postgres = conn.dialect.name == "postgresql"
-        self._queued: list[tuple[str, Any, bool, Pending]] = []
+        self._queued: list[_Op] = []
 
     def add(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> Pending:
         """Queue one statement (``many``: ``params`` is a list of parameter rows)."""
         pending = Pending()
         if self._postgres:
             sql = sql.replace("?", "%s")
-        self._queued.append((sql, params, many, pending))
+        self._queued.append(_Op(sql, params, many, pending))
+        return pending
+
+    def add_rows(
+        self, table: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]
+    ) -> Pending:
+        """Queue the insertion of ``rows`` into ``table``; ``columns`` are (name, PostgreSQL
+        type) pairs.
+
+        PostgreSQL: binary ``COPY``, its own round trip between pipelines: for a push's
+        100 envelopes it costs the worker half the CPU of pipelined ``INSERT``s (psycopg
+        dumps COPY rows in C; 1.2 against 2.2 ms here, under the GIL) and the server less
+        too.  SQLite: ``executemany`` of an ``INSERT``.
+        """
+        names = ", ".join(name for name, _ in columns)
+        if not self._postgres:
+            marks = ", ".join("?" * len(columns))
+            return self.add(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows, many=True)
+        pending = Pending()
+        sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
+        self._queued.append(_Op(sql, rows, True, pending, [t for _, t in columns]))
         return pending
 
     def add_lookup(
@@ -239,37 +269,54 @@ class Batch:
         """
         queued, self._queued = self._queued, []
         if self._postgres:
-            self._run_pipelined(queued, commit)
+            self._run_postgres(queued, commit)
             return
-        for sql, params, many, pending in queued:
-            if many and not params:
-                pending.rowcount = 0
+        for op in queued:
+            if op.many and not op.params:
+                op.pending.rowcount = 0
                 continue
-            result = self._conn.exec_driver_sql(sql, params if many else tuple(params))
-            pending.rowcount = result.rowcount
+            result = self._conn.exec_driver_sql(op.sql, op.params if op.many else tuple(op.params))
+            op.pending.rowcount = result.rowcount
             if result.returns_rows:
-                pending.rows = [tuple(r) for r in result]
+                op.pending.rows = [tuple(r) for r in result]
         if commit:
             self._conn.exec_driver_sql("COMMIT")
 
-    def _run_pipelined(self, queued: list[tuple[str, Any, bool, Pending]], commit: bool) -> None:
-        if not queued and not commit:
+    def _run_postgres(self, queued: list[_Op], commit: bool) -> None:
+        """Pipelines of statements, split at each ``COPY`` (which cannot be pipelined)."""
+        raw: Any = self._conn.connection.driver_connection
+        segment: list[_Op] = []
+        for op in queued:
+            if op.copy_types is None:
+                segment.append(op)
+                continue
+            self._pipeline(raw, segment, commit=False)
+            segment = []
+            if op.params:
+                with raw.cursor() as cursor, cursor.copy(op.sql) as copy:
+                    copy.set_types(op.copy_types)
+                    for row in op.params:
+                        copy.write_row(row)
+            op.pending.rowcount = len(op.params)
+        self._pipeline(raw, segment, commit=commit)
+
+    @staticmethod
+    def _pipeline(raw: Any, ops: list[_Op], *, commit: bool) -> None:
+        if not ops and not commit:
             return
-        raw = self._conn.connection.driver_connection
         cursors = []
-        with raw.pipeline():  # type: ignore[union-attr]
-            for sql, params, many, pending in queued:
-                cursor = raw.cursor(binary=True)  # type: ignore[union-attr]
-                if many:
-                    if params:
-                        cursor.executemany(sql, params)
-                else:
-                    cursor.execute(sql, params)
-                cursors.append((cursor, many and not params, pending))
+        with raw.pipeline():
+            for op in ops:
+                cursor = raw.cursor(binary=True)
+                if not op.many:
+                    cursor.execute(op.sql, op.params)
+                elif op.params:
+                    cursor.executemany(op.sql, op.params)
+                cursors.append((cursor, op))
             if commit:
-                raw.commit()  # type: ignore[union-attr]
-        for cursor, skipped, pending in cursors:
-            pending.rowcount = 0 if skipped else cursor.rowcount
+                raw.commit()
+        for cursor, op in cursors:
+            op.pending.rowcount = 0 if op.many and not op.params else cursor.rowcount
             if cursor.description is not None:
-                pending.rows = [tuple(r) for r in cursor.fetchall()]
+                op.pending.rows = [tuple(r) for r in cursor.fetchall()]
             cursor.close()

@@ -7,14 +7,15 @@ Order of work (docs/PROTOCOL.md §8.2):
    two threads use both cores).  Why verify at all when the request is signed:
    a device purges what the receipt covers, so the server must not acknowledge
    an envelope that coordinators will later reject as mis-signed.
-3. One write transaction in two `server.db.Batch` es (on PostgreSQL: two round
-   trips and the commit while the org lock is held):
+3. One write transaction in two `server.db.Batch` es (on PostgreSQL three round
+   trips while the org lock is held: the reads, the envelopes' COPY, the other
+   writes with the commit):
    reads: lock the org (sequence counter), record the request nonce, read the
    device and the known slice; then `sync.dag.classify` and sign the receipt;
    writes: insert envelopes/evidence, rewrite the touched heads, advance the
-   device watermark, bump the org counters, store the receipt.  The receipt is
-   only returned after the commit, so a client never holds a receipt for an
-   uncommitted row.
+   device watermark, bump the org counters, store the receipt, commit.  The
+   receipt is only returned after the commit, so a client never holds a receipt
+   for an uncommitted row.
 """
 
 from __future__ import annotations
@@ -52,9 +53,17 @@ _CHAIN_ABOVE_SQL = (
     "WHERE d.org_id = ? AND d.device_id = ? AND e.device_seq > d.watermark "
     "AND d.watermark + 1 BETWEEN ? AND ?"
 )
-_INSERT_ENVELOPE_SQL = (
-    "INSERT INTO envelopes (org_id, server_seq, envelope_id, device_id, device_seq, prev, "
-    "kind, report_id, flags, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ENVELOPE_COLUMNS = (
+    ("org_id", "bytea"),
+    ("server_seq", "int8"),
+    ("envelope_id", "bytea"),
+    ("device_id", "bytea"),
+    ("device_seq", "int8"),
+    ("prev", "bytea"),
+    ("kind", "varchar"),
+    ("report_id", "bytea"),
+    ("flags", "int4"),
+    ("data", "bytea"),
 )
 # Evidence is kept once per envelope; the NOT EXISTS makes a re-sent batch a no-op.
 _INSERT_EVIDENCE_SQL = (
@@ -199,8 +208,9 @@ def push(
         receipt = Receipt(org_id, device_id, now, tuple(items)).sign(server_key).to_bytes()
 
         writes = Batch(conn)
-        writes.add(
-            _INSERT_ENVELOPE_SQL,
+        writes.add_rows(
+            "envelopes",
+            _ENVELOPE_COLUMNS,
             [
                 (
                     org_id,
@@ -216,7 +226,6 @@ def push(
                 )
                 for row, env, raw in plan.inserts
             ],
-            many=True,
         )
         writes.add(
             _INSERT_EVIDENCE_SQL,
@@ -253,7 +262,7 @@ def push(
                 "INSERT INTO receipts (org_id, device_id, document) VALUES (?, ?, ?)",
                 (org_id, device_id, receipt),
             )
-        writes.run(commit=True)  # PostgreSQL: one round trip, the commit included
+        writes.run(commit=True)  # PostgreSQL: the COPY, then one round trip with the commit
     return PushOutcome(plan=plan, receipt=receipt)
 
 

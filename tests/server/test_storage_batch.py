@@ -190,3 +190,19 @@ def test_set_parameters_of_mixed_widths_find_the_same_rows(engine: Engine) -> No
         batch.run()
     assert sorted(e for p in packed for (e,) in p.rows) == [stored[0], stored[3]]
     assert sorted(e for p in mixed for (e,) in p.rows) == [stored[1], stored[4]]
+
+
+def test_bulk_rows_land_in_queue_order_between_statements(engine: Engine) -> None:
+    """`add_rows` is a COPY on PostgreSQL, split out of the pipeline but kept in order."""
+    org_id = _org(engine)
+    columns = (("org_id", "bytea"), ("report_id", "bytea"), ("envelope_id", "bytea"))
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        before = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
+        copied = batch.add_rows(
+            "heads", columns, [(org_id, b"r" * 16, bytes([i]) * 32) for i in range(50)]
+        )
+        none = batch.add_rows("heads", columns, [])
+        after = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
+        batch.run(commit=True)
+    assert (before.rows, copied.rowcount, none.rowcount, after.rows) == ([(0,)], 50, 0, [(50,)])
