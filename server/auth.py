@@ -157,7 +157,7 @@ def _authenticate(
         with write_tx(ctx.engine) as conn:
             batch = Batch(conn)
             check_nonce = remember_nonce_in(batch, caller, now=now, window=window)
-            batch.run()
+            batch.run(commit=True)
             check_nonce()
     return caller
 

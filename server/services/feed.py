@@ -102,7 +102,7 @@ def _read_page(engine: Engine, org_id: bytes, cursor: str, limit: int) -> _Page:
         org_row = batch.add("SELECT last_seq FROM orgs WHERE id = ?", (org_id,))
         page = batch.add(_PAGE_SQL, (org_id, after, after + limit))
         equivocators = batch.add(_EQUIVOCATORS_SQL, (org_id, True))
-        batch.run()
+        batch.run(commit=True)  # PostgreSQL: the reads and the end of the snapshot, one round trip
     ((epoch,),), ((last_seq,),) = epoch_row.rows, org_row.rows
     if cursor_epoch is not None and (cursor_epoch != epoch or after > last_seq):
         raise ApiError(
@@ -158,7 +158,7 @@ def report_graph_json(*, engine: Engine, org_id: bytes, report_id: bytes) -> byt
             "SELECT envelope_id FROM heads WHERE org_id = ? AND report_id = ?", (org_id, report_id)
         )
         equivocators = batch.add(_EQUIVOCATORS_SQL, (org_id, True))
-        batch.run()
+        batch.run(commit=True)
     if not graph.rows:
         raise ApiError(ErrorCode.NOT_FOUND, 404, "no such report")
     heads = sorted(h for (h,) in head_rows.rows)
