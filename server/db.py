@@ -147,7 +147,7 @@ def engine_for(settings: Settings) -> Engine:
     return make_engine(settings.resolved_database_url)
 
 
-_IN_CHUNK = 500
+_LOOKUP_CHUNK = 500
 
 
 def _fixed_width(values: list[Any]) -> int | None:
@@ -184,8 +184,9 @@ class Batch:
     matters: a push holds its organisation's lock while it talks to the database,
     and on a busy 2-core host each round trip is a wake-up of the database backend
     that queues behind the request workers for a CPU; statement by statement, a
-    push held the lock for 13 round trips, batched it holds it for two and the
-    commit.  SQLite runs in-process, so its statements simply run in order.
+    push held the lock for 13 round trips, batched it holds it for three (reads,
+    the envelopes' COPY, the other writes with the commit).  SQLite runs
+    in-process, so its statements simply run in order.
 
     SQL is written with ``?`` placeholders.  `add_lookup` reads the rows matching a
     set of keys with a plan that does not depend on the database's statistics.
@@ -240,8 +241,8 @@ class Batch:
         index probe per key.
         """
         out = []
-        for start in range(0, len(keys), _IN_CHUNK):
-            part = list(keys[start : start + _IN_CHUNK])
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            part = list(keys[start : start + _LOOKUP_CHUNK])
             width = _fixed_width(part)
             if self._postgres and width:
                 query = (

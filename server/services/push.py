@@ -7,9 +7,9 @@ Order of work (docs/PROTOCOL.md §8.2):
    two threads use both cores).  Why verify at all when the request is signed:
    a device purges what the receipt covers, so the server must not acknowledge
    an envelope that coordinators will later reject as mis-signed.
-3. One write transaction in two `server.db.Batch` es (on PostgreSQL three round
-   trips while the org lock is held: the reads, the envelopes' COPY, the other
-   writes with the commit):
+3. One write transaction, its statements in two batches (`server.db.Batch`); on
+   PostgreSQL that is three round trips while the org lock is held: the reads,
+   the envelopes' COPY, the other writes with the commit.
    reads: lock the org (sequence counter), record the request nonce, read the
    device and the known slice; then `sync.dag.classify` and sign the receipt;
    writes: insert envelopes/evidence, rewrite the touched heads, advance the
