@@ -27,7 +27,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 
 from server.settings import Settings
 
@@ -198,31 +198,36 @@ class Batch:
         self._queued: list[_Op] = []
 
     def add(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> Pending:
-        """Queue one statement (``many``: ``params`` is a list of parameter rows)."""
+        """Queue one statement (``many``: ``params`` is a list of parameter rows; with no
+        rows there is nothing to run and the result is settled here)."""
         pending = Pending()
+        if many and not params:
+            pending.rowcount = 0
+            return pending
         if self._postgres:
             sql = sql.replace("?", "%s")
         self._queued.append(_Op(sql, params, many, pending))
         return pending
 
     def add_rows(
-        self, table: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]
+        self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
     ) -> Pending:
-        """Queue the insertion of ``rows`` into ``table``; ``columns`` are (name, PostgreSQL
-        type) pairs.
+        """Queue the insertion of ``rows`` (values for ``columns``) into ``table``.
 
-        PostgreSQL: binary ``COPY``, its own round trip between pipelines: for a push's
-        100 envelopes it costs the worker half the CPU of pipelined ``INSERT``s (psycopg
-        dumps COPY rows in C; 1.2 against 2.2 ms here, under the GIL) and the server less
-        too.  SQLite: ``executemany`` of an ``INSERT``.
+        PostgreSQL: binary ``COPY`` (the column types come from the table model), its own
+        round trip between pipelines: for a push's 100 envelopes it costs the worker half
+        the CPU of pipelined ``INSERT``s (psycopg dumps COPY rows in C; 1.2 against 2.2 ms
+        here, under the GIL) and the server less too.  SQLite: ``executemany`` of an
+        ``INSERT``.
         """
-        names = ", ".join(name for name, _ in columns)
-        if not self._postgres:
+        names = ", ".join(columns)
+        if not self._postgres or not rows:
             marks = ", ".join("?" * len(columns))
-            return self.add(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows, many=True)
+            return self.add(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows, many=True)
         pending = Pending()
-        sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
-        self._queued.append(_Op(sql, rows, True, pending, [t for _, t in columns]))
+        types = [table.c[name].type.compile(dialect=self._conn.dialect).lower() for name in columns]
+        sql = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
+        self._queued.append(_Op(sql, rows, True, pending, types))
         return pending
 
     def add_lookup(
@@ -273,9 +278,6 @@ class Batch:
             self._run_postgres(queued, commit)
             return
         for op in queued:
-            if op.many and not op.params:
-                op.pending.rowcount = 0
-                continue
             result = self._conn.exec_driver_sql(op.sql, op.params if op.many else tuple(op.params))
             op.pending.rowcount = result.rowcount
             if result.returns_rows:
@@ -293,11 +295,10 @@ class Batch:
                 continue
             self._pipeline(raw, segment, commit=False)
             segment = []
-            if op.params:
-                with raw.cursor() as cursor, cursor.copy(op.sql) as copy:
-                    copy.set_types(op.copy_types)
-                    for row in op.params:
-                        copy.write_row(row)
+            with raw.cursor() as cursor, cursor.copy(op.sql) as copy:
+                copy.set_types(op.copy_types)
+                for row in op.params:
+                    copy.write_row(row)
             op.pending.rowcount = len(op.params)
         self._pipeline(raw, segment, commit=commit)
 
@@ -309,15 +310,15 @@ class Batch:
         with raw.pipeline():
             for op in ops:
                 cursor = raw.cursor(binary=True)
-                if not op.many:
-                    cursor.execute(op.sql, op.params)
-                elif op.params:
+                if op.many:
                     cursor.executemany(op.sql, op.params)
+                else:
+                    cursor.execute(op.sql, op.params)
                 cursors.append((cursor, op))
             if commit:
                 raw.commit()
         for cursor, op in cursors:
-            op.pending.rowcount = 0 if op.many and not op.params else cursor.rowcount
+            op.pending.rowcount = cursor.rowcount
             if cursor.description is not None:
                 op.pending.rows = [tuple(r) for r in cursor.fetchall()]
             cursor.close()

@@ -10,7 +10,6 @@ nothing to validate on the way out.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass
@@ -24,14 +23,11 @@ from server.services.store import FLAG_REVOKED
 from server.tables import ReceiptRow
 from sync.cursor import CursorError, decode_cursor, encode_cursor
 from sync.errors import ErrorCode
+from sync.messages import b64encode
 
 __all__ = ["changes_cbor", "changes_json", "receipts", "report_graph_json"]
 
 _receipts = ReceiptRow.__table__  # type: ignore[attr-defined]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -164,9 +160,9 @@ def report_graph_json(*, engine: Engine, org_id: bytes, report_id: bytes) -> byt
     heads = sorted(h for (h,) in head_rows.rows)
     items = _items_json(graph.rows, {d for (d,) in equivocators.rows})
     body = {
-        "report_id": _b64(report_id),
+        "report_id": b64encode(report_id),
         "items": "__ITEMS__",
-        "heads": [_b64(h) for h in heads],
+        "heads": [b64encode(h) for h in heads],
     }
     return json.dumps(body).encode("ascii").replace(b'"__ITEMS__"', b"[" + items + b"]")
 

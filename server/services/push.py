@@ -34,6 +34,7 @@ from server.db import Batch, write_tx
 from server.errors import ApiError
 from server.services.store import lock_org_sql, org_row_or_404, queue_known, seq_runs
 from server.settings import Settings
+from server.tables import EnvelopeRow
 from sync.dag import Candidate, DeviceView, Plan, advance_watermark, classify, needs
 from sync.errors import ErrorCode
 from sync.messages import ItemStatus
@@ -54,16 +55,16 @@ _CHAIN_ABOVE_SQL = (
     "AND d.watermark + 1 BETWEEN ? AND ?"
 )
 _ENVELOPE_COLUMNS = (
-    ("org_id", "bytea"),
-    ("server_seq", "int8"),
-    ("envelope_id", "bytea"),
-    ("device_id", "bytea"),
-    ("device_seq", "int8"),
-    ("prev", "bytea"),
-    ("kind", "varchar"),
-    ("report_id", "bytea"),
-    ("flags", "int4"),
-    ("data", "bytea"),
+    "org_id",
+    "server_seq",
+    "envelope_id",
+    "device_id",
+    "device_seq",
+    "prev",
+    "kind",
+    "report_id",
+    "flags",
+    "data",
 )
 # Evidence is kept once per envelope; the NOT EXISTS makes a re-sent batch a no-op.
 _INSERT_EVIDENCE_SQL = (
@@ -209,7 +210,7 @@ def push(
 
         writes = Batch(conn)
         writes.add_rows(
-            "envelopes",
+            EnvelopeRow.__table__,  # type: ignore[attr-defined]
             _ENVELOPE_COLUMNS,
             [
                 (

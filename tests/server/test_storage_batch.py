@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from server.db import Batch, read_tx, write_tx
 from server.services.store import lock_org, queue_known, seq_runs
+from server.tables import Head
 from sync.dag import Needs
 
 
@@ -195,14 +196,14 @@ def test_set_parameters_of_mixed_widths_find_the_same_rows(engine: Engine) -> No
 def test_bulk_rows_land_in_queue_order_between_statements(engine: Engine) -> None:
     """`add_rows` is a COPY on PostgreSQL, split out of the pipeline but kept in order."""
     org_id = _org(engine)
-    columns = (("org_id", "bytea"), ("report_id", "bytea"), ("envelope_id", "bytea"))
+    heads, columns = Head.__table__, ("org_id", "report_id", "envelope_id")  # type: ignore[attr-defined]
     with write_tx(engine) as conn:
         batch = Batch(conn)
         before = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
         copied = batch.add_rows(
-            "heads", columns, [(org_id, b"r" * 16, bytes([i]) * 32) for i in range(50)]
+            heads, columns, [(org_id, b"r" * 16, bytes([i]) * 32) for i in range(50)]
         )
-        none = batch.add_rows("heads", columns, [])
+        none = batch.add_rows(heads, columns, [])
         after = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
         batch.run(commit=True)
     assert (before.rows, copied.rowcount, none.rowcount, after.rows) == ([(0,)], 50, 0, [(50,)])
