@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -28,10 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 
 from server.settings import Settings
 
-__all__ = ["Batch", "Pending", "make_engine", "read_tx", "write_tx"]
+__all__ = ["Batch", "Pending", "fetch", "make_engine", "read_tx", "write_tx"]
 
 _SQLITE_PRAGMAS = (
     "PRAGMA page_size=16384",  # only effective on a new database; before WAL
@@ -67,9 +70,48 @@ def make_engine(url: str, *, connect_args: dict[str, Any] | None = None) -> Engi
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(
-        url, connect_args=connect_args or {}, pool_size=8, max_overflow=8, pool_pre_ping=True
-    )
+    engine = create_engine(url, connect_args=connect_args or {}, pool_size=8, max_overflow=8)
+    _ping_stale_connections(engine)
+    return engine
+
+
+_IDLE_PING_SECONDS = 2.0
+
+
+def _ping_stale_connections(engine: Engine) -> None:
+    """Check a pooled PostgreSQL connection on checkout, without a round trip when it is busy.
+
+    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every checkout: two per push,
+    a wake-up of the database backend each, on a host where the backend shares the
+    cores with the workers.  Instead a connection is pinged only if it sat idle for
+    more than ``_IDLE_PING_SECONDS``, or if its socket became readable while idle (a
+    healthy idle connection has nothing to read; a backend that was terminated or a
+    server that restarted has sent its FATAL notice and closed).  A failed ping makes
+    the pool replace the connection (`DisconnectionError`), so a database restart
+    costs no request.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None:
+            return  # a new connection
+        try:
+            readable = bool(select.select([dbapi_connection.fileno()], [], [], 0)[0])
+        except (OSError, ValueError):
+            readable = True
+        if not readable and time.monotonic() - idle_since < _IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means: replace it
+            raise DisconnectionError("stale pooled connection") from exc
+        if not alive:
+            raise DisconnectionError("stale pooled connection")
 
 
 class _SqliteWriteLock:
@@ -133,6 +175,19 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             yield conn
+
+
+def fetch(engine: Engine, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of one read statement (``?`` placeholders), outside any transaction.
+
+    PostgreSQL runs it in autocommit: one round trip, where a transaction would add
+    its BEGIN and ROLLBACK.  Request authentication reads its key this way.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            sql = sql.replace("?", "%s")
+        return [tuple(row) for row in conn.exec_driver_sql(sql, tuple(params))]
 
 
 def ping(engine: Engine) -> None:

@@ -4,12 +4,14 @@ range reads of device-chain slots, and the SQLite settings that make a receipt d
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 
 import pytest
 from sqlalchemy import Engine
 
-from server.db import Batch, read_tx, write_tx
+from server.db import Batch, fetch, make_engine, read_tx, write_tx
 from server.services.store import lock_org, queue_known, seq_runs
 from server.tables import Head
 from sync.dag import Needs
@@ -207,3 +209,40 @@ def test_bulk_rows_land_in_queue_order_between_statements(engine: Engine) -> Non
         after = batch.add("SELECT count(*) FROM heads WHERE org_id = ?", (org_id,))
         batch.run(commit=True)
     assert (before.rows, copied.rowcount, none.rowcount, after.rows) == ([(0,)], 50, 0, [(50,)])
+
+
+def test_fetch_reads_one_statement_outside_a_transaction(engine: Engine) -> None:
+    org_id = _org(engine)
+    assert fetch(engine, "SELECT last_seq FROM orgs WHERE id = ?", (org_id,)) == [(0,)]
+    assert fetch(engine, "SELECT last_seq FROM orgs WHERE id = ?", (b"x" * 16,)) == []
+
+
+@pytest.mark.postgres
+def test_a_terminated_postgresql_backend_costs_no_request() -> None:
+    """Pooled connections are not pinged on every checkout (a round trip each); one whose
+    backend went away while it sat in the pool is noticed at checkout and replaced."""
+    url = os.environ.get("SEALBOX_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("SEALBOX_TEST_DATABASE_URL is not set: PostgreSQL storage tests skipped")
+    name = "sbx_terminate_" + secrets.token_hex(4)
+    engine = make_engine(url, connect_args={"application_name": name})
+    killer = make_engine(url)
+    try:
+        with engine.connect() as one, engine.connect() as two:  # two pooled connections
+            one.exec_driver_sql("SELECT 1")
+            two.exec_driver_sql("SELECT 1")
+        for _ in range(3):
+            with killer.connect() as conn:
+                killed = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (name,),
+                ).scalar()
+            assert killed >= 1
+            time.sleep(0.1)  # the FATAL notice reaches the idle sockets
+            assert fetch(engine, "SELECT 1 + ?", (1,)) == [(2,)]
+            with write_tx(engine) as conn:
+                assert conn.exec_driver_sql("SELECT 2").scalar() == 2
+    finally:
+        engine.dispose()
+        killer.dispose()
