@@ -34,7 +34,7 @@ from server.db import Batch, write_tx
 from server.errors import ApiError
 from server.services.store import lock_org_sql, org_row_or_404, queue_known, seq_runs
 from server.settings import Settings
-from server.tables import EnvelopeRow
+from server.tables import EnvelopeRow, Head
 from sync.dag import Candidate, DeviceView, Plan, advance_watermark, classify, needs
 from sync.errors import ErrorCode
 from sync.messages import ItemStatus
@@ -47,12 +47,13 @@ _DEVICE_SQL = (
 )
 # The device's stored seqs above its watermark, read only when the batch holds the
 # seq that could advance it (watermark + 1): a device with a lasting hole in its
-# chain does not re-read its whole chain on every push.
+# chain does not re-read its whole chain on every push.  The watermark is a scalar
+# subquery so that it bounds the index range scan; as a join, PostgreSQL read every
+# envelope of the device and filtered them (4 ms per push at 2,500 envelopes).
 _CHAIN_ABOVE_SQL = (
-    "SELECT e.device_seq FROM envelopes e JOIN devices d "
-    "ON d.org_id = e.org_id AND d.device_id = e.device_id "
-    "WHERE d.org_id = ? AND d.device_id = ? AND e.device_seq > d.watermark "
-    "AND d.watermark + 1 BETWEEN ? AND ?"
+    "SELECT device_seq FROM envelopes WHERE org_id = ? AND device_id = ? AND device_seq > "
+    "(SELECT watermark FROM devices WHERE org_id = ? AND device_id = ? "
+    "AND watermark + 1 BETWEEN ? AND ?)"
 )
 _ENVELOPE_COLUMNS = (
     "org_id",
@@ -72,8 +73,7 @@ _INSERT_EVIDENCE_SQL = (
     "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS "
     "(SELECT 1 FROM equivocations WHERE org_id = ? AND envelope_id = ?)"
 )
-_DELETE_HEAD_SQL = "DELETE FROM heads WHERE org_id = ? AND report_id = ? AND envelope_id = ?"
-_INSERT_HEAD_SQL = "INSERT INTO heads (org_id, report_id, envelope_id) VALUES (?, ?, ?)"
+_HEAD_COLUMNS = ("org_id", "report_id", "envelope_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +178,8 @@ def push(
         device_row = reads.add(_DEVICE_SQL, (org_id, device_id))
         seqs = (c.envelope.header.seq for c in candidates if c.envelope is not None)
         chain_above = [
-            reads.add(_CHAIN_ABOVE_SQL, (org_id, device_id, lo, hi)) for lo, hi in seq_runs(seqs)
+            reads.add(_CHAIN_ABOVE_SQL, (org_id, device_id, org_id, device_id, lo, hi))
+            for lo, hi in seq_runs(seqs)
         ]
         known = queue_known(reads, org_id, needs(candidates))
         reads.run()  # takes the org lock; PostgreSQL: one round trip
@@ -237,8 +238,9 @@ def push(
             many=True,
         )
         removed, added = _head_changes(plan)
-        writes.add(_DELETE_HEAD_SQL, [(org_id, r, e) for r, e in removed], many=True)
-        writes.add(_INSERT_HEAD_SQL, [(org_id, r, e) for r, e in added], many=True)
+        heads = Head.__table__  # type: ignore[attr-defined]
+        writes.delete_rows(heads, _HEAD_COLUMNS, [(org_id, r, e) for r, e in removed])
+        writes.add_rows(heads, _HEAD_COLUMNS, [(org_id, r, e) for r, e in added])
         if plan.inserts or plan.evidence:
             stored_seqs = [row.device_seq for row, _, _ in plan.inserts]
             stored_seqs += [seq for p in chain_above for (seq,) in p.rows]

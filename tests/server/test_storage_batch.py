@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 from server.db import Batch, fetch, make_engine, read_tx, write_tx
 from server.services.store import lock_org, queue_known, seq_runs
-from server.tables import Head
+from server.tables import EnvelopeRow, Head
 from sync.dag import Needs
 
 
@@ -246,3 +247,88 @@ def test_a_terminated_postgresql_backend_costs_no_request() -> None:
     finally:
         engine.dispose()
         killer.dispose()
+
+
+def test_rows_are_inserted_and_deleted_by_key_packed_or_not(engine: Engine) -> None:
+    """`Batch.add_rows` / `delete_rows`: one packed statement on PostgreSQL when every
+    column is constant or fixed-width, per row otherwise; the same rows either way."""
+    org_id = _org(engine)
+    heads = Head.__table__  # type: ignore[attr-defined]
+    columns = ("org_id", "report_id", "envelope_id")
+    rows = [(org_id, bytes([i % 3]) * 16, bytes([i]) * 32) for i in range(12)]
+    odd = [(org_id, b"odd-width", b"e" * 32), (org_id, b"r" * 16, b"short")]
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        batch.add_rows(heads, columns, rows)
+        batch.add_rows(heads, columns, odd)
+        batch.add_rows(heads, columns, [])
+        batch.run()
+    gone = rows[::2] + [(org_id, b"x" * 16, b"y" * 32)]  # one row never existed
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        deleted = batch.delete_rows(heads, columns, gone)
+        batch.delete_rows(heads, columns, odd[:1])
+        nothing = batch.delete_rows(heads, columns, [])
+        batch.run()
+    assert nothing.rowcount == 0
+    assert deleted.rowcount == 6
+    with read_tx(engine) as conn:
+        left = {
+            tuple(r)
+            for r in conn.exec_driver_sql("SELECT org_id, report_id, envelope_id FROM heads")
+        }
+    assert left == set(rows[1::2]) | set(odd[1:])
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Rows that the plan's scans of ``envelopes`` produced (PostgreSQL EXPLAIN ANALYZE)."""
+    own = plan["Actual Rows"] if plan.get("Relation Name") == "envelopes" else 0
+    return own + sum(_rows_read(child) for child in plan.get("Plans", []))
+
+
+@pytest.mark.postgres
+def test_the_chain_above_the_watermark_is_read_as_an_index_range(
+    pg_schema_engine: Engine,
+) -> None:
+    """Push reads a device's seqs above its watermark: with a contiguous chain of 2,000
+    envelopes that is nothing, not the device's whole chain filtered row by row."""
+    from server import migrate
+    from server.services.push import _CHAIN_ABOVE_SQL
+
+    engine = pg_schema_engine
+    migrate.upgrade(engine)
+    org_id, device = _org(engine), secrets.token_bytes(16)
+    with write_tx(engine) as conn:
+        batch = Batch(conn)
+        batch.add(
+            "INSERT INTO devices (org_id, device_id, signing_key, role, state, "
+            "equivocation, watermark, max_seq) VALUES (?, ?, ?, 'field', 'admitted', "
+            "false, 2000, 2000)",
+            (org_id, device, bytes(32)),
+        )
+        batch.add_rows(
+            EnvelopeRow.__table__,  # type: ignore[attr-defined]
+            (
+                "org_id",
+                "server_seq",
+                "envelope_id",
+                "device_id",
+                "device_seq",
+                "prev",
+                "kind",
+                "report_id",
+                "flags",
+                "data",
+            ),
+            [
+                (org_id, s, s.to_bytes(32, "big"), device, s, bytes(32), "rev", None, 0, b"x")
+                for s in range(1, 2001)
+            ],
+        )
+        batch.run()
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + _CHAIN_ABOVE_SQL.replace("?", "%s")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE envelopes")
+        for lo, hi in ((2001, 2100), (1, 100)):
+            plan = conn.exec_driver_sql(sql, (org_id, device, org_id, device, lo, hi)).scalar()
+            assert _rows_read(plan[0]["Plan"]) == 0
