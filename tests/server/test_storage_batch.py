@@ -293,7 +293,7 @@ def test_the_chain_above_the_watermark_is_read_as_an_index_range(
     """Push reads a device's seqs above its watermark: with a contiguous chain of 2,000
     envelopes that is nothing, not the device's whole chain filtered row by row."""
     from server import migrate
-    from server.services.push import _CHAIN_ABOVE_SQL
+    from server.services.push import _CHAIN_ABOVE_SQL, _ENVELOPE_COLUMNS
 
     engine = pg_schema_engine
     migrate.upgrade(engine)
@@ -308,18 +308,7 @@ def test_the_chain_above_the_watermark_is_read_as_an_index_range(
         )
         batch.add_rows(
             EnvelopeRow.__table__,  # type: ignore[attr-defined]
-            (
-                "org_id",
-                "server_seq",
-                "envelope_id",
-                "device_id",
-                "device_seq",
-                "prev",
-                "kind",
-                "report_id",
-                "flags",
-                "data",
-            ),
+            _ENVELOPE_COLUMNS,
             [
                 (org_id, s, s.to_bytes(32, "big"), device, s, bytes(32), "rev", None, 0, b"x")
                 for s in range(1, 2001)
