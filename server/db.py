@@ -204,6 +204,16 @@ def engine_for(settings: Settings) -> Engine:
 
 _LOOKUP_CHUNK = 500
 
+# PostgreSQL: many fixed-width values travel as one bytea parameter (psycopg dumps a
+# ``bytea[]`` element by element, ~0.8 ms for 200 ids) and are cut apart in the server,
+# row k of ``_PG_ROW_INDEX`` taking slice k.  Parameters: the row count, then the bytea.
+_PG_ROW_INDEX = "generate_series(0, CAST(%s AS integer) - 1) AS k"
+
+
+def _pg_slice(width: int) -> str:
+    """Row k's value of a column packed into one bytea parameter of ``width``-byte values."""
+    return f"substring(CAST(%s AS bytea) FROM k * {width} + 1 FOR {width})"
+
 
 def _fixed_width(values: list[Any]) -> int | None:
     """The common length of ``values`` if they are all bytes of one non-zero length."""
@@ -328,8 +338,7 @@ class Batch:
         is neither constant nor bytes of one width.
 
         A constant column is one parameter; a fixed-width bytes column is all its values
-        concatenated in one bytea, cut apart with ``substring`` (psycopg dumps a
-        ``bytea[]`` element by element, ~0.8 ms for 200 ids).
+        concatenated in one bytea (`_pg_slice`).
         """
         exprs: list[str] = []
         params: list[Any] = [len(rows)]
@@ -343,9 +352,9 @@ class Batch:
             width = _fixed_width(values)
             if width is None:
                 return None
-            exprs.append(f"substring(CAST(%s AS bytea) FROM k * {width} + 1 FOR {width}) AS {name}")
+            exprs.append(f"{_pg_slice(width)} AS {name}")
             params.append(b"".join(values))
-        select = f"SELECT {', '.join(exprs)} FROM generate_series(0, CAST(%s AS integer) - 1) AS k"
+        select = f"SELECT {', '.join(exprs)} FROM {_PG_ROW_INDEX}"
         # The row count is the first parameter in the text but the last in position.
         return select, (*params[1:], params[0])
 
@@ -358,11 +367,9 @@ class Batch:
         PostgreSQL probes the index once per key, whatever its statistics say: with
         ``column = ANY(...)``, statistics lagging a fast-growing organisation made it
         read all of the organisation's rows and filter them (2,000 rows for 11 keys).
-        Fixed-width keys (ids) travel packed in one bytea and are cut apart in the
-        server: psycopg dumps a bytea[] element by element (~0.8 ms for 200 ids here).
-        ``OFFSET 0`` keeps the planner from flattening the per-key subquery into a join
-        it would plan from the same statistics.  SQLite plans ``IN (?, ...)`` as one
-        index probe per key.
+        Fixed-width keys (ids) travel packed in one bytea (`_pg_slice`).  ``OFFSET 0``
+        keeps the planner from flattening the per-key subquery into a join it would plan
+        from the same statistics.  SQLite plans ``IN (?, ...)`` as one index probe per key.
         """
         out = []
         for start in range(0, len(keys), _LOOKUP_CHUNK):
@@ -370,9 +377,9 @@ class Batch:
             width = _fixed_width(part)
             if self._postgres and width:
                 query = (
-                    "SELECT m.* FROM generate_series(0, CAST(? AS integer) - 1) AS k, LATERAL ("
+                    f"SELECT m.* FROM {_PG_ROW_INDEX}, LATERAL ("
                     f"{select} WHERE {where} AND {column} = "
-                    f"substring(CAST(? AS bytea) FROM k * {width} + 1 FOR {width}) OFFSET 0) AS m"
+                    f"{_pg_slice(width)} OFFSET 0) AS m"
                 )
                 out.append(self.add(query, (len(part), *fixed, b"".join(part))))
             elif self._postgres:
