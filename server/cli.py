@@ -49,6 +49,41 @@ def migrate() -> None:
         engine.dispose()
 
 
+def _require_schema_at_head(settings: Settings) -> None:
+    """Refuse to serve a database whose schema is not the head (or migrate it first when
+    SEALBOX_MIGRATE_ON_START is set): a server on a missing or older schema would answer
+    its first requests with 500s.  Exit 3: schema; 4: database unreachable."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from server import migrate as migrations
+    from server.db import engine_for
+
+    engine = engine_for(settings)
+    try:
+        try:
+            state = migrations.schema_state(engine)
+            if state.behind and settings.migrate_on_start:
+                typer.echo("SEALBOX_MIGRATE_ON_START: migrating the database first", err=True)
+                migrations.upgrade(engine)
+                state = migrations.schema_state(engine)
+        except SQLAlchemyError as exc:
+            typer.echo(
+                f"error: the database is unreachable ({type(exc).__name__}); check "
+                "SEALBOX_DATABASE_URL and that the database server is up",
+                err=True,
+            )
+            raise typer.Exit(4) from None
+    finally:
+        engine.dispose()
+    if state.problem is not None:
+        typer.echo(
+            f"error: not serving: {state.problem} (or set SEALBOX_MIGRATE_ON_START=1 to "
+            "migrate at start)",
+            err=True,
+        )
+        raise typer.Exit(3)
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
@@ -65,6 +100,7 @@ def serve(
 
     settings = _settings()
     configure_logging(settings.log_level)
+    _require_schema_at_head(settings)
     if settings.admin_token is None:
         typer.echo(
             f"note: SEALBOX_ADMIN_TOKEN is not set, so organisations cannot be created; "

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     anonymous_requests_per_minute: int = Field(default=600, ge=1)
     org_quota_bytes: int = Field(default=50 * 1024**3, ge=1024)
 
+    # Start-up and shared state (docs/OPERATIONS.md).
+    migrate_on_start: bool = Field(
+        default=False,
+        description="`serve` upgrades the schema to the migration head before it starts "
+        "(else it refuses to start on a database that is not at head).",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://host:port/db: rate-limit counters shared by every worker and "
+        "node (else they live in the database).",
+    )
+
     # Push: verify envelope signatures on this many threads (pyca releases the GIL).
     verify_threads: int = Field(default=2, ge=1, le=64)
 

@@ -1,8 +1,6 @@
-"""Readiness: database reachable and migrated to head."""
+"""Readiness: database reachable and migrated to head (PROTOCOL §7.5)."""
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,17 +10,10 @@ from server import migrate
 __all__ = ["readiness_problem"]
 
 
-@lru_cache(maxsize=1)
-def _head() -> str | None:
-    return migrate.head_revision()
-
-
 def readiness_problem(engine: Engine) -> str | None:
     """None when ready, else a short reason (no connection details)."""
     try:
-        current = migrate.current_revision(engine)
+        state = migrate.schema_state(engine)
     except SQLAlchemyError:
         return "database unreachable"
-    if current != _head():
-        return "database schema is not at the migration head; run sealbox-server migrate"
-    return None
+    return state.problem
