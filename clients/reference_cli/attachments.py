@@ -9,11 +9,10 @@ Theory of operation (docs/PROTOCOL.md §13):
   plaintext copy; the original file is left where the user put it, and the command says
   so every time (it cannot reach the phone's gallery or backups).
 * ``sealbox sync`` pushes the revision first (a report never waits for its media), then
-  `upload_pending`: for each queued attachment it declares the upload (idempotent), asks
-  which chunks the server holds, sends the rest (each read from the sealed copy at its
-  offset: at most `IN_FLIGHT` chunks are in memory, whatever the file size), and completes.
-  Killed at any point, the next sync resumes from the server's status.  After the
-  server confirms the whole upload, the sealed copy is deleted (unless the profile's
+  runs `sync.client.upload_flow` for each queued attachment; this module only reads the
+  sealed chunks (`read_sealed_chunk`, at their offsets: at most `IN_FLIGHT` chunks are in
+  memory, whatever the file size) and persists the flow's events (`UploadEvents`): after
+  the server confirms the whole upload, the sealed copy is deleted (unless the profile's
   policy, ``sealbox attachments policy --keep-sealed``, keeps it) and the record removed.
 * ``sealbox attachments get REPORT NAME -o FILE`` (coordinators) fetches the chunks in
   order (prefetching a few) and verifies each with the AEAD before its plaintext is
@@ -24,20 +23,17 @@ Theory of operation (docs/PROTOCOL.md §13):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mimetypes
 import os
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
-from urllib.parse import urlencode
 
-import httpx2
 import typer
 from rich.progress import (
     BarColumn,
@@ -57,28 +53,38 @@ from clients.reference_cli.common import (
     _transport,
     err,
 )
-from clients.reference_cli.transport import RETRY_STATUSES, NetworkError, Transport
+from clients.reference_cli.render import safe
+from clients.reference_cli.transport import Transport
 from crypto import VerificationFailed
-from crypto.stream import CHUNK_SIZE, Manifest, ManifestHasher, new_attachment_key, open_chunks
+from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key, open_chunks
 from crypto.stream import seal_chunks as _seal_chunks
-from sync.attachments import (
-    AttachmentError,
-    SealedTransfer,
-    UploadList,
-    UploadPlan,
-    UploadStatus,
-    chunk_offset,
+from sync.attachments import SealedTransfer, UploadStatus, chunk_offset
+from sync.client import AttachmentFailed as UploadFailed
+from sync.client import (
+    AttachmentProgress,
+    AttachmentStatesSeen,
+    AttachmentUploaded,
+    Event,
+    PendingUpload,
+    Request,
+    Response,
+    attachment_states_flow,
+    decode,
+    drive,
+    upload_all_flow,
 )
+from sync.client.upload import IN_FLIGHT
 from sync.messages import b64encode
 from sync.report import AttachmentManifest
 
 __all__ = [
     "AttachmentFailed",
-    "PendingUpload",
+    "UploadEvents",
     "attachment_state",
     "attachments_app",
     "download_attachment",
     "pending_uploads",
+    "read_sealed_chunk",
     "refresh_attachment_states",
     "seal_file",
     "seal_for_report",
@@ -88,10 +94,6 @@ __all__ = [
 PENDING_KIND = "attachment-upload"
 STATE_KIND = "attachment-state"
 SEALED_DIR = "attachments"
-READ_SIZE = 1024 * 1024
-IN_FLIGHT = 4
-"""Chunks in flight per attachment, each way: overlaps the server's fsyncs; memory is
-bounded by ``IN_FLIGHT`` chunks (4 MiB), whatever the file size."""
 
 
 class AttachmentFailed(Exit):
@@ -101,37 +103,6 @@ class AttachmentFailed(Exit):
 
     def __init__(self, message: str) -> None:
         super().__init__(6, message)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingUpload:
-    """A queued upload: what the device needs to send a sealed copy (never the key)."""
-
-    attachment_id: bytes
-    name: str
-    manifest: Manifest
-    sealed_file: str
-
-    def to_cbor(self) -> dict[str, Any]:
-        m = self.manifest
-        return {
-            "i": self.attachment_id,
-            "n": self.name,
-            "f": self.sealed_file,
-            "z": m.chunk_size,
-            "c": m.chunk_count,
-            "t": m.total_size,
-            "h": m.sha256,
-        }
-
-    @classmethod
-    def from_cbor(cls, raw: Any) -> PendingUpload:
-        m = Manifest(raw["z"], raw["c"], raw["t"], bytes(raw["h"]))
-        return cls(bytes(raw["i"]), str(raw["n"]), m, str(raw["f"]))
-
-    def plan(self) -> UploadPlan:
-        # The plan checks geometry only; a placeholder key stands in for the one we dropped.
-        return UploadPlan(self.attachment_id, SealedTransfer(bytes(32), self.manifest))
 
 
 class _HashingReader:
@@ -220,187 +191,69 @@ def pending_uploads(store: Any) -> list[PendingUpload]:
     return sorted(out, key=lambda p: p.attachment_id)
 
 
-# --- HTTP with raw bodies (the JSON transport's signing and retry rules) --------------------------
-
-
-def _exchange(
-    transport: Transport,
-    method: str,
-    path: str,
-    *,
-    query: dict[str, str] | None = None,
-    json_body: dict[str, Any] | None = None,
-    data: bytes | None = None,
-) -> httpx2.Response:
-    from sync.auth import sign_request
-
-    url = transport.base_url + path + ("?" + urlencode(query) if query else "")
-    if json_body is not None:
-        import json
-
-        data = json.dumps(json_body, separators=(",", ":")).encode()
-        content_type = "application/json"
-    else:
-        content_type = "application/octet-stream"
-    last = "no attempt"
-    for attempt in range(transport.retries + 1):
-        headers = {"accept": "application/json"}
-        if data is not None:
-            headers["content-type"] = content_type
-        if transport.signing_key is not None:
-            headers.update(
-                sign_request(
-                    method=method,
-                    url=url,
-                    body=data or None,
-                    key=transport.signing_key,
-                    created=int(time.time()),
-                    nonce=secrets.token_urlsafe(24),
-                )
-            )
-        try:
-            response = transport.client.request(method, url, content=data, headers=headers)
-        except httpx2.HTTPError as exc:
-            last = type(exc).__name__
-            if attempt < transport.retries:
-                transport.sleep(transport._delay(attempt, None))
-            continue
-        transport.requests += 1
-        transport.bytes_sent += len(data or b"") + sum(
-            len(k) + len(v) + 4 for k, v in headers.items()
-        )
-        transport.bytes_received += len(response.content) + sum(
-            len(k) + len(v) + 4 for k, v in response.headers.items()
-        )
-        if response.status_code in RETRY_STATUSES and attempt < transport.retries:
-            last = f"HTTP {response.status_code}"
-            transport.sleep(transport._delay(attempt, response.headers.get("retry-after")))
-            continue
-        return response
-    raise NetworkError(
-        f"the server at {transport.base_url} is unreachable ({last}); try again later"
-    )
-
-
-def _problem(response: httpx2.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {"detail": response.text[:200]}
-    return body if isinstance(body, dict) else {}
-
-
-def _status_of(response: httpx2.Response, plan: UploadPlan, name: str) -> UploadStatus:
-    try:
-        status = UploadStatus.model_validate(response.json())
-        plan.check_status(status)
-    except (ValueError, AttachmentError) as exc:
-        raise AttachmentFailed(f"attachment {name!r}: the server's upload status is wrong") from exc
-    return status
-
-
-# --- upload ---------------------------------------------------------------------------------------
-
-
-def _read_chunk(handle: BinaryIO, pending: PendingUpload, index: int) -> bytes:
+def read_sealed_chunk(profile: Any, pending: PendingUpload, index: int) -> bytes:
+    """Chunk ``index`` of the sealed copy, read at its offset (the flow's ``read_chunk``)."""
+    sealed = Path(profile.home) / SEALED_DIR / pending.sealed_file
+    if not sealed.is_file():
+        raise OSError(errno.ENOENT, "its sealed copy is gone from this device")
     length = pending.plan().transfer.chunk_length(index)
-    handle.seek(chunk_offset(index, pending.manifest.chunk_size))
-    data = handle.read(length)
+    with sealed.open("rb") as handle:
+        handle.seek(chunk_offset(index, pending.manifest.chunk_size))
+        data = handle.read(length)
     if len(data) != length:
-        raise AttachmentFailed(f"attachment {pending.name!r}: the local sealed copy is damaged")
+        raise OSError(errno.EIO, "the local sealed copy is damaged")
     return data
 
 
-def _put_chunk(
-    transport: Transport, base: str, pending: PendingUpload, sealed: Path, index: int
-) -> int:
-    """Send one chunk (read on its own file handle: runs on an upload thread)."""
-    with sealed.open("rb") as handle:
-        chunk = _read_chunk(handle, pending, index)
-    digest = b64encode(hashlib.sha256(chunk).digest())
-    r = _exchange(transport, "PUT", f"{base}/chunks/{index}", query={"sha256": digest}, data=chunk)
-    if r.status_code not in (200, 201):
-        detail = _problem(r).get("detail", f"HTTP {r.status_code}")
-        raise AttachmentFailed(f"attachment {pending.name!r}: chunk {index} refused ({detail})")
-    return len(chunk)
+class UploadEvents:
+    """Persists and shows the upload flows' events (used by `sync` and `attachments upload`)."""
 
-
-def _upload_one(
-    transport: Transport,
-    org_path: str,
-    pending: PendingUpload,
-    sealed: Path,
-    report: Callable[[int], None],
-) -> UploadStatus:
-    """Declare, send the missing chunks, complete; ``report(n)``: n bytes are on the server."""
-    plan = pending.plan()
-    base = f"{org_path}/attachments/{b64encode(pending.attachment_id)}"
-    created = _exchange(
-        transport,
-        "POST",
-        f"{org_path}/attachments",
-        json_body=plan.create_request().model_dump(mode="json"),
-    )
-    if created.status_code not in (200, 201):
-        detail = _problem(created).get("detail", f"HTTP {created.status_code}")
-        raise AttachmentFailed(f"attachment {pending.name!r}: the server refused it ({detail})")
-    status = _status_of(created, plan, pending.name)
-    if status.state == "complete":  # done before a crash kept us from forgetting it
-        return status
-    if not sealed.is_file():
-        raise AttachmentFailed(
-            f"attachment {pending.name!r}: its sealed copy is gone from this device"
+    def __init__(
+        self, profile: Any, progress: Progress, *, keep_sealed: bool | None = None
+    ) -> None:
+        self.profile = profile
+        self.progress = progress
+        self.queue = {p.attachment_id: p for p in pending_uploads(profile.store)}
+        self.keep_sealed = (
+            bool(profile.meta.get("keep_sealed_attachments", False))
+            if keep_sealed is None
+            else keep_sealed
         )
-    for _round in range(3):
-        remaining = plan.remaining(status.received)
-        done = pending.manifest.total_size - plan.remaining_bytes(status.received)
-        report(done)
-        with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="upload") as pool:
-            window: deque[Future[int]] = deque()
-            try:
-                for index in remaining:
-                    if len(window) >= IN_FLIGHT:
-                        done += window.popleft().result()
-                        report(done)
-                    window.append(pool.submit(_put_chunk, transport, base, pending, sealed, index))
-                while window:
-                    done += window.popleft().result()
-                    report(done)
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
-        finished = _exchange(
-            transport,
-            "POST",
-            f"{base}/complete",
-            json_body=plan.complete_request().model_dump(mode="json"),
-        )
-        if finished.status_code == 200:
-            status = _status_of(finished, plan, pending.name)
-            if status.state == "complete":
-                return status
-        problem = _problem(finished)
-        if finished.status_code != 409 or problem.get("reason") != "upload_incomplete":
-            detail = problem.get("detail", f"HTTP {finished.status_code}")
-            raise AttachmentFailed(f"attachment {pending.name!r}: completing failed ({detail})")
-        # The server lost or rejected some chunks: ask again and send what is missing.
-        again = _exchange(transport, "GET", base)
-        status = _status_of(again, plan, pending.name)
-    raise AttachmentFailed(f"attachment {pending.name!r}: the server keeps losing chunks")
+        total = sum(p.manifest.total_size for p in self.queue.values())
+        self.task = progress.add_task("Uploading attachments", total=total, visible=False)
+        self.done: dict[bytes, int] = {}
+
+    def __call__(self, event: Event, summary: dict[str, Any]) -> None:
+        store = self.profile.store
+        if isinstance(event, AttachmentProgress):
+            self.done[event.attachment_id] = event.done_bytes
+            self.progress.update(self.task, completed=sum(self.done.values()), visible=True)
+        elif isinstance(event, AttachmentUploaded):
+            pending = self.queue.get(event.attachment_id)
+            # Purge after the server confirmed the whole (the profile's policy).
+            store.delete(PENDING_KIND, event.attachment_id.hex())
+            if pending is not None:
+                self.done[event.attachment_id] = pending.manifest.total_size
+                if not self.keep_sealed:
+                    (Path(self.profile.home) / SEALED_DIR / pending.sealed_file).unlink(
+                        missing_ok=True
+                    )
+            summary["attachments_uploaded"] = summary.get("attachments_uploaded", 0) + 1
+        elif isinstance(event, UploadFailed):
+            summary["attachments_failed"] = summary.get("attachments_failed", 0) + 1
+            summary.setdefault("attachments_errors", []).append(
+                f"attachment {event.name!r}: {event.reason} (kept queued)"
+            )
+        elif isinstance(event, AttachmentStatesSeen):
+            with store.transaction():
+                for u in event.uploads:
+                    record = {"s": u.state, "r": u.received_bytes, "t": u.total_size}
+                    store.put_cbor(STATE_KIND, u.upload_id.hex(), record)
 
 
-def upload_pending(
-    profile: Any, transport: Transport, *, quiet: bool = False, keep_sealed: bool | None = None
-) -> dict[str, Any]:
-    """Upload every queued attachment (resumable); a summary for `sealbox sync`."""
-    queue = pending_uploads(profile.store)
-    if keep_sealed is None:
-        keep_sealed = bool(profile.meta.get("keep_sealed_attachments", False))
-    summary: dict[str, Any] = {"attachments_uploaded": 0, "attachments_pending": len(queue)}
-    if not queue:
-        return summary
-    total = sum(p.manifest.total_size for p in queue)
-    sealed_dir = Path(profile.home) / SEALED_DIR
+def upload_pending(profile: Any, transport: Transport, *, quiet: bool = False) -> dict[str, Any]:
+    """Upload every queued attachment now (resumable); a summary of what happened."""
+    summary: dict[str, Any] = {"attachments_uploaded": 0}
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -408,55 +261,29 @@ def upload_pending(
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         disable=quiet,
-        transient=False,
     ) as progress:
-        task = progress.add_task("Uploading attachments", total=total)
-        done_before = 0
-        for pending in queue:
-            sealed = sealed_dir / pending.sealed_file
-
-            def report(n: int, _base: int = done_before) -> None:
-                progress.update(task, completed=_base + n)
-
-            _upload_one(transport, profile.org_path, pending, sealed, report)
-            done_before += pending.manifest.total_size
-            progress.update(task, completed=done_before)
-            # Purge after the server confirmed the whole (the profile's policy).
-            profile.store.delete(PENDING_KIND, pending.attachment_id.hex())
-            if not keep_sealed:
-                sealed.unlink(missing_ok=True)
-            summary["attachments_uploaded"] += 1
-            summary["attachments_pending"] -= 1
+        events = UploadEvents(profile, progress)
+        flow = upload_all_flow(
+            pending_uploads(profile.store),
+            org_path=profile.org_path,
+            read_chunk=lambda p, i: read_sealed_chunk(profile, p, i),
+        )
+        drive(flow, transport.send, lambda e: events(e, summary), send_many=transport.send_many)
+    summary["attachments_pending"] = len(pending_uploads(profile.store))
     return summary
 
 
-# --- upload states as coordinators last saw them (for an offline `reports show`) ---------------
-
-
 def refresh_attachment_states(profile: Any, transport: Transport, *, page_size: int = 1000) -> int:
-    """Coordinators: fetch every upload's state and keep it in the local store; the count."""
-    after, seen = "", 0
-    while True:
-        query = {"limit": str(page_size)} | ({"after": after} if after else {})
-        r = _exchange(transport, "GET", f"{profile.org_path}/attachments", query=query)
-        if r.status_code != 200:
-            return seen
-        try:
-            page = UploadList.model_validate(r.json())
-        except ValueError as exc:
-            raise AttachmentFailed("the server's list of attachments is malformed") from exc
-        with profile.store.transaction():
-            for u in page.uploads:
-                record = {"s": u.state, "r": u.received_bytes, "t": u.total_size}
-                profile.store.put_cbor(STATE_KIND, u.upload_id.hex(), record)
-        seen += len(page.uploads)
-        if not page.more or not page.uploads:
-            return seen
-        after = b64encode(page.uploads[-1].upload_id)
+    """Coordinators: record every upload's state for offline display; how many were seen."""
+    summary: dict[str, Any] = {}
+    with Progress(disable=True) as progress:
+        events = UploadEvents(profile, progress)
+        flow = attachment_states_flow(org_path=profile.org_path, page_size=page_size)
+        return drive(flow, transport.send, lambda e: events(e, summary))
 
 
 def attachment_state(profile: Any, attachment_id: bytes) -> dict[str, Any]:
-    """What the last refresh said of one attachment: state (pending until seen complete)."""
+    """What the last sync said of one attachment: state (pending until seen complete)."""
     record = profile.store.get_cbor(STATE_KIND, attachment_id.hex())
     if not record:
         return {"state": "pending", "received_bytes": 0}
@@ -471,11 +298,18 @@ def _fetch_chunks(
 ) -> Iterator[bytes]:
     """The chunks in order, fetched up to `IN_FLIGHT` ahead (bounded memory)."""
 
-    def get(index: int) -> httpx2.Response:
-        return _exchange(transport, "GET", f"{base}/chunks/{index}")
+    def get(index: int) -> Response:
+        return transport.send(
+            Request(
+                "GET",
+                f"{base}/chunks/{index}",
+                accept="application/octet-stream",
+                max_answer_bytes=CHUNK_SIZE + 4096,
+            )
+        )
 
     with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="download") as pool:
-        window: deque[Future[httpx2.Response]] = deque()
+        window: deque[Future[Response]] = deque()
         ahead = 0
         try:
             while ahead < count and len(window) < IN_FLIGHT:
@@ -486,13 +320,13 @@ def _fetch_chunks(
                 if ahead < count:
                     window.append(pool.submit(get, ahead))
                     ahead += 1
-                if r.status_code != 200:
-                    problem = _problem(r)
+                if r.status != 200 or r.oversized:
+                    problem = r.problem()
                     if problem.get("reason") in ("attachment_pending", "unknown_upload"):
                         raise AttachmentFailed(
                             f"attachment {name!r} is still uploading (pending); try again later"
                         )
-                    detail = problem.get("detail", f"HTTP {r.status_code}")
+                    detail = problem.get("detail", f"HTTP {r.status}")
                     raise AttachmentFailed(
                         f"attachment {name!r}: chunk {index} unavailable ({detail})"
                     )
@@ -628,11 +462,14 @@ def list_command(
         rows = []
         try:
             for a in state.attachments if state is not None else ():
-                r = _exchange(
-                    transport, "GET", f"{profile.org_path}/attachments/{b64encode(a.attachment_id)}"
-                )
+                path = f"{profile.org_path}/attachments/{b64encode(a.attachment_id)}"
+                r = transport.send(Request("GET", path, max_answer_bytes=1024 * 1024))
                 # Not declared yet (404) is pending too: the device has not started.
-                server_state = r.json().get("state") if r.status_code == 200 else "pending"
+                server_state = (
+                    decode(r, UploadStatus, what="attachment").state
+                    if r.status == 200
+                    else "pending"
+                )
                 rows.append(
                     {"id": a.attachment_id.hex(), "name": a.name, "size": a.size,
                      "media_type": a.media_type, "state": server_state}
@@ -723,3 +560,7 @@ def upload_command(
             summary,
             lambda: err.print(f"{summary['attachments_uploaded']} attachments uploaded."),
         )
+        if summary.get("attachments_failed"):
+            for reason in summary.get("attachments_errors", []):
+                err.print(f"[bold red]error:[/] {safe(reason)}", highlight=False)
+            raise typer.Exit(6)

@@ -16,7 +16,15 @@ from rich.console import Console
 from clients.reference_cli.profile import Profile, default_home
 from clients.reference_cli.store import StoreError
 from clients.reference_cli.transport import NetworkError, Transport
-from sync.engine import CoordinatorView, Request, ServerMisbehaved, SyncRefused, seal_edit
+from sync.client import (
+    CoordinatorView,
+    Request,
+    Response,
+    ServerMisbehaved,
+    SyncRefused,
+    expect,
+    seal_edit,
+)
 from sync.invite import InviteError
 from sync.report import ContentError, ReportContent
 from sync.roster import Role, RosterError
@@ -114,11 +122,9 @@ def _parse_duration(text: str) -> int:
     return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def _single(request: Request) -> Any:
-    response = yield request
-    if response is None or response.status not in (200, 201):
-        raise SyncRefused.from_response(response)
-    return response.body
+def _call(transport: Transport, request: Request, *, bearer: str | None = None) -> Response:
+    """Send one request; its answer if 200/201, else the server's refusal."""
+    return expect(transport.send(request, bearer=bearer), 200, 201)
 
 
 # --- writing reports --------------------------------------------------------------------------

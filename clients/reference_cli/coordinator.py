@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -26,14 +25,21 @@ from clients.reference_cli.common import (
     _require_coordinator,
     _resolve_report,
     _seal,
-    _single,
     _transport,
     err,
 )
 from clients.reference_cli.profile import Profile
-from clients.reference_cli.transport import run_flow
+from clients.reference_cli.render import csv_writer, safe
 from crypto import encoding
-from sync.engine import CoordinatorView, Request, b64d, revoke_flow, roster_flow
+from sync.client import (
+    CoordinatorView,
+    ReportVerification,
+    RosterVerified,
+    devices_flow,
+    drive,
+    revoke_flow,
+    roster_flow,
+)
 from sync.invite import Enrollment, open_label
 from sync.merge import ReportState
 from sync.report import DELETED, ReportContent, parse_field_assignments
@@ -48,29 +54,38 @@ devices_app = typer.Typer(help="Enrolled devices (coordinators).", no_args_is_he
 
 
 def _value_text(value: Any) -> str:
-    return "(deleted)" if value is DELETED else str(value)
+    return "(deleted)" if value is DELETED else safe(value)
 
 
-def _state_lines(state: ReportState, states: dict[bytes, str] | None = None) -> list[str]:
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _state_lines(
+    state: ReportState, verification: ReportVerification, states: dict[bytes, str] | None = None
+) -> list[str]:
     lines = [
-        f"report {state.report.hex()}  ({state.revision_count} revisions, {len(state.heads)} heads)"
+        f"report {state.report.hex()}  ({_plural(state.revision_count, 'revision')},"
+        f" {_plural(len(state.heads), 'head')})",
+        f"  verification: {verification.state}"
+        + (f" ({'; '.join(verification.reasons)})" if verification.reasons else ""),
     ]
     for f in state.fields:
         if f.conflict:
-            lines.append(f"  {f.name}: CONFLICT")
+            lines.append(f"  {safe(f.name)}: CONFLICT")
             for w in f.writes:
                 when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(w.client_time))
                 lines.append(
-                    f"      - {_value_text(w.value)!r}  by {w.author.hex()[:12]}"
+                    f"      - {_value_text(w.value)}  by {w.author.hex()[:12]}"
                     f" at {when} UTC (client clock)"
                 )
         else:
-            lines.append(f"  {f.name}: {_value_text(f.writes[0].value)}")
+            lines.append(f"  {safe(f.name)}: {_value_text(f.writes[0].value)}")
     for n in state.notes:
-        lines.append(f"  note by {n.author.hex()[:12]}: {n.text}")
+        lines.append(f"  note by {n.author.hex()[:12]}: {safe(n.text)}")
     for a in state.attachments:
         lines.append(
-            f"  attachment {a.name} ({a.size} bytes, {a.media_type},"
+            f"  attachment {safe(a.name)} ({a.size} bytes, {safe(a.media_type)},"
             f" sha256 {a.sha256.hex()[:16]}...)" + (f" {states[a.attachment_id]}" if states else "")
         )
     if state.missing:
@@ -95,6 +110,7 @@ def reports_list(home: Home = None, as_json: Json = False) -> None:
         data: list[dict[str, Any]] = [
             {
                 "report_id": r.hex(),
+                "verification": view.verification(r).state,
                 "revisions": s.revision_count,
                 "conflicts": [f.name for f in s.conflicts],
                 "fields": {
@@ -106,14 +122,15 @@ def reports_list(home: Home = None, as_json: Json = False) -> None:
         ]
 
         def human() -> None:
-            table = Table("report", "revisions", "conflicts", "fields")
+            table = Table("report", "verification", "revisions", "conflicts", "fields")
             for d in data:
                 summary = ", ".join(f"{k}={v}" for k, v in list(d["fields"].items())[:3])
                 table.add_row(
                     d["report_id"][:12],
+                    d["verification"],
                     str(d["revisions"]),
-                    ", ".join(d["conflicts"]) or "-",
-                    summary,
+                    safe(", ".join(d["conflicts"]) or "-"),
+                    safe(summary),
                 )
             Console().print(table)
 
@@ -137,19 +154,22 @@ def reports_show(
     """One report's merged state: every field, conflicting values with author and time, notes."""
     with _errors(as_json), _profile(home) as profile:
         view = _coordinator_view(profile)
-        state = view.report(_resolve_report(view, profile, report_id))
+        report = _resolve_report(view, profile, report_id)
+        state = view.report(report)
         if state is None:
             raise Exit(1, "this report has no readable revision yet (sync first)")
+        verification = view.verification(report)
         # Upload states as of the last sync (PROTOCOL §13.5): "pending" until complete.
         states = {a.attachment_id: attachment_state(profile, a.attachment_id)["state"]
                   for a in state.attachments}  # fmt: skip
         data = state.to_json()
+        data["verification"] = {"state": verification.state, "reasons": list(verification.reasons)}
         for entry in data["attachments"]:
             entry["state"] = states[bytes.fromhex(entry["id"])]
         _out(
             as_json,
             data,
-            lambda: sys.stdout.write("\n".join(_state_lines(state, states)) + "\n"),
+            lambda: sys.stdout.write("\n".join(_state_lines(state, verification, states)) + "\n"),
         )
 
 
@@ -159,55 +179,74 @@ def reports_export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
     ] = None,
+    include_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--include-unverified",
+            help="Also export content not verified yet (devices pending admission), marked.",
+        ),
+    ] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Export every merged report (conflicts kept: one CSV row per surviving value)."""
+    """Export merged reports (conflicts kept: one CSV row per surviving value).
+
+    Only verified content by default: revisions from devices not yet admitted into the
+    roster are left out unless --include-unverified, and every row names its report's
+    verification state.
+    """
+    if format not in ("json", "csv"):
+        raise typer.BadParameter("json or csv", param_hint="--format")
     with _errors(as_json), _profile(home) as profile:
         view = _coordinator_view(profile)
-        states = list(view.reports().values())
-        if format == "json":
-            text = json.dumps([s.to_json() for s in states], indent=2, sort_keys=True) + "\n"
-        elif format == "csv":
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(
-                [
-                    "report_id",
-                    "field",
-                    "value",
-                    "deleted",
-                    "conflict",
-                    "author",
-                    "revision",
-                    "client_time",
-                ]
-            )
-            for s in states:
-                for f in s.fields:
-                    for w in f.writes:
-                        writer.writerow(
-                            [
-                                s.report.hex(),
-                                f.name,
-                                "" if w.deleted else w.value,
-                                w.deleted,
-                                f.conflict,
-                                w.author.hex(),
-                                w.revision.hex(),
-                                w.client_time,
-                            ]
-                        )
-            text = buffer.getvalue()
-        else:
-            raise Exit(1, "--format is json or csv")
+        states = view.reports(include_unverified=include_unverified)
+        rows = [(s, view.verification(r)) for r, s in states.items()]
+        left_out = set(view.reports()) - set(states)
+        text = _export_json(rows) if format == "json" else _export_csv(rows)
         if output is None:
             sys.stdout.write(text)
         else:
             fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
-            err.print(f"{len(states)} reports written to {output} (plaintext: keep it safe).")
+            err.print(f"{len(rows)} reports written to {output} (plaintext: keep it safe).")
+        pending = sum(1 for _, v in rows if v.state == "pending-admission")
+        if left_out:
+            err.print(
+                f"[yellow]{len(left_out)} reports hold only content not verified yet (pending"
+                " admission) and were left out; --include-unverified exports them, marked.[/]"
+            )
+        elif not include_unverified and pending:
+            err.print(
+                f"[yellow]{pending} reports also hold unverified revisions, left out of the"
+                " export; --include-unverified exports them, marked.[/]"
+            )
+
+
+def _export_json(rows: list[tuple[ReportState, ReportVerification]]) -> str:
+    out = []
+    for state, verification in rows:
+        data = state.to_json()
+        data["verification"] = {"state": verification.state, "reasons": list(verification.reasons)}
+        out.append(data)
+    return json.dumps(out, indent=2, sort_keys=True) + "\n"
+
+
+def _export_csv(rows: list[tuple[ReportState, ReportVerification]]) -> str:
+    buffer = io.StringIO()
+    writer = csv_writer(buffer)
+    writer.writerow(
+        ["report_id", "verification", "field", "value", "deleted", "conflict", "author",
+         "revision", "client_time"]
+    )  # fmt: skip
+    for s, verification in rows:
+        for f in s.fields:
+            for w in f.writes:
+                writer.writerow(
+                    [s.report.hex(), verification.state, f.name, "" if w.deleted else w.value,
+                     w.deleted, f.conflict, w.author.hex(), w.revision.hex(), w.client_time]
+                )  # fmt: skip
+    return buffer.getvalue()
 
 
 @conflicts_app.command("list")
@@ -238,10 +277,10 @@ def conflicts_list(home: Home = None, as_json: Json = False) -> None:
             if not data:
                 err.print("No conflicts.")
             for d in data:
-                sys.stdout.write(f"{d['report_id']} {d['field']}:\n")
+                sys.stdout.write(f"{d['report_id']} {safe(d['field'])}:\n")
                 for v in d["values"]:
                     sys.stdout.write(
-                        f"    {_value_text(_from_json(v['value']))!r} by {v['author'][:12]}\n"
+                        f"    {_value_text(_from_json(v['value']))} by {v['author'][:12]}\n"
                     )
 
         _out(as_json, data, human)
@@ -287,16 +326,20 @@ def devices_list(home: Home = None, as_json: Json = False) -> None:
     """Enrolled devices with their role, state, chain watermark and flags."""
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        body = run_flow(_single(Request("GET", f"{profile.org_path}/devices")), _transport(profile))
+        transport = _transport(profile)
+        try:
+            devices = drive(devices_flow(org_path=profile.org_path), transport.send)
+        finally:
+            transport.close()
         invites = {bytes.fromhex(n): encoding.decode(p) for n, p in profile.store.items("invite")}
         roster = profile.roster.roster
         data: list[dict[str, Any]] = []
-        for d in body.get("devices", []):
-            device_id = b64d(d["device_id"])
+        for d in devices.devices:
+            device_id = d.device_id
             label = None
-            if d.get("enrollment"):
+            if d.enrollment:
                 try:
-                    enrollment, _ = Enrollment.parse_and_verify(b64d(d["enrollment"]))
+                    enrollment, _ = Enrollment.parse_and_verify(d.enrollment)
                     known = invites.get(enrollment.invite_id)
                     if known is not None:
                         label = open_label(
@@ -314,12 +357,12 @@ def devices_list(home: Home = None, as_json: Json = False) -> None:
                 {
                     "device_id": device_id.hex(),
                     "label": label,
-                    "role": d.get("role"),
-                    "state": d.get("state"),
+                    "role": d.role,
+                    "state": d.state,
                     "in_roster": member is not None,
                     "revoked_after": member.revoked_after if member else None,
-                    "watermark": d.get("watermark"),
-                    "flags": d.get("flags", []),
+                    "watermark": d.watermark,
+                    "flags": list(d.flags),
                 }
             )
 
@@ -349,11 +392,15 @@ def devices_revoke(
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
         transport = _transport(profile)
-        roster, fresh = run_flow(
-            roster_flow(org_path=profile.org_path, trusted=profile.roster), transport
-        )
-        if fresh:
-            profile.set_roster(roster)
+
+        def adopt(event: object) -> None:
+            if isinstance(event, RosterVerified):
+                for version in event.fresh:
+                    profile.set_roster(version)
+
+        roster = drive(
+            roster_flow(org_path=profile.org_path, trusted=profile.roster), transport.send, adopt
+        ).roster
         matches = [
             m.device_id
             for m in roster.roster.members
@@ -367,14 +414,14 @@ def devices_revoke(
             )
         if matches[0] == profile.device_id:
             raise Exit(1, "a coordinator cannot revoke itself here")
-        new = run_flow(
+        new = drive(
             revoke_flow(
                 org_path=profile.org_path,
                 trusted=roster,
                 signing_key=profile.signing_key,
                 device_id=matches[0],
             ),
-            transport,
+            transport.send,
         )
         profile.set_roster(new)
         revoked = new.roster.member(matches[0])

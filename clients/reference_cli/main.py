@@ -26,6 +26,7 @@ from clients.reference_cli.common import (
     Exit,
     Home,
     Json,
+    _call,
     _errors,
     _home,
     _out,
@@ -34,7 +35,6 @@ from clients.reference_cli.common import (
     _require_coordinator,
     _resolve_report,
     _seal,
-    _single,
     _transport,
     err,
 )
@@ -42,18 +42,11 @@ from clients.reference_cli.coordinator import conflicts_app, devices_app, report
 from clients.reference_cli.profile import Profile
 from clients.reference_cli.store import Secrets, wipe
 from clients.reference_cli.sync_command import sync
-from clients.reference_cli.transport import Transport, run_flow
+from clients.reference_cli.transport import Transport
 from crypto import VerifyKey
-from sync.engine import (
-    Request,
-    SyncRefused,
-    b64d,
-    b64e,
-    seal_edit,
-    verified_chain,
-    verify_enrollment,
-)
+from sync.client import Request, SyncRefused, decode, seal_edit, verify_enrollment
 from sync.invite import Enrollment, Invite, InviteCode, seal_label
+from sync.messages import ServerInfo, b64encode
 from sync.report import ReportContent, parse_field_assignments
 from sync.roster import Member, Role, Roster, format_fingerprint
 
@@ -98,23 +91,22 @@ def org_create(
         if not admin_token:
             raise Exit(1, "an admin token is needed (--admin-token or SEALBOX_ADMIN_TOKEN)")
         transport = Transport(server)
-        info = transport.send(Request("GET", "/v1/server", signed=False))
-        if info.status != 200:
-            raise SyncRefused.from_response(info)
+        info = decode(
+            _call(transport, Request("GET", "/v1/server", signed=False)),
+            ServerInfo,
+            what="server description",
+        )
         secret = Secrets.generate(coordinator=True)
         key, kem = secret.signing_key, secret.kem_key
         assert kem is not None
         org_id = secrets.token_bytes(16)
         me = Member(key.verify_key.key_id, key.verify_key, Role.COORDINATOR, kem.public_key)
-        genesis = Roster(
-            org_id, 1, bytes(32), VerifyKey(b64d(info.body["server_key"])), (me,)
-        ).sign(key)
-        response = transport.send(
-            Request("POST", "/v1/orgs", {"roster": b64e(genesis.to_bytes())}, signed=False),
+        genesis = Roster(org_id, 1, bytes(32), VerifyKey(info.server_key), (me,)).sign(key)
+        _call(
+            transport,
+            Request("POST", "/v1/orgs", {"roster": b64encode(genesis.to_bytes())}, signed=False),
             bearer=admin_token,
         )
-        if response.status not in (200, 201):
-            raise SyncRefused.from_response(response)
         meta = {
             "server": server.rstrip("/"),
             "org": org_id,
@@ -165,13 +157,11 @@ def invite_create(
             signing_key=profile.signing_key,
         )
         transport = _transport(profile)
-        run_flow(
-            _single(
-                Request(
-                    "POST", f"{profile.org_path}/invites", {"invite": b64e(document.to_bytes())}
-                )
-            ),
+        _call(
             transport,
+            Request(
+                "POST", f"{profile.org_path}/invites", {"invite": b64encode(document.to_bytes())}
+            ),
         )
         profile.store.put_cbor(
             "invite", code.invite_id.hex(), {"secret": code.secret, "role": str(role)}
@@ -232,11 +222,13 @@ def enroll(
                 kem.public_key if role is Role.COORDINATOR else None,
             )
             body = {
-                "enrollment": b64e(enrollment.sign(key).to_bytes()),
-                "secret": b64e(invite_code.secret),
+                "enrollment": b64encode(enrollment.sign(key).to_bytes()),
+                "secret": b64encode(invite_code.secret),
             }
             response = transport.send(
-                Request("POST", f"/v1/orgs/{b64e(invite_code.org_id)}/enroll", body, signed=False)
+                Request(
+                    "POST", f"/v1/orgs/{b64encode(invite_code.org_id)}/enroll", body, signed=False
+                )
             )
             results.append(response)
             if response.status in (200, 201) or response.code != "enrollment_invalid":
@@ -244,7 +236,7 @@ def enroll(
         response = results[-1]
         if response.status not in (200, 201):
             raise SyncRefused.from_response(response)
-        roster, invite = verify_enrollment(invite_code, response.body)
+        roster, invite, chain = verify_enrollment(invite_code, response)
         if invite.role is Role.FIELD:
             secret = Secrets(secret.signing_seed, secret.store_key, None)
         meta = {
@@ -256,7 +248,6 @@ def enroll(
             "label": label,
             "created": int(time.time()),
         }
-        chain = verified_chain(response.body)
         Profile.create(path, secret, meta, roster, chain=chain).close()
         data = {
             "device_id": key.verify_key.key_id.hex(),

@@ -3,7 +3,7 @@
 Records (all inside `Store`, so encrypted; kinds and names are HMAC'd on disk):
   meta/profile   server URL, org id, device id, role, org name, label, last sync, warnings
   roster/trusted the newest roster version this profile verified (rollback floor)
-  device/state   the device chain (`sync.engine.DeviceState` without its outbox)
+  device/state   the device chain (`sync.client.DeviceState` without its outbox)
   outbox/<seq>   one queued envelope per record (purged on receipt)
   env/<id>       coordinators: every verified envelope pulled (re-verified on load)
   enroll/<id>    coordinators: enrollment documents verified against an invite
@@ -22,8 +22,9 @@ import typer
 
 from clients.reference_cli.store import Secrets, Store
 from crypto import KemPrivateKey, SigningKey, encoding
-from sync.engine import CoordinatorView, DeviceState, OutboxItem
+from sync.client import CoordinatorView, DeviceState, OutboxItem
 from sync.invite import Enrollment
+from sync.messages import b64encode
 from sync.roster import Role, SignedRoster
 
 __all__ = ["Profile", "default_home", "passphrase"]
@@ -100,9 +101,7 @@ class Profile:
 
     @property
     def org_path(self) -> str:
-        from sync.engine import b64e
-
-        return f"/v1/orgs/{b64e(self.org_id)}"
+        return f"/v1/orgs/{b64encode(self.org_id)}"
 
     @property
     def signing_key(self) -> SigningKey:

@@ -1,4 +1,8 @@
-"""`sealbox sync`: push the outbox (resumable); coordinators also admit, pull, verify, decrypt."""
+"""`sealbox sync`: drive one `sync.client.sync_flow`, persist what its events name, render them.
+
+The protocol rules live in `sync/client/`; this module only maps the profile's
+records to `SyncInputs`, persists each event's facts in the local store, and prints.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +12,38 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clients.reference_cli.attachments import (
-    AttachmentFailed,
-    refresh_attachment_states,
-    upload_pending,
-)
-from clients.reference_cli.common import (
-    Exit,
-    Home,
-    Json,
-    _errors,
-    _out,
-    _profile,
-    _single,
-    _transport,
-    err,
-)
+from clients.reference_cli.attachments import UploadEvents, pending_uploads, read_sealed_chunk
+from clients.reference_cli.common import Exit, Home, Json, _errors, _out, _profile, _transport, err
 from clients.reference_cli.profile import Profile
-from clients.reference_cli.transport import Transport, run_flow
-from crypto import encoding, parse_envelope
-from sync.engine import (
-    Checkpoint,
-    CoordinatorView,
-    DeviceState,
-    Limits,
-    OutboxItem,
-    Request,
-    RosterRollback,
-    ServerMisbehaved,
-    admit_flow,
-    b64d,
-    pull_flow,
-    push_flow,
-    repair_roster_flow,
-    roster_flow,
+from clients.reference_cli.render import safe
+from clients.reference_cli.transport import Transport
+from crypto import encoding
+from sync.client import (
+    DEFAULT_BOUNDS,
+    AdmissionRefused,
+    AttachmentsWaitForAdmission,
+    BatchAcknowledged,
+    Bounds,
+    ChangesPulled,
+    DeviceRevoked,
+    DevicesAdmitted,
+    Event,
+    ItemRefused,
+    OwnRevisionsRepublished,
+    RosterReposted,
+    RosterRolledBack,
+    RosterVerified,
+    RunBudgetSpent,
+    ServerWentBackInTime,
+    SyncInputs,
+    drive,
+    sync_flow,
 )
 from sync.invite import Enrollment
 from sync.roster import Role
 
-# --- sync -------------------------------------------------------------------------------------
+STALE_ROSTER_SECONDS = 7 * 86400
+"""A roster not confirmed by the server for this long is reported as stale."""
 
 
 def sync(
@@ -54,6 +51,9 @@ def sync(
         int | None, typer.Option(help="At most this many envelopes per request.")
     ] = None,
     retries: Annotated[int, typer.Option(help="Retries per request on network errors.")] = 5,
+    time_budget: Annotated[
+        float, typer.Option(help="Stop pulling after this many seconds (resumed next time).")
+    ] = DEFAULT_BOUNDS.run_seconds,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -62,15 +62,26 @@ def sync(
         transport = _transport(profile, retries=retries)
         summary: dict[str, Any] = {}
         try:
-            _sync(profile, transport, batch_size, summary, quiet=as_json)
+            _sync(profile, transport, batch_size, time_budget, summary, quiet=as_json)
         finally:
             summary["bytes_sent"] = transport.bytes_sent
             summary["bytes_received"] = transport.bytes_received
             summary["requests"] = transport.requests
             transport.close()
-        _out(as_json, summary, lambda: err.print(_sync_text(summary)))
-        if summary.get("attachments_error"):
-            err.print(f"[bold red]error:[/] {summary['attachments_error']} (kept queued)")
+        _out(as_json, summary, lambda: err.print(_sync_text(summary), highlight=False))
+        if summary.get("revoked"):
+            raise Exit(
+                3,
+                "this device has been revoked by a coordinator; it can no longer sync."
+                " Queued reports were kept.",
+            )
+        if summary.get("attachments_failed"):
+            for reason in summary.get("attachments_errors", []):
+                err.print(f"[bold red]error:[/] {safe(reason)}", highlight=False)
+            err.print(
+                f"[bold red]error:[/] {summary['attachments_failed']} attachments failed"
+                " to upload (kept queued; run `sealbox sync` again)"
+            )
             raise typer.Exit(6)
         if summary.get("rejected"):
             err.print(
@@ -94,193 +105,167 @@ def _sync_text(s: dict[str, Any]) -> str:
             f"Pulled: {s['pulled']} new envelopes; {s['reports']} reports,"
             f" {s['conflicts']} with conflicts."
         )
+    for warning in s.get("warnings", []):
+        lines.append(f"[bold red]WARNING[/] {safe(warning)}")
     for finding in s.get("findings", []):
-        lines.append(f"[bold red]WARNING[/] {finding}")
+        lines.append(f"[bold red]WARNING[/] {safe(finding)}")
     for device in s.get("admitted", []):
         lines.append(f"Admitted device {device[:12]} into the roster.")
-    for reason in s.get("admission_refused", []):
-        lines.append(f"[bold red]WARNING[/] admission refused: {reason}")
-    if s.get("server_went_back"):
+    if s.get("attachments_waiting"):
         lines.append(
-            "[bold red]WARNING the server went back in time (restored?): re-pulled everything.[/]"
+            f"{s['attachments_waiting']} attachments wait until a coordinator admits this"
+            " device; they upload at a later sync (nothing is wrong)."
         )
+    if s.get("attachments_uploaded"):
+        lines.append(f"Uploaded {s['attachments_uploaded']} attachments.")
     return "\n".join(lines)
+
+
+class _Persist:
+    """Persists what each event names, in the local store, and notes it for the summary."""
+
+    def __init__(self, profile: Profile, summary: dict[str, Any], progress: Progress) -> None:
+        self.profile = profile
+        self.summary = summary
+        self.progress = progress
+        self.state = profile.device_state()
+        self.total = len(self.state.outbox)
+        self.task = progress.add_task("Sending", total=self.total, visible=self.total > 0)
+        self.uploads = UploadEvents(profile, progress)
+        self.warnings: list[str] = summary.setdefault("warnings", [])
+
+    def warn(self, text: str) -> None:
+        self.profile.warn(text)
+        self.warnings.append(text)
+
+    def __call__(self, event: Event) -> None:
+        p = self.profile
+        if isinstance(event, RosterVerified):
+            with p.store.transaction():
+                for version in event.fresh:
+                    p.set_roster(version)
+                p.meta["roster_checked"] = int(time.time())
+                p.save_meta()
+        elif isinstance(event, RosterRolledBack):
+            self.summary["roster_rollback"] = event.served
+            self.warn(
+                f"roster: the server serves roster version {event.served}, older than the"
+                f" verified version {event.trusted} (restored from a backup, or lying);"
+                " the verified roster is kept"
+            )
+            checked = p.meta.get("roster_checked")
+            if not isinstance(checked, int) or time.time() - checked > STALE_ROSTER_SECONDS:
+                self.warn(
+                    "roster: not confirmed by the server for over 7 days (stale): a newer"
+                    " roster may be withheld from this device"
+                )
+        elif isinstance(event, RosterReposted):
+            self.summary["roster_reposted"] = event.count
+        elif isinstance(event, DeviceRevoked):
+            self.summary["revoked"] = True
+        elif isinstance(event, (BatchAcknowledged, ItemRefused)):
+            p.save_device(self.state)
+            self.progress.update(self.task, completed=self.total - len(self.state.outbox))
+        elif isinstance(event, DevicesAdmitted):
+            self._admitted(event)
+        elif isinstance(event, AdmissionRefused):
+            self.warn(f"admission refused: {event.reason}")
+        elif isinstance(event, ServerWentBackInTime):
+            self.summary["server_went_back"] = True
+            self.warn("the server went back in time (restored?): re-pulled from the start")
+        elif isinstance(event, ChangesPulled):
+            with p.store.transaction():
+                p.keep_envelopes(event.envelopes)
+                p.meta["cursor"] = event.cursor
+                p.save_meta()
+            self.summary["pulled"] = self.summary.get("pulled", 0) + len(event.envelopes)
+        elif isinstance(event, OwnRevisionsRepublished):
+            self.summary["republished"] = event.count
+        elif isinstance(event, RunBudgetSpent):
+            self.warn(f"sync stopped early: {event.reason}; run it again to go on")
+        elif isinstance(event, AttachmentsWaitForAdmission):
+            self.summary["attachments_waiting"] = event.count
+        else:
+            self.uploads(event, self.summary)
+
+    def _admitted(self, event: DevicesAdmitted) -> None:
+        p = self.profile
+        invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in p.store.items("invite")}
+        documents = {}
+        for document in event.enrollments:
+            enrollment, _ = Enrollment.parse_and_verify(document)
+            documents[enrollment.device_id] = (enrollment, document)
+        with p.store.transaction():
+            p.set_roster(event.roster)
+            p.save_enrollments(
+                [e for e, _ in documents.values()], {d: doc for d, (_, doc) in documents.items()}
+            )
+            for invite_id, device_id in event.admitted:
+                # An invite admits at most one device (PROTOCOL §6.5).
+                record = dict(invites[invite_id], admitted=device_id)
+                p.store.put_cbor("invite", invite_id.hex(), record)
+        self.summary["admitted"] = [device.hex() for _, device in event.admitted]
 
 
 def _sync(
     profile: Profile,
     transport: Transport,
     batch_size: int | None,
+    time_budget: float,
     summary: dict[str, Any],
     *,
     quiet: bool,
 ) -> None:
-    info = transport.send(Request("GET", "/v1/server", signed=False))
-    limits = Limits.from_server(info.body if info.status == 200 else {})
-    if batch_size:
-        limits = Limits(min(batch_size, limits.max_batch_items), limits.max_batch_bytes)
-    # 1. The roster: verify the chain from what we trust (a rollback is refused).
-    try:
-        roster, fresh = run_flow(
-            roster_flow(org_path=profile.org_path, trusted=profile.roster), transport
-        )
-    except RosterRollback as exc:
-        # Never adopt the older roster. A coordinator re-posts the signed versions the
-        # server lost (a restored server becomes a re-upload); everyone warns loudly.
-        profile.warn(f"roster: {exc}")
-        summary["roster_rollback"] = exc.served
-        roster, fresh = profile.roster, []
-        if profile.role is Role.COORDINATOR:
-            summary["roster_reposted"] = run_flow(
-                repair_roster_flow(
-                    org_path=profile.org_path, chain=profile.roster_chain(), served=exc.served
-                ),
-                transport,
-            )
-    except ServerMisbehaved as exc:
-        profile.warn(f"roster: {exc}")
-        raise
-    for version in fresh:
-        profile.set_roster(version)
-    profile.meta["roster_checked"] = int(time.time())
-    me = roster.roster.member(profile.device_id)
-    if me is not None and me.revoked_after is not None:
-        raise Exit(
-            3,
-            "this device has been revoked by a coordinator; it can no longer sync."
-            " Queued reports were kept.",
-        )
-    # 2. Push, checkpointing after every batch so a crash resumes where it stopped.
-    state = profile.device_state()
-    total = len(state.outbox)
+    coordinator = profile.role is Role.COORDINATOR
+    invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in profile.store.items("invite")}
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=quiet or total == 0,
+        disable=quiet,
         transient=False,
     ) as progress:
-        task = progress.add_task("Sending", total=total)
-
-        def pushed(checkpoint: Checkpoint) -> None:
-            profile.save_device(state)
-            progress.update(task, completed=total - len(state.outbox))
-
-        result = run_flow(
-            push_flow(
-                state, server_key=roster.roster.server_key, limits=limits, org_path=profile.org_path
-            ),
-            transport,
-            pushed,
+        persist = _Persist(profile, summary, progress)
+        view = profile.view() if coordinator else None
+        inputs = SyncInputs(
+            org_path=profile.org_path,
+            role=profile.role,
+            signing_key=profile.signing_key,
+            trusted=profile.roster,
+            roster_chain=profile.roster_chain(),
+            state=persist.state,
+            clock=time.monotonic,
+            view=view,
+            cursor=profile.meta.get("cursor") if coordinator else None,
+            invite_secrets={
+                i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")
+            },
+            uploads=pending_uploads(profile.store),
+            read_chunk=lambda pending, index: read_sealed_chunk(profile, pending, index),
+            bounds=Bounds(run_seconds=time_budget),
+            batch_size=batch_size,
         )
+        report = drive(sync_flow(inputs), transport.send, persist, send_many=transport.send_many)
+    push = report.push
     summary.update(
-        stored=result.stored,
-        purged=result.purged,
-        rejected=result.rejected,
-        outbox=len(state.outbox),
-        splits=result.splits,
+        stored=push.stored,
+        purged=push.purged,
+        rejected=push.rejected,
+        outbox=len(persist.state.outbox),
+        splits=push.splits,
     )
-    # 3. Coordinators: admit enrolled devices, then pull, verify and decrypt.
-    if profile.role is Role.COORDINATOR:
-        _pull(profile, transport, summary, quiet=quiet)
-        refresh_attachment_states(profile, transport)  # for reports show (§13.5)
-    # 4. Attachments last: a report never waits for its media (resumable, PROTOCOL §13).
-    #    A failed upload stays queued and fails the command only after the reports synced.
-    try:
-        summary.update(upload_pending(profile, transport, quiet=quiet))
-    except AttachmentFailed as exc:
-        summary["attachments_error"] = str(exc)
+    if view is not None and not report.revoked:
+        reports = view.reports()
+        summary.update(
+            pulled=summary.get("pulled", 0),
+            reports=len(reports),
+            conflicts=sum(1 for s in reports.values() if s.conflicts),
+            findings=[f.text() for f in view.findings()],
+            roster_version=report.roster.roster.version,
+        )
+    summary.setdefault("attachments_uploaded", 0)
+    summary["attachments_pending"] = len(pending_uploads(profile.store))
     profile.meta["last_sync"] = int(time.time())
     profile.save_meta()
-
-
-def _pull(profile: Profile, transport: Transport, summary: dict[str, Any], *, quiet: bool) -> None:
-    documents: dict[bytes, bytes] = {}
-    devices = run_flow(_single(Request("GET", f"{profile.org_path}/devices")), transport)
-    for device in devices.get("devices", []):
-        if device.get("enrollment"):
-            try:
-                enrollment, _ = Enrollment.parse_and_verify(b64d(device["enrollment"]))
-                documents[enrollment.device_id] = b64d(device["enrollment"])
-            except Exception:  # noqa: BLE001 - a bad document is simply not vouched for
-                continue
-    invites = {bytes.fromhex(n): encoding.decode(p) for n, p in profile.store.items("invite")}
-    unused = {i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")}
-    admission = run_flow(
-        admit_flow(
-            org_path=profile.org_path,
-            trusted=profile.roster,
-            signing_key=profile.signing_key,
-            invite_secrets=unused,
-        ),
-        transport,
-    )
-    roster = admission.roster
-    with profile.store.transaction():
-        profile.set_roster(roster)
-        profile.save_enrollments(list(admission.verified), documents)
-        for invite_id, device_id in admission.admitted:
-            # An invite admits at most one device (PROTOCOL §6.5).
-            record = dict(invites[invite_id], admitted=device_id)
-            profile.store.put_cbor("invite", invite_id.hex(), record)
-    summary["admitted"] = [device.hex() for _, device in admission.admitted]
-    for reason in admission.refused:
-        profile.warn(f"admission refused: {reason}")
-    if admission.refused:
-        summary["admission_refused"] = list(admission.refused)
-    view = profile.view()
-    pulled = 0
-
-    def persist(checkpoint: Checkpoint) -> None:
-        nonlocal pulled
-        if checkpoint.event == "ServerWentBackInTime":
-            profile.warn(
-                "the server went back in time (cursor from another epoch): re-pulled from the start"
-            )
-            summary["server_went_back"] = True
-            return
-        pulled += len(checkpoint.envelopes)
-        profile.keep_envelopes(checkpoint.envelopes)
-
-    cursor, rewound = run_flow(
-        pull_flow(view, org_path=profile.org_path, cursor=profile.meta.get("cursor")),
-        transport,
-        persist,
-    )
-    profile.meta["cursor"] = cursor
-    profile.save_meta()
-    if rewound:
-        summary["republished"] = _republish_own(profile, transport, view)
-    reports = view.reports()
-    summary.update(
-        pulled=pulled,
-        reports=len(reports),
-        conflicts=sum(1 for s in reports.values() if s.conflicts),
-        findings=[f.text() for f in view.findings()],
-        roster_version=roster.roster.version,
-    )
-
-
-def _republish_own(profile: Profile, transport: Transport, view: CoordinatorView) -> int:
-    """Re-push this coordinator's own envelopes to a server that went back in time."""
-    own = []
-    for envelope_id, data in view.envelopes.items():
-        header = parse_envelope(data).header
-        if header.device == profile.device_id:
-            own.append(OutboxItem(envelope_id, data, header.seq, header.report))
-    if not own:
-        return 0
-    state = DeviceState(org_id=profile.org_id, device_id=profile.device_id)
-    state.outbox = sorted(own, key=lambda i: i.seq)
-    result = run_flow(
-        push_flow(
-            state,
-            server_key=profile.roster.roster.server_key,
-            limits=Limits(),
-            org_path=profile.org_path,
-        ),
-        transport,
-    )
-    return result.stored

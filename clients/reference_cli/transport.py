@@ -1,43 +1,50 @@
-"""The one network seam of the CLI: HTTP over httpx2, request signing, bounded retries.
+"""The one network seam of the CLI: HTTP over httpx2, request signing, bounded reads, retries.
 
 Theory of operation:
-* `Transport.send` turns an engine `Request` into an HTTP exchange.  Signed
-  requests get RFC 9421 headers from `sync.auth.sign_request`, with a fresh
-  nonce for every attempt (the server refuses a reused nonce).
-* Connection failures, timeouts, 429 and 5xx are retried a bounded number of
-  times with exponential backoff and full jitter (honouring Retry-After); any
-  other answer goes back to the engine, which decides.
-* `run_flow` drives an engine generator: requests go to the transport,
-  checkpoints to a callback that persists state.
+* `Transport.send` turns a flow's `Request` into an HTTP exchange and answers a
+  `Response` of raw bytes.  Signed requests get RFC 9421 headers from
+  `sync.auth.sign_request`, with a fresh nonce for every attempt (the server refuses a
+  reused nonce).
+* The answer is streamed and read only up to ``Request.max_answer_bytes``: a longer
+  one is cut there and marked ``oversized`` (the flow calls it misbehaviour).  An
+  answer that trickles in slower than `MIN_RATE` bytes per second after `GRACE`
+  seconds is abandoned, so a server cannot hold a sync open for ever.
+* Connection failures, timeouts, 429 and 5xx are retried a bounded number of times
+  with exponential backoff and full jitter (honouring Retry-After); any other answer
+  goes back to the flow, which decides.
+* `send_many` sends a `Concurrent` step on a small thread pool (attachment chunks).
 * Counts the bytes it puts on and takes off the wire (for `bench/`).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 import time
-from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
-import cbor2
 import httpx2
 
 from crypto import SigningKey
 from sync.auth import sign_request
-from sync.engine import Checkpoint, Request, Response
-from sync.messages import CBOR_MEDIA_TYPE
+from sync.client import Concurrent, Request, Response
 
-__all__ = ["NetworkError", "Transport", "run_flow"]
+__all__ = ["GRACE", "MIN_RATE", "RETRY_STATUSES", "NetworkError", "Transport"]
 
-T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MIN_RATE = 256
+"""Bytes per second an answer must average once `GRACE` seconds have passed."""
+GRACE = 60.0
 
 
 class NetworkError(Exception):
     """The server could not be reached (or kept failing) within the retry budget."""
+
+
+class _TooSlow(Exception):
+    pass
 
 
 class Transport:
@@ -51,6 +58,9 @@ class Transport:
         max_delay: float = 8.0,
         timeout: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        grace: float = GRACE,
+        min_rate: int = MIN_RATE,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.signing_key = signing_key
@@ -58,12 +68,18 @@ class Transport:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.sleep = sleep
+        self.clock = clock
+        self.grace = grace
+        self.min_rate = min_rate
         self.client = httpx2.Client(timeout=timeout, headers={"user-agent": "sealbox"})
+        self._pool: ThreadPoolExecutor | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
         self.requests = 0
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
         self.client.close()
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
@@ -71,86 +87,77 @@ class Transport:
             return min(float(retry_after), self.max_delay)
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
+    def _headers(self, request: Request, url: str, body: bytes, content_type: str | None,
+                 bearer: str | None) -> dict[str, str]:  # fmt: skip
+        headers = {"accept": request.accept}
+        if body and content_type:
+            headers["content-type"] = content_type
+        if bearer is not None:
+            headers["authorization"] = f"Bearer {bearer}"
+        if request.signed and self.signing_key is not None:
+            headers.update(
+                sign_request(
+                    method=request.method,
+                    url=url,
+                    body=body or None,
+                    key=self.signing_key,
+                    created=int(time.time()),
+                    nonce=secrets.token_urlsafe(24),
+                )
+            )
+        return headers
+
+    def _read(self, response: httpx2.Response, limit: int) -> tuple[bytes, bool]:
+        """At most ``limit`` bytes of the answer, and whether there was more."""
+        started, parts, size = self.clock(), [], 0
+        for piece in response.iter_bytes():
+            parts.append(piece)
+            size += len(piece)
+            if size > limit:
+                return b"".join(parts)[:limit], True
+            elapsed = self.clock() - started
+            if elapsed > self.grace and size / elapsed < self.min_rate:
+                raise _TooSlow
+        return b"".join(parts), False
+
     def send(self, request: Request, *, bearer: str | None = None) -> Response:
         url = self.base_url + request.path
         if request.query:
             url += "?" + urlencode(request.query)
-        if request.content is not None:
-            body, content_type = request.content, request.content_type
-        elif request.body is not None:
-            body = json.dumps(request.body, separators=(",", ":")).encode()
-            content_type = "application/json"
-        else:
-            body, content_type = b"", None
+        body, content_type = request.encoded()
         last_error = "no attempt"
         for attempt in range(self.retries + 1):
-            headers = {"accept": request.accept}
-            if body and content_type:
-                headers["content-type"] = content_type
-            if bearer is not None:
-                headers["authorization"] = f"Bearer {bearer}"
-            if request.signed and self.signing_key is not None:
-                headers.update(
-                    sign_request(
-                        method=request.method,
-                        url=url,
-                        body=body or None,
-                        key=self.signing_key,
-                        created=int(time.time()),
-                        nonce=secrets.token_urlsafe(24),
-                    )
-                )
+            headers = self._headers(request, url, body, content_type, bearer)
             try:
-                response = self.client.request(
+                with self.client.stream(
                     request.method, url, content=body or None, headers=headers
-                )
-            except httpx2.HTTPError as exc:
-                last_error = type(exc).__name__
+                ) as response:
+                    content, oversized = self._read(response, request.max_answer_bytes)
+            except (httpx2.HTTPError, _TooSlow) as exc:
+                last_error = "answer too slow" if isinstance(exc, _TooSlow) else type(exc).__name__
                 if attempt < self.retries:
                     self.sleep(self._delay(attempt, None))
                 continue
             self.requests += 1
             self.bytes_sent += len(body) + sum(len(k) + len(v) + 4 for k, v in headers.items())
-            self.bytes_received += len(response.content) + sum(
+            self.bytes_received += len(content) + sum(
                 len(k) + len(v) + 4 for k, v in response.headers.items()
             )
+            retry_after = response.headers.get("retry-after")
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
                 last_error = f"HTTP {response.status_code}"
-                self.sleep(self._delay(attempt, response.headers.get("retry-after")))
+                self.sleep(self._delay(attempt, retry_after))
                 continue
-            parsed: Any = None
-            if response.content:
-                media_type = response.headers.get("content-type", "").split(";")[0].strip()
-                try:
-                    if media_type == CBOR_MEDIA_TYPE:
-                        parsed = cbor2.loads(response.content)
-                    else:
-                        parsed = response.json()
-                except (ValueError, TypeError, OverflowError, RecursionError):  # any bad body
-                    parsed = {"detail": response.text[:200]}
-            return Response(response.status_code, parsed)
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            return Response(response.status_code, content, media_type, oversized, retry_after)
         raise NetworkError(
             f"the server at {self.base_url} is unreachable ({last_error}); try again later"
         )
 
-
-def run_flow(
-    flow: Generator[Request | Checkpoint, Response | None, T],
-    transport: Transport,
-    on_checkpoint: Callable[[Checkpoint], None] = lambda c: None,
-) -> T:
-    """Drive an engine flow to completion and return its result."""
-    try:
-        message = next(flow)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    while True:
-        if isinstance(message, Checkpoint):
-            on_checkpoint(message)
-            reply: Response | None = None
-        else:
-            reply = transport.send(message)
-        try:
-            message = flow.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    def send_many(self, requests: Concurrent) -> tuple[Response, ...]:
+        """Send the requests of a `Concurrent` step at once; answers in request order."""
+        if len(requests) <= 1:
+            return tuple(self.send(r) for r in requests)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(4, thread_name_prefix="sealbox-http")
+        return tuple(f.result() for f in [self._pool.submit(self.send, r) for r in requests])

@@ -41,6 +41,7 @@ from crypto.padding import padded_length
 from crypto.stream import open_chunks, sealed_size
 from server.blobstore import FilesystemBlobStore
 from sync.attachments import SealedTransfer, UploadPlan, UploadStatus, chunk_offset
+from sync.client import Request
 from sync.messages import b64encode
 from sync.report import AttachmentManifest, ReportContent
 from sync.roster import Role
@@ -230,13 +231,13 @@ class DyingClient(httpx2.Client):
         self.inner, self.budget, self.puts = inner, budget, 0
         self.lock = threading.Lock()
 
-    def request(self, method: str, url: Any, **kw: Any) -> httpx2.Response:  # type: ignore[override]
-        if method == "PUT":
+    def send(self, request: httpx2.Request, **kw: Any) -> httpx2.Response:  # type: ignore[override]
+        if request.method == "PUT":
             with self.lock:  # uploads run on several threads
                 if self.puts >= self.budget:
                     raise httpx2.ConnectError("power lost")
                 self.puts += 1
-        return self.inner.request(method, url, **kw)
+        return self.inner.send(request, **kw)
 
 
 def test_resume_after_the_client_dies_sends_only_what_is_missing(
@@ -322,9 +323,7 @@ def test_every_tampering_fails_and_leaves_nothing(  # PROTOCOL §13.6
             if i != 2:
                 return get(i)
             r = transport_for(fs_env, fs_env.org.coordinator)
-            from clients.reference_cli.attachments import _exchange
-
-            return _exchange(r, "GET", f"{other_base}/chunks/2").content
+            return r.send(Request("GET", f"{other_base}/chunks/2")).content
     else:
 
         def rewrite(i: int, get: Callable[[int], bytes]) -> bytes:

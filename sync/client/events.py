@@ -1,0 +1,171 @@
+"""Typed, past-tense facts the client flows report (PROTOCOL §15).
+
+Each event names what the driver must persist before it renders it; frontends only
+render events, they never decide protocol questions themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sync.attachments import UploadStatus
+from sync.client.flow import Event
+from sync.roster import SignedRoster
+
+__all__ = [
+    "AdmissionRefused",
+    "AttachmentFailed",
+    "AttachmentProgress",
+    "AttachmentStatesSeen",
+    "AttachmentUploaded",
+    "AttachmentsWaitForAdmission",
+    "BatchAcknowledged",
+    "BatchSplit",
+    "ChangesPulled",
+    "DeviceRevoked",
+    "DevicesAdmitted",
+    "ItemRefused",
+    "OwnRevisionsRepublished",
+    "RosterReposted",
+    "RosterRolledBack",
+    "RosterVerified",
+    "RunBudgetSpent",
+    "ServerWentBackInTime",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterVerified(Event):
+    """The served roster chain verified from the trusted version; persist ``fresh``."""
+
+    newest: SignedRoster
+    fresh: tuple[SignedRoster, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterRolledBack(Event):
+    """The server serves an older roster than this client verified; the trusted one stays."""
+
+    served: int
+    trusted: int
+
+
+@dataclass(frozen=True, slots=True)
+class RosterReposted(Event):
+    """A coordinator re-posted ``count`` verified versions a restored server had lost."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRevoked(Event):
+    """This device is revoked in a verified roster: the sync stopped, the queue is kept."""
+
+    revoked_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAcknowledged(Event):
+    """A push batch was answered and applied to the device state; persist the state."""
+
+    stored: int
+    purged: int
+    retry_later: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSplit(Event):
+    """The server found a batch too large; the next one holds at most ``size`` items."""
+
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRefused(Event):
+    """The server refused one envelope for good; it is kept aside (persist the state)."""
+
+    seq: int
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesAdmitted(Event):
+    """Admission ran: persist the roster, the enrollments and the used invites."""
+
+    roster: SignedRoster
+    admitted: tuple[tuple[bytes, bytes], ...]  # (invite id, device id)
+    enrollments: tuple[bytes, ...]  # enrollment documents that vouch for pending devices
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRefused(Event):
+    """An invite's enrollments could not be admitted (several claims, or no proof)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerWentBackInTime(Event):
+    """The feed cursor is from another epoch or ahead: the server was restored or replaced."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesPulled(Event):
+    """A fully validated feed page: persist ``envelopes`` and ``cursor`` together."""
+
+    envelopes: tuple[bytes, ...]
+    cursor: str
+    last_seq: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OwnRevisionsRepublished(Event):
+    """A coordinator re-pushed ``count`` of its own envelopes to a restored server."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunBudgetSpent(Event):
+    """The run hit its page or time budget; the next run resumes from verified progress."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentProgress(Event):
+    attachment_id: bytes
+    done_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentUploaded(Event):
+    """The server holds the whole attachment: forget the upload record (and sealed copy)."""
+
+    attachment_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentFailed(Event):
+    """One upload failed; it stays queued for the next sync."""
+
+    attachment_id: bytes
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentsWaitForAdmission(Event):
+    """Uploads wait until a coordinator admits this device (nothing is wrong)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentStatesSeen(Event):
+    """Coordinators: the server's upload states, one page (persist them for `reports show`)."""
+
+    uploads: tuple[UploadStatus, ...]

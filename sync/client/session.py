@@ -1,0 +1,188 @@
+"""One sync run, in the order PROTOCOL §15 states, as a single flow.
+
+Theory of operation:
+1. ``GET /v1/server``: the server's batch limits (a malformed answer is misbehaviour;
+   an unreachable description falls back to the protocol defaults).
+2. The roster (`roster_flow`): verified from the trusted version; a rollback is
+   reported and the trusted roster kept; coordinators re-post what a restored server
+   lost (`repair_roster_flow`).
+3. A device revoked in the verified roster stops here (`DeviceRevoked`), queue kept.
+4. Push the outbox (`push_flow`); receipts purge.
+5. Coordinators: the device list, once; admission (`admit_flow`); the feed
+   (`pull_flow`) into the view; after a server went back in time, re-publication
+   of the coordinator's own envelopes; the upload states.
+6. Attachments last (a report never waits for its media), and only once this device
+   is admitted: before that, `AttachmentsWaitForAdmission` and nothing is wrong.
+Everything the driver must persist arrives as an event, after its answer validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from crypto import SigningKey, parse_envelope
+from sync.client.admission import admit_flow, devices_flow
+from sync.client.chain import DeviceState, OutboxItem
+from sync.client.events import (
+    AttachmentsWaitForAdmission,
+    DeviceRevoked,
+    OwnRevisionsRepublished,
+)
+from sync.client.flow import (
+    DEFAULT_BOUNDS,
+    Bounds,
+    Flow,
+    Request,
+    Response,
+    decode,
+)
+from sync.client.pull import PullResult, pull_flow
+from sync.client.push import PushSummary, push_flow
+from sync.client.roster import repair_roster_flow, roster_flow
+from sync.client.upload import PendingUpload, attachment_states_flow, upload_all_flow
+from sync.client.view import CoordinatorView
+from sync.messages import ServerInfo
+from sync.roster import Role, SignedRoster
+
+__all__ = ["DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ITEMS", "SyncInputs", "SyncReport", "sync_flow"]
+
+DEFAULT_BATCH_ITEMS = 100
+DEFAULT_BATCH_BYTES = 1024 * 1024
+"""Batch limits when the server does not describe itself (PROTOCOL §7.4)."""
+
+
+@dataclass(slots=True)
+class SyncInputs:
+    """What one sync run needs; the mutable ``state`` and ``view`` are updated in place."""
+
+    org_path: str
+    role: Role
+    signing_key: SigningKey
+    trusted: SignedRoster
+    roster_chain: Sequence[SignedRoster]
+    state: DeviceState
+    clock: Callable[[], float]
+    view: CoordinatorView | None = None
+    cursor: str | None = None
+    invite_secrets: Mapping[bytes, bytes] = field(default_factory=dict)
+    uploads: Sequence[PendingUpload] = ()
+    read_chunk: Callable[[PendingUpload, int], bytes] | None = None
+    bounds: Bounds = DEFAULT_BOUNDS
+    batch_size: int | None = None
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What the run did (the events said it as it happened)."""
+
+    roster: SignedRoster
+    push: PushSummary
+    revoked: bool = False
+    rolled_back: bool = False
+    pull: PullResult | None = None
+    republished: int = 0
+    uploads_failed: int = 0
+    uploads_done: int = 0
+    uploads_waiting: int = 0
+
+
+def _batch_limits(response: Response | tuple[Response, ...] | None) -> tuple[int, int]:
+    if not isinstance(response, Response) or response.status != 200:
+        return DEFAULT_BATCH_ITEMS, DEFAULT_BATCH_BYTES
+    info = decode(response, ServerInfo, what="server description")
+    return max(1, info.limits.max_batch_items), max(1024, info.limits.max_batch_bytes)
+
+
+def sync_flow(inputs: SyncInputs) -> Flow[SyncReport]:
+    """Run one whole sync (see the module docstring for the order)."""
+    max_items, max_bytes = _batch_limits(
+        (yield Request("GET", "/v1/server", signed=False, max_answer_bytes=64 * 1024))
+    )
+    if inputs.batch_size:
+        max_items = min(max_items, inputs.batch_size)
+    org_path, device_id = inputs.org_path, inputs.state.device_id
+    check = yield from roster_flow(org_path=org_path, trusted=inputs.trusted)
+    roster = check.roster
+    if check.rolled_back_to is not None and inputs.role is Role.COORDINATOR:
+        yield from repair_roster_flow(
+            org_path=org_path, chain=inputs.roster_chain, served=check.rolled_back_to
+        )
+    report = SyncReport(
+        roster=roster, push=PushSummary(), rolled_back=check.rolled_back_to is not None
+    )
+    me = roster.roster.member(device_id)
+    if me is not None and me.revoked_after is not None:
+        report.revoked = True
+        yield DeviceRevoked(me.revoked_after)
+        return report
+    report.push = yield from push_flow(
+        inputs.state,
+        server_key=roster.roster.server_key,
+        max_items=max_items,
+        max_bytes=max_bytes,
+        org_path=org_path,
+    )
+    if inputs.role is Role.COORDINATOR and inputs.view is not None:
+        yield from _coordinate(inputs, report, max_bytes)
+        roster = report.roster
+    me = roster.roster.member(device_id)
+    if inputs.uploads and me is None:
+        report.uploads_waiting = len(inputs.uploads)
+        yield AttachmentsWaitForAdmission(len(inputs.uploads))
+    elif inputs.uploads:
+        if inputs.read_chunk is None:
+            raise ValueError("uploads need read_chunk")
+        report.uploads_done, report.uploads_failed = yield from upload_all_flow(
+            inputs.uploads, org_path=org_path, read_chunk=inputs.read_chunk
+        )
+    return report
+
+
+def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[None]:
+    view = inputs.view
+    assert view is not None
+    devices = yield from devices_flow(org_path=inputs.org_path)
+    admission = yield from admit_flow(
+        org_path=inputs.org_path,
+        trusted=report.roster,
+        signing_key=inputs.signing_key,
+        invite_secrets=inputs.invite_secrets,
+        devices=devices,
+    )
+    report.roster = admission.roster
+    view.update_trust(admission.roster, admission.verified)
+    report.pull = yield from pull_flow(
+        view,
+        org_path=inputs.org_path,
+        cursor=inputs.cursor,
+        bounds=inputs.bounds,
+        clock=inputs.clock,
+    )
+    if report.pull.rewound:
+        report.republished = yield from _republish_own(inputs, report.roster, max_bytes)
+    yield from attachment_states_flow(org_path=inputs.org_path)
+
+
+def _republish_own(inputs: SyncInputs, roster: SignedRoster, max_bytes: int) -> Flow[int]:
+    """Re-push this coordinator's own envelopes to a server that went back in time."""
+    assert inputs.view is not None
+    me = inputs.state.device_id
+    own = []
+    for envelope_id, data in inputs.view.envelopes.items():
+        header = parse_envelope(data).header
+        if header.device == me:
+            own.append(OutboxItem(envelope_id, data, header.seq, header.report))
+    if not own:
+        return 0
+    state = DeviceState(org_id=inputs.state.org_id, device_id=me)
+    state.outbox = sorted(own, key=lambda i: i.seq)
+    summary = yield from push_flow(
+        state,
+        server_key=roster.roster.server_key,
+        max_items=DEFAULT_BATCH_ITEMS,
+        max_bytes=max_bytes,
+        org_path=inputs.org_path,
+    )
+    yield OwnRevisionsRepublished(summary.stored)
+    return summary.stored

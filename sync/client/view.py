@@ -1,0 +1,324 @@
+"""The coordinator's verified, decrypted view of an organisation (PROTOCOL §4.5, §15.5).
+
+Rules:
+* The view is a function of the *set* of envelopes it holds: two coordinators with
+  the same envelopes show the same reports and findings, whatever the order.
+* Before content is shown every envelope passes §4.5: signature by a roster member
+  or by a device vouched for by an invite-bound enrollment (held, not dropped, until
+  one of them vouches), the revocation point, the chain position, the epoch's
+  recipients against the roster version it names, and the body opens.
+* Findings are never hidden: gaps and forks per device chain, forgeries, revisions
+  after revocation, content pending admission, keys not seen, epochs not sealed to us.
+* Every report carries a verification state (`ReportVerification`); exports leave out
+  content that is not verified unless asked, and then mark it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crypto import (
+    ChainKey,
+    Envelope,
+    KemPrivateKey,
+    MalformedEnvelope,
+    MessageKey,
+    VerificationFailed,
+    VerifyKey,
+    open_revision,
+    open_sender_key,
+    parse_envelope,
+)
+from sync.invite import Enrollment
+from sync.merge import MergeError, ReportDag, ReportState, Revision
+from sync.report import ContentError, ReportContent
+from sync.roster import Member, SignedRoster
+
+__all__ = ["VERIFICATION_STATES", "CoordinatorView", "Finding", "ReportVerification"]
+
+VERIFICATION_STATES = ("verified", "pending-admission", "after-revocation", "with-findings")
+"""A report's verification state, worst last but one: content from a device not yet
+admitted outranks the rest, since it may come from a key the server enrolled itself."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Finding:
+    """Something a coordinator must see: a gap, a fork, a revoked signer, a forgery."""
+
+    kind: str
+    device: bytes
+    seq: int
+    detail: str
+
+    def text(self) -> str:
+        return f"{self.kind}: device {self.device.hex()[:12]} seq {self.seq}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportVerification:
+    """How far a report's content can be trusted, and why."""
+
+    state: str
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        return self.state == "verified"
+
+
+class CoordinatorView:
+    """Verified, decrypted view of an organisation's envelopes (state is a function of the set)."""
+
+    def __init__(
+        self,
+        *,
+        roster: SignedRoster,
+        kem_key: KemPrivateKey,
+        enrollments: Iterable[Enrollment] = (),
+        history: Iterable[SignedRoster] = (),
+    ) -> None:
+        self.roster = roster
+        self.kem_key = kem_key
+        # Verified roster versions by number: to check each epoch's recipients (§4.3 item 6).
+        self.history = {v.roster.version: v.roster for v in (*history, roster)}
+        self.enrollments = {e.device_id: e for e in enrollments}
+        self.envelopes: dict[bytes, bytes] = {}
+        self._chains: dict[bytes, dict[int, set[bytes]]] = {}
+        self._prev: dict[bytes, bytes] = {}
+        self._sender_keys: dict[tuple[bytes, int], tuple[ChainKey, int, ChainKey]] = {}
+        self._waiting: dict[tuple[bytes, int], list[Envelope]] = {}
+        self._dags: dict[bytes, ReportDag] = {}
+        # The same DAGs with only revisions by roster members (what exports show by default).
+        self._member_dags: dict[bytes, ReportDag] = {}
+        self._report_flags: dict[bytes, set[str]] = {}
+        self._findings: set[Finding] = set()
+        self.held: dict[bytes, bytes] = {}
+
+    def update_trust(self, roster: SignedRoster, enrollments: Iterable[Enrollment] = ()) -> None:
+        """Adopt a newer verified roster and enrollments, and retry held envelopes."""
+        self.roster = roster
+        self.history[roster.roster.version] = roster.roster
+        self.enrollments.update({e.device_id: e for e in enrollments})
+        held, self.held = self.held, {}
+        for data in held.values():
+            self.ingest(data)
+
+    # -- author lookup
+    def _author(self, device: bytes) -> tuple[VerifyKey, Member | None] | None:
+        member = self.roster.roster.member(device)
+        if member is not None:
+            return member.signing_key, member
+        enrollment = self.enrollments.get(device)
+        if enrollment is not None:
+            return enrollment.signing_key, None
+        return None
+
+    def ingest(self, data: bytes) -> bool:
+        """Verify and take in one envelope; False if refused (a finding says why) or known."""
+        try:
+            envelope = parse_envelope(data)
+        except MalformedEnvelope as exc:
+            self._findings.add(Finding("malformed", b"", 0, exc.reason))
+            return False
+        header = envelope.header
+        if envelope.id in self.envelopes:
+            return False
+        if header.org != self.roster.roster.org_id:
+            self._findings.add(
+                Finding("foreign", header.device, header.seq, "envelope of another organisation")
+            )
+            return False
+        author = self._author(header.device)
+        if author is None:
+            # Held, not dropped: the enrollment or roster version may arrive later.
+            self.held[envelope.id] = data
+            return True
+        try:
+            envelope.verify_signature(author[0])
+        except VerificationFailed:
+            self._findings.add(Finding("forged", header.device, header.seq, "bad signature"))
+            return False
+        self.envelopes[envelope.id] = envelope.to_bytes()
+        self._chains.setdefault(header.device, {}).setdefault(header.seq, set()).add(envelope.id)
+        self._prev[envelope.id] = header.prev
+        member = author[1]
+        if member is not None and not member.accepts_seq(header.seq):
+            if header.report is not None:
+                self._flag(header.report, "after-revocation")
+            self._findings.add(
+                Finding(
+                    "after-revocation",
+                    header.device,
+                    header.seq,
+                    "signed after the device was revoked",
+                )
+            )
+            return True
+        if header.kind == "key":
+            self._take_sender_key(envelope, author[0])
+        else:
+            self._take_revision(envelope, author[0])
+        return True
+
+    def _take_sender_key(self, envelope: Envelope, author: VerifyKey) -> None:
+        header = envelope.header
+        epoch_roster = self.history.get(header.roster_version)
+        if epoch_roster is not None:
+            expected = tuple(sorted(k.key_id for k in epoch_roster.recipients()))
+            if header.recipients != expected:
+                # Sealed to a key the roster did not list (or missing a coordinator): loud.
+                self._findings.add(
+                    Finding(
+                        "wrong-recipients",
+                        header.device,
+                        header.seq,
+                        f"epoch recipients differ from roster version {header.roster_version}",
+                    )
+                )
+        if self.kem_key.public_key.key_id not in header.recipients:
+            self._findings.add(
+                Finding(
+                    "not-addressed",
+                    header.device,
+                    header.seq,
+                    "epoch not sealed to this coordinator",
+                )
+            )
+            return
+        try:
+            ck0 = open_sender_key(envelope, author=author, recipient=self.kem_key)
+        except VerificationFailed:
+            self._findings.add(
+                Finding("forged", header.device, header.seq, "sender key does not open")
+            )
+            return
+        key = (header.device, header.seq)
+        self._sender_keys[key] = (ck0, 0, ck0)
+        for waiting in self._waiting.pop(key, []):
+            self._take_revision(waiting, author)
+
+    def _message_key(self, key: tuple[bytes, int], index: int) -> MessageKey:
+        ck0, at, chain = self._sender_keys[key]
+        if index <= at:
+            at, chain = 0, ck0
+        while at < index - 1:
+            chain = chain.advance()[1]
+            at += 1
+        self._sender_keys[key] = (ck0, at, chain)
+        return chain.advance()[0]
+
+    def _take_revision(self, envelope: Envelope, author: VerifyKey) -> None:
+        header = envelope.header
+        assert header.report is not None and header.key_seq is not None
+        key = (header.device, header.key_seq)
+        if key not in self._sender_keys:
+            self._waiting.setdefault(key, []).append(envelope)
+            return
+        try:
+            message_key = self._message_key(key, header.seq - header.key_seq)
+            content = ReportContent.decode(
+                open_revision(envelope, author=author, message_key=message_key)
+            )
+        except (VerificationFailed, ContentError, ValueError):
+            self._flag(header.report, "a revision does not open")
+            self._findings.add(
+                Finding("unreadable", header.device, header.seq, "revision does not open")
+            )
+            return
+        revision = Revision(envelope.id, header.report, header.parents, header.device, content)
+        dag = self._dags.setdefault(header.report, ReportDag(header.report))
+        try:
+            dag.add(revision)
+        except MergeError:
+            self._flag(header.report, "an inconsistent revision")
+            self._findings.add(
+                Finding("forged", header.device, header.seq, "inconsistent revision")
+            )
+            return
+        if self.roster.roster.member(header.device) is not None:
+            self._member_dags.setdefault(header.report, ReportDag(header.report)).add(revision)
+        else:
+            self._flag(header.report, "pending-admission")
+
+    def _flag(self, report: bytes, reason: str) -> None:
+        self._report_flags.setdefault(report, set()).add(reason)
+
+    # -- queries
+    def findings(self) -> list[Finding]:
+        """Every finding, including gaps and forks in device chains (recomputed from the set)."""
+        found = set(self._findings)
+        for data in self.held.values():
+            header = parse_envelope(data).header
+            found.add(
+                Finding("unknown-device", header.device, header.seq, "signer not in roster (held)")
+            )
+        for device, chain in self._chains.items():
+            top = max(chain)
+            for seq in range(1, top):
+                if seq not in chain:
+                    found.add(Finding("gap", device, seq, "missing from the device's chain"))
+            for seq, ids in chain.items():
+                if len(ids) > 1:
+                    found.add(Finding("fork", device, seq, f"{len(ids)} different envelopes"))
+                for envelope_id in ids:
+                    prev = self._prev[envelope_id]
+                    if seq > 1 and seq - 1 in chain and prev not in chain[seq - 1]:
+                        found.add(Finding("fork", device, seq, "prev does not match the chain"))
+        for device, chain in self._chains.items():
+            if self.roster.roster.member(device) is None and device in self.enrollments:
+                # PROTOCOL §6.6: readable, but only flagged, until a roster version lists it.
+                found.add(
+                    Finding(
+                        "pending-admission",
+                        device,
+                        max(chain),
+                        "content from a device not yet admitted into the roster",
+                    )
+                )
+        for (device, key_seq), waiting in self._waiting.items():
+            for envelope in waiting:
+                found.add(
+                    Finding(
+                        "waiting-key",
+                        device,
+                        envelope.header.seq,
+                        f"sender key at seq {key_seq} not seen",
+                    )
+                )
+        return sorted(found)
+
+    def reports(self, *, include_unverified: bool = True) -> dict[bytes, ReportState]:
+        """Merged reports; without ``include_unverified``, only roster members' revisions."""
+        dags = self._dags if include_unverified else self._member_dags
+        return {report: dag.state() for report, dag in sorted(dags.items())}
+
+    def report(self, report: bytes) -> ReportState | None:
+        dag = self._dags.get(report)
+        return dag.state() if dag is not None else None
+
+    def verification(self, report: bytes) -> ReportVerification:
+        """The report's verification state (`VERIFICATION_STATES`) and its reasons."""
+        flags = set(self._report_flags.get(report, ()))
+        for key, waiting in self._waiting.items():
+            if any(e.header.report == report for e in waiting):
+                flags.add(f"sender key at seq {key[1]} not seen")
+        dag = self._dags.get(report)
+        if dag is not None and dag.state().missing:
+            flags.add("parent revisions not seen")
+        if "pending-admission" in flags:
+            state = "pending-admission"
+        elif "after-revocation" in flags:
+            state = "after-revocation"
+        elif flags:
+            state = "with-findings"
+        else:
+            state = "verified"
+        return ReportVerification(state, tuple(sorted(flags)))
+
+    def watermark(self, device: bytes) -> int:
+        chain = self._chains.get(device, {})
+        seq = 0
+        while seq + 1 in chain:
+            seq += 1
+        return seq
