@@ -12,9 +12,10 @@ first scope over its limit with the seconds until the period ends (429 ``Retry-A
 Where the counters live (`make_limiter`):
 
 * ``SEALBOX_REDIS_URL`` set: in Redis, through the ``limits`` library's fixed-window
-  strategy (``INCR`` + ``EXPIRE`` in one script).  If Redis cannot be reached, requests are
-  allowed (and ``rate_limit_storage_unavailable`` is logged once a minute): an outage of the
-  limiter must not take the service down.
+  strategy (``INCR`` + ``EXPIRE`` in one script; its minute starts at a key's first hit
+  rather than on the clock's minute, which changes nothing about the limit holding).
+  If Redis cannot be reached, requests are allowed (and ``rate_limit_storage_unavailable``
+  is logged once a minute): an outage of the limiter must not take the service down.
 * PostgreSQL: the UNLOGGED ``rate_counters`` table, one multi-row ``INSERT .. ON CONFLICT
   DO UPDATE .. RETURNING`` in autocommit: one round trip, no WAL flush.
 * SQLite: the same table in a scratch database beside the main one
