@@ -256,7 +256,8 @@ def _backup_postgresql(url: str, target: Path) -> None:
     import subprocess
 
     done = subprocess.run(
-        [pg_dump, "--format=custom", "--no-owner", f"--file={target}"],
+        # Rate-limit counters (UNLOGGED) are scratch: left out of the dump.
+        [pg_dump, "--format=custom", "--no-owner", "--no-unlogged-table-data", f"--file={target}"],
         env=_libpq_env(url),
         capture_output=True,
         text=True,

@@ -25,7 +25,9 @@ Where the counters live (`make_limiter`):
 * `LocalRateLimiter` counts in process memory (per process; tests and in-memory databases).
 
 A counter is at most a minute of history: losing it (crash, Redis restart) only forgets
-counts, never refuses anyone.  Periods older than the previous one are pruned now and then.
+counts, never refuses anyone.  Periods older than the previous one are pruned when a process
+sees a new period begin: a counter tells when a device was active, so it is kept minutes only
+(and ``sealbox-server backup`` leaves it out).
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class DatabaseRateLimiter(_Base):
         self._clock = clock
         self._pg = engine.dialect.name == "postgresql"
         self._mark = "%s" if self._pg else "?"
+        self._pruned = -1
 
     def hit_many(self, *hits: Hit) -> Limited | None:
         if not hits:
@@ -158,7 +161,10 @@ class DatabaseRateLimiter(_Base):
             counts = {
                 (scope, bytes(key)): n for scope, key, n in conn.exec_driver_sql(sql, tuple(params))
             }
-            if secrets.randbelow(512) == 0:
+            # Prune at the first hit of each period in this process, and now and then
+            # besides: a counter says when a device was active, so it lives minutes only.
+            if period != self._pruned or secrets.randbelow(512) == 0:
+                self._pruned = period
                 conn.exec_driver_sql(f"DELETE FROM {_TABLE} WHERE period < {m}", (period - 1,))
             conn.commit()
         over = next((s for s, key, limit in hits if counts[(s, key)] > limit), None)

@@ -111,21 +111,17 @@ def test_database_limiter_counts_atomically_under_threads(engine: Engine, tmp_pa
     assert sum(allowed) == 120  # 300 hits, exactly the limit allowed
 
 
-def test_old_periods_are_pruned(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_counter_outlives_its_period_by_one_minute_only(engine: Engine) -> None:
+    # A counter says when a device was active (PROTOCOL §11.1, BRIEF S2): kept minutes only.
     clock = Clock(3_000_000 * PERIOD_SECONDS)
     limiter = DatabaseRateLimiter(engine, clock=clock)
-    for _ in range(3):
+    for _ in range(4):
         limiter.hit("device", b"x", 10)
+        limiter.hit("device", b"y", 10)
         clock.now += PERIOD_SECONDS
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT count(*) FROM rate_counters")).scalar_one() == 3
-    import server.ratelimit as rl
-
-    monkeypatch.setattr(rl.secrets, "randbelow", lambda n: 0)  # this hit prunes
-    limiter.hit("device", b"x", 10)
-    with engine.begin() as conn:
         periods = [p for (p,) in conn.execute(text("SELECT period FROM rate_counters"))]
-    assert sorted(periods) == [3_000_002, 3_000_003]
+    assert sorted(periods) == [3_000_002, 3_000_002, 3_000_003, 3_000_003]
 
 
 @pytest.fixture
