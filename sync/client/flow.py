@@ -54,8 +54,9 @@ T = TypeVar("T")
 class Bounds:
     """What a client accepts from a server in one sync run (PROTOCOL §15.9)."""
 
-    max_answer_bytes: int = 48 * 1024 * 1024
-    """Any one answer; a feed page of `max_page_items` full-size envelopes fits well inside."""
+    max_answer_bytes: int = 8 * 1024 * 1024
+    """Any one answer.  An honest feed page of small envelopes is far below it; a page of
+    large ones is asked again with fewer items (`pull_flow`), down to one envelope."""
     max_depth: int = 8
     """CBOR/JSON nesting of any answer (the deepest honest answer nests 5 levels)."""
     page_items: int = 500
