@@ -11,9 +11,11 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,7 +38,10 @@ class _BodyLimitMiddleware:
     """Refuse request bodies over the limit before reading them into memory (413).
 
     The limit is the batch limit in base64 plus JSON framing; attachment chunks
-    (raw bytes) fit well inside it.
+    (raw bytes) fit well inside it.  It is enforced on Content-Length before any byte
+    is read, and again on the bytes as they are read (chunked bodies).  A response that
+    starts before the body was read to its end (a refusal: 401, 413, 415...) carries
+    ``Connection: close``, so the rest of that body is never read at all.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -59,9 +64,10 @@ class _BodyLimitMiddleware:
         seen = 0
         over = False
         replaced = False
+        body_done = not _has_body(scope)
 
         async def counting_receive() -> Message:
-            nonlocal seen, over
+            nonlocal seen, over, body_done
             if over:
                 return {"type": "http.disconnect"}
             message = await receive()
@@ -71,11 +77,14 @@ class _BodyLimitMiddleware:
                     # Stop reading; whatever the app answers is replaced by a 413.
                     over = True
                     return {"type": "http.request", "body": b"", "more_body": False}
+                body_done = body_done or not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal replaced
             if not over:
+                if message["type"] == "http.response.start" and not body_done:
+                    message = _with_connection_close(message)
                 await send(message)
             elif not replaced:
                 replaced = True
@@ -90,9 +99,24 @@ class _BodyLimitMiddleware:
             ErrorCode.PAYLOAD_TOO_LARGE,
             413,
             f"the request body is over {self.limit} bytes",
+            headers={"Connection": "close"},
             limit_bytes=self.limit,
         )
         await response(scope, receive, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+def _with_connection_close(message: Message) -> Message:
+    headers = list(message.get("headers", ()))
+    if not any(name.lower() == b"connection" for name, _ in headers):
+        headers.append((b"connection", b"close"))
+    return {**message, "headers": headers}
 
 
 class _ObserveMiddleware:
@@ -150,13 +174,20 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         _log.info("server_stopping")
         ctx.close()
 
-    app = FastAPI(
+    options: dict[str, Any] = dict(
         dependencies=[Depends(reject_unknown_query_parameters)],
         title="Sealbox sync server",
         version="1",
         summary="Stores and relays only ciphertext (protocol v1, docs/PROTOCOL.md).",
         lifespan=lifespan,
     )
+    if settings.api_docs:
+        # Swagger UI from assets in an installed package: nothing is fetched from a CDN,
+        # so the page works offline and tells no third party that the operator looked.
+        app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs-assets", **options)
+    else:
+        # /openapi.json stays: clients and tests read the schema; no browsable page.
+        app = FastAPI(docs_url=None, redoc_url=None, **options)
     app.state.ctx = ctx
     install_error_handlers(app)
     app.include_router(meta.router)

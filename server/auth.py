@@ -1,5 +1,12 @@
 """The one authentication/authorization dependency: signed requests (docs/PROTOCOL.md §7.3).
 
+Order (PROTOCOL §7.3): a route that depends on a signed caller is a `SignedRoute`,
+which checks *before any byte of the body is read* that the request carries signature
+headers naming a device of the organisation in the path (one indexed lookup); an
+unsigned request or an unknown key is refused 401 (``Connection: close``, the body
+left unread).  Only then is the body read (bounded while it is read, `server.app`)
+and the signature, content digest and nonce verified.
+
 ``SignedCaller`` verifies the RFC 9421 signature of the request against the key
 of the device named by ``keyid`` *within the organisation in the path* (so no
 id from one organisation is accepted in another's requests), refuses a reused
@@ -12,12 +19,15 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Path, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.responses import Response
 
 from crypto import VerifyKey
 from server.context import ServerContext
@@ -34,6 +44,7 @@ __all__ = [
     "OrgId",
     "PushCaller",
     "SignedCaller",
+    "SignedRoute",
     "check_rate",
     "parse_org_id",
     "remember_nonce_in",
@@ -104,6 +115,49 @@ _KEY_SQL = (
 )
 
 
+# The signer's row, found by `pre_authenticate` before the body is read.
+_SIGNER_SCOPE_KEY = "sealbox.signer"
+
+
+def _lookup_signer(ctx: ServerContext, org_id: bytes, key_id: bytes) -> tuple[Any, ...]:
+    """The device row of ``key_id`` in ``org_id`` (404 no org, 401 no such device)."""
+    rows = fetch(ctx.engine, _KEY_SQL, (key_id, org_id))
+    if not rows:
+        raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
+    if rows[0][0] is None:
+        raise ApiError(
+            ErrorCode.SIGNATURE_INVALID,
+            401,
+            "the signing device is not known to this organisation",
+        )
+    return tuple(rows[0])
+
+
+async def pre_authenticate(request: Request) -> None:
+    """Refuse, before reading the body, a request that is unsigned or names no known key.
+
+    The keyid is only looked up here: nothing is trusted until the full verification.
+    """
+    org_id = parse_org_id(str(request.path_params.get("org", "")))  # 404, from the path only
+    headers = request.headers
+    if "signature-input" not in headers or "signature" not in headers:
+        raise ApiError(
+            ErrorCode.UNAUTHENTICATED,
+            401,
+            "this request must carry an RFC 9421 signature",
+        )
+    key_id = peek_key_id(headers)
+    if key_id is None:
+        raise ApiError(
+            ErrorCode.SIGNATURE_INVALID,
+            401,
+            "keyid must be a device id in lowercase hex",
+        )
+    ctx = get_ctx(request)
+    row = await anyio.to_thread.run_sync(_lookup_signer, ctx, org_id, key_id)
+    request.scope[_SIGNER_SCOPE_KEY] = (org_id, key_id, row)
+
+
 def _authenticate(
     ctx: ServerContext,
     org_id: bytes,
@@ -112,16 +166,21 @@ def _authenticate(
     headers: list[tuple[str, str]],
     body: bytes,
     remember_nonce: bool = True,
+    signer: tuple[bytes, bytes, tuple[Any, ...]] | None = None,
 ) -> Caller:
     now = int(time.time())
     window = ctx.settings.replay_window_seconds
     # The keyid is read before verification only to find the row; the verifier asks for
     # the key of the id it verifies, and gets it only if that is the id looked up.
     key_id = peek_key_id(dict(headers)) or b""
-    rows = fetch(ctx.engine, _KEY_SQL, (key_id, org_id))
-    if not rows:
-        raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
-    signing_key, role, state, revoked_after = rows[0]
+    if signer is not None and signer[0] == org_id and signer[1] == key_id:
+        row: tuple[Any, ...] = signer[2]  # looked up before the body was read
+    else:
+        rows = fetch(ctx.engine, _KEY_SQL, (key_id, org_id))
+        if not rows:
+            raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
+        row = tuple(rows[0])
+    signing_key, role, state, revoked_after = row
     key = VerifyKey(signing_key) if signing_key is not None else None
 
     def resolve(device_id: bytes) -> VerifyKey | None:
@@ -191,11 +250,15 @@ def remember_nonce_in(batch: Batch, caller: Caller, *, now: int, window: int) ->
 
 async def _caller(request: Request, org_id: bytes, remember_nonce: bool) -> Caller:
     ctx = get_ctx(request)
-    body = await request.body()
+    signer = request.scope.get(_SIGNER_SCOPE_KEY)
+    if signer is None:  # a route that is not a SignedRoute: the same check, now
+        await pre_authenticate(request)
+        signer = request.scope[_SIGNER_SCOPE_KEY]
+    body = await request.body()  # bounded while read (server.app); ClientDisconnect: 499
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     url = _target_uri(ctx, request)
     return await anyio.to_thread.run_sync(
-        _authenticate, ctx, org_id, request.method, url, headers, body, remember_nonce
+        _authenticate, ctx, org_id, request.method, url, headers, body, remember_nonce, signer
     )
 
 
@@ -221,3 +284,26 @@ def _coordinator(caller: SignedCaller) -> Caller:
 
 
 CoordinatorCaller = Annotated[Caller, Depends(_coordinator)]
+
+
+_AUTH_CALLS = {_signed_caller, _push_caller}
+
+
+def _needs_signature(dependant: Dependant) -> bool:
+    return any(d.call in _AUTH_CALLS or _needs_signature(d) for d in dependant.dependencies)
+
+
+class SignedRoute(APIRoute):
+    """An APIRoute that runs `pre_authenticate` before FastAPI reads the body, when its
+    dependencies include a signed caller (every router of the API uses this class)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not _needs_signature(self.dependant):
+            return handler
+
+        async def signed_handler(request: Request) -> Response:
+            await pre_authenticate(request)
+            return await handler(request)
+
+        return signed_handler

@@ -99,6 +99,7 @@ def serve(
     """Serve the API with uvicorn (access log off, proxy headers off)."""
     import uvicorn
 
+    from server.edge import uvicorn_options
     from server.logging import configure_logging
     from server.settings import load_or_create_server_key
 
@@ -134,6 +135,7 @@ def serve(
         log_config=None,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        **uvicorn_options(settings),  # header limits and timeouts (server/edge.py)
     )
 
 

@@ -18,12 +18,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from sync.errors import ErrorCode, problem_type
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "ApiError", "install_error_handlers", "problem_response"]
+__all__ = [
+    "EDGE_TIMEOUT_STATE",
+    "PROBLEM_MEDIA_TYPE",
+    "ApiError",
+    "install_error_handlers",
+    "problem_document",
+    "problem_response",
+]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+EDGE_TIMEOUT_STATE = "sealbox_edge_timeout"
+"""Key `server.edge` sets in the request's ``scope["state"]`` when it cut a slow body."""
 _log = structlog.get_logger("sealbox.errors")
 
 _TITLES = {
@@ -32,11 +42,14 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
     429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    499: "Client Closed Request",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -62,14 +75,10 @@ class ApiError(Exception):
         self.extensions = extensions
 
 
-def problem_response(
-    code: ErrorCode,
-    status: int,
-    detail: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    **extensions: Any,
-) -> JSONResponse:
+def problem_document(
+    code: ErrorCode, status: int, detail: str, **extensions: Any
+) -> dict[str, Any]:
+    """The RFC 9457 members of a problem (also written raw by `server.edge`)."""
     body: dict[str, Any] = {
         "type": problem_type(code),
         "title": _TITLES.get(status, "Error"),
@@ -78,6 +87,18 @@ def problem_response(
         "code": code.value,
     }
     body.update(extensions)
+    return body
+
+
+def problem_response(
+    code: ErrorCode,
+    status: int,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body = problem_document(code, status, detail, **extensions)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
@@ -138,6 +159,23 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         code = ErrorCode.MALFORMED_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL
         return problem_response(code, exc.status_code, str(exc.detail)[:200], headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # The peer went away (or `server.edge` cut it for reading too slowly) before the
+        # body was complete: nothing was read to the end, so nothing was written.  The
+        # response is never delivered; its status is what /metrics and the log record.
+        if request.scope.get("state", {}).get(EDGE_TIMEOUT_STATE):
+            _log.info("request_timeout", phase="body")
+            return problem_response(
+                ErrorCode.REQUEST_TIMEOUT, 408, "the request body was not sent in time"
+            )
+        _log.info("client_disconnected", phase="body")
+        return problem_response(
+            ErrorCode.MALFORMED_REQUEST,
+            499,
+            "the client closed the connection before the body was complete",
+        )
 
     @app.exception_handler(Exception)
     async def _internal(_request: Request, exc: Exception) -> JSONResponse:

@@ -23,7 +23,7 @@ from server.attachments import (
     put_chunk,
     upload_status,
 )
-from server.auth import Caller, CoordinatorCaller, OrgId, SignedCaller
+from server.auth import Caller, CoordinatorCaller, OrgId, SignedCaller, SignedRoute
 from server.deps import Ctx
 from server.errors import ApiError
 from server.routes import PROBLEMS
@@ -40,7 +40,7 @@ from sync.messages import b64decode
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/orgs", tags=["attachments"])
+router = APIRouter(prefix="/v1/orgs", tags=["attachments"], route_class=SignedRoute)
 
 
 def get_service(request: Request) -> AttachmentService:

@@ -16,7 +16,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crypto import SigningKey
@@ -94,18 +94,53 @@ class Settings(BaseSettings):
     # Push: verify envelope signatures on this many threads (pyca releases the GIL).
     verify_threads: int = Field(default=2, ge=1, le=64)
 
-    @field_validator("admin_token")
+    # The edge, enforced by the server process itself (server/edge.py, PROTOCOL §11.1).
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=4096,
+        description="Request line and header block, in bytes (431 above it).",
+    )
+    max_header_count: int = Field(default=100, ge=16, description="Header fields (431 above).")
+    header_timeout_seconds: float = Field(
+        default=20,
+        gt=0,
+        description="From a connection's first byte (or the end of the previous response) "
+        "to the end of the request's headers (408, or a silent close if nothing came).",
+    )
+    body_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="Time allowed for a body, extended by one second per "
+        "body_min_bytes_per_second received (a 2G link sends far faster; a byte every "
+        "few seconds does not).",
+    )
+    body_min_bytes_per_second: int = Field(default=500, ge=0)
+
+    # Operator surfaces (docs/OPERATIONS.md).
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for GET /metrics; unset: /metrics is refused (403).",
+    )
+    api_docs: bool = Field(
+        default=False,
+        description="Serve /docs (Swagger UI from assets in the package, no CDN); "
+        "/openapi.json is always served.",
+    )
+
+    @field_validator("admin_token", "metrics_token")
     @classmethod
-    def _refuse_weak_token(cls, value: SecretStr | None) -> SecretStr | None:
+    def _refuse_weak_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None:
             return None
         raw = value.get_secret_value()
         if raw == "":
             return None
         if len(raw) < MIN_ADMIN_TOKEN_LENGTH or raw.lower().strip("-_ ") in _PLACEHOLDERS:
+            name = f"SEALBOX_{(info.field_name or 'admin_token').upper()}"
             raise ValueError(
-                f"SEALBOX_ADMIN_TOKEN is too short or a placeholder (need >= "
-                f"{MIN_ADMIN_TOKEN_LENGTH} characters); {ADMIN_TOKEN_HINT}"
+                f"{name} is too short or a placeholder (need >= "
+                f"{MIN_ADMIN_TOKEN_LENGTH} characters); "
+                + ADMIN_TOKEN_HINT.replace("SEALBOX_ADMIN_TOKEN", name)
             )
         return value
 

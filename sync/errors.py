@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     INVITE_UNUSABLE = "invite_unusable"
     DEVICE_REVOKED = "device_revoked"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    REQUEST_TIMEOUT = "request_timeout"
     CURSOR_INVALID = "cursor_invalid"
     CURSOR_FROM_OTHER_EPOCH = "cursor_from_other_epoch"
     RATE_LIMITED = "rate_limited"
@@ -72,6 +74,8 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVITE_UNUSABLE: "Invite unknown, expired, used, or wrong secret.",
     ErrorCode.DEVICE_REVOKED: "Reserved: the signing device is revoked in the roster.",
     ErrorCode.PAYLOAD_TOO_LARGE: "Over a limit; the problem lists the limits to split by.",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "The body's Content-Type is not one this route accepts.",
+    ErrorCode.REQUEST_TIMEOUT: "The headers or body did not arrive in time; retry.",
     ErrorCode.CURSOR_INVALID: "The cursor is not one this server issued.",
     ErrorCode.CURSOR_FROM_OTHER_EPOCH: "The server was restored or replaced: re-push and re-pull.",
     ErrorCode.RATE_LIMITED: "Too many requests; wait Retry-After seconds.",

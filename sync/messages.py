@@ -232,11 +232,19 @@ def encode_push_cbor(envelopes: list[bytes]) -> bytes:
 
 
 def decode_push_cbor(body: bytes) -> list[bytes]:
-    """The envelopes of a CBOR push body; ValueError if it is not exactly that shape."""
+    """The envelopes of a CBOR push body; ValueError if it is not exactly that shape.
+
+    Exactly one CBOR item: bytes after the map are refused (PROTOCOL §8.2, 422).
+    """
+    import io  # local: the only stream this module needs
+
+    stream = io.BytesIO(body)
     try:
-        value = cbor2.loads(body, max_depth=4, allow_indefinite=False)
+        value = cbor2.CBORDecoder(stream, max_depth=4, allow_indefinite=False).decode()
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a malformed body
         raise ValueError("the body is not valid CBOR") from exc
+    if stream.tell() != len(body):
+        raise ValueError("the body has bytes after the CBOR map")
     if not isinstance(value, dict) or set(value) != {"envelopes"}:
         raise ValueError('the body must be a map {"envelopes": [byte strings]}')
     envelopes = value["envelopes"]

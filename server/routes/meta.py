@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
 
 from crypto import PROTOCOL_VERSION, SUITE_ID
 from server.deps import Ctx
 from server.errors import ApiError
+from server.routes import PROBLEMS
 from server.services import health
 from sync.errors import ErrorCode
 from sync.messages import Limits, ServerInfo
@@ -51,7 +55,27 @@ def readyz(ctx: Ctx) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", tags=["operations"], response_class=Response)
-def metrics(ctx: Ctx) -> Response:
-    """Prometheus metrics (text exposition format)."""
+def _check_metrics_token(ctx: Ctx, authorization: str | None) -> None:
+    token = ctx.settings.metrics_token
+    if token is None:
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            403,
+            "metrics are off: the operator must set SEALBOX_METRICS_TOKEN and scrape with "
+            "Authorization: Bearer <token> (docs/OPERATIONS.md)",
+        )
+    presented = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+        raise ApiError(
+            ErrorCode.ADMIN_TOKEN_INVALID,
+            401,
+            "the metrics token is required (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response, responses=PROBLEMS)
+def metrics(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Response:
+    """Prometheus metrics (text exposition format), for the bearer of SEALBOX_METRICS_TOKEN."""
+    _check_metrics_token(ctx, authorization)
     return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from server.auth import CoordinatorCaller, OrgId, SignedCaller, check_rate
+from server.auth import CoordinatorCaller, OrgId, SignedCaller, SignedRoute, check_rate
 from server.deps import Ctx
 from server.errors import ApiError
 from server.routes import PROBLEMS
@@ -30,7 +30,7 @@ from sync.messages import (
     RosterVersions,
 )
 
-router = APIRouter(prefix="/v1/orgs", tags=["organisations"])
+router = APIRouter(prefix="/v1/orgs", tags=["organisations"], route_class=SignedRoute)
 
 
 def _check_admin(ctx: Ctx, authorization: str | None) -> None:

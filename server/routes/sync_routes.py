@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from server.auth import CoordinatorCaller, OrgId, PushCaller, SignedCaller
+from server.auth import CoordinatorCaller, OrgId, PushCaller, SignedCaller, SignedRoute
 from server.deps import Ctx
 from server.errors import ApiError
 from server.routes import PROBLEMS
@@ -30,13 +30,36 @@ from sync.messages import (
     decode_push_cbor,
 )
 
-router = APIRouter(prefix="/v1/orgs", tags=["sync"])
+router = APIRouter(prefix="/v1/orgs", tags=["sync"], route_class=SignedRoute)
+
+_PUSH_MEDIA_TYPES = ("application/json", CBOR_MEDIA_TYPE)
 
 
-async def _push_envelopes(request: Request) -> list[bytes]:
-    """The pushed envelopes, from a JSON (`PushRequest`) or a CBOR body (PROTOCOL §8.2)."""
-    body = await request.body()  # already read (and cached) by the signature check
+def _push_media_type(request: Request) -> str:
+    """The push body's media type, refused (415) unless JSON or CBOR: before any body byte
+    is read, since nothing else is parsed as a push (PROTOCOL §8.2)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in _PUSH_MEDIA_TYPES:
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            415,
+            "a push body is application/json or application/cbor (set Content-Type)",
+            headers={"Accept-Post": ", ".join(_PUSH_MEDIA_TYPES)},
+            accepted=list(_PUSH_MEDIA_TYPES),
+        )
+    return media_type
+
+
+async def _push_envelopes(
+    request: Request,
+    media_type: Annotated[str, Depends(_push_media_type)],
+    _caller: PushCaller,
+) -> list[bytes]:
+    """The pushed envelopes, from a JSON (`PushRequest`) or a CBOR body (PROTOCOL §8.2).
+
+    Depends on the caller, so the signature (and its digest) is verified before parsing.
+    """
+    body = await request.body()  # already read (and cached) by the signature check
     try:
         if media_type == CBOR_MEDIA_TYPE:
             return decode_push_cbor(body)
@@ -71,10 +94,10 @@ _PUSH_BODY = {
     openapi_extra={"requestBody": _PUSH_BODY},
 )
 def push(
-    envelopes: Annotated[list[bytes], Depends(_push_envelopes)],
     ctx: Ctx,
     org_id: OrgId,
     caller: PushCaller,
+    envelopes: Annotated[list[bytes], Depends(_push_envelopes)],
 ) -> Response:
     """Store a batch of envelopes: one result per item in request order, and a signed receipt.
 

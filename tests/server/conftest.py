@@ -1,5 +1,8 @@
 """Server test fixtures: a migrated database per test (SQLite, or PostgreSQL in a fresh schema).
 
+Every test here runs under ``no_leaked_processes`` (tests/conftest.py): a server or
+CLI process it starts must be stopped by the time it ends.
+
 Set ``SEALBOX_TEST_DATABASE_URL`` (CI: ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
 to run the ``backend``-parametrised storage/API tests on PostgreSQL too; each run
 creates a uniquely named schema, points ``search_path`` at it and drops it at the end.
@@ -13,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_server import METRICS_TOKEN
 from server_api import ADMIN_TOKEN
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
@@ -61,7 +65,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN, verify_threads=2)
+    return Settings(
+        data_dir=tmp_path, admin_token=ADMIN_TOKEN, metrics_token=METRICS_TOKEN, verify_threads=2
+    )
 
 
 @pytest.fixture
@@ -69,3 +75,8 @@ def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     app = create_app(settings, engine=engine)
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture(autouse=True)
+def _every_started_process_is_stopped(no_leaked_processes: None) -> None:
+    """Applies ``no_leaked_processes`` to every server test."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
+from live_server import METRICS_AUTH, METRICS_TOKEN
 from server_api import Api, b64, create_org
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
@@ -63,7 +64,12 @@ def test_cursor_from_another_epoch_or_ahead_of_the_server_is_409(org, engine: En
 def test_device_rate_limit_answers_429_with_retry_after(tmp_path, engine: Engine) -> None:
     from server_api import ADMIN_TOKEN
 
-    settings = Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN, device_requests_per_minute=3)
+    settings = Settings(
+        data_dir=tmp_path,
+        admin_token=ADMIN_TOKEN,
+        metrics_token=METRICS_TOKEN,
+        device_requests_per_minute=3,
+    )
     with TestClient(create_app(settings, engine=engine)) as client:
         org = create_org(Api(client))
         codes = [org.as_coordinator("GET", "/roster").status_code for _ in range(5)]
@@ -71,7 +77,7 @@ def test_device_rate_limit_answers_429_with_retry_after(tmp_path, engine: Engine
         r = org.as_coordinator("GET", "/roster")
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert r.json()["code"] == "rate_limited"
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=METRICS_AUTH).text
         assert 'sealbox_rate_limited_total{scope="device"}' in metrics
 
 
@@ -111,7 +117,7 @@ def test_placeholder_admin_tokens_are_refused() -> None:
 def test_push_metrics_count_results_and_heads(org, client: TestClient) -> None:
     dev = _fill(org, 3)
     org.push(dev, dev.sent)
-    text_ = client.get("/metrics").text
+    text_ = client.get("/metrics", headers=METRICS_AUTH).text
     assert 'sealbox_push_items_total{status="created"} 4.0' in text_
     assert 'sealbox_push_items_total{status="duplicate"} 4.0' in text_
     assert "sealbox_report_heads_count" in text_
@@ -125,10 +131,20 @@ def test_validation_errors_are_problem_json(org) -> None:
         assert r.status_code == 422, r.text
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"] == "validation_failed"
+    r = org.api.call(
+        "POST",
+        org.path + "/push",
+        key=dev.key,
+        content=b"{",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    # Unsigned, the same body is refused before it is read (PROTOCOL §7.3).
     r = org.api.client.post(
         org.path + "/push", content=b"{", headers={"content-type": "application/json"}
     )
-    assert r.status_code == 422
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthenticated"
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(tmp_path, engine: Engine) -> None:

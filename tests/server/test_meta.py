@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from live_server import METRICS_AUTH
 from starlette.testclient import TestClient
 
 from server import migrate
@@ -45,5 +46,5 @@ def test_unknown_route_and_wrong_method_are_problems(client: TestClient) -> None
 
 def test_metrics_exposes_request_counters(client: TestClient) -> None:
     client.get("/healthz")
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=METRICS_AUTH).text
     assert 'sealbox_requests_total{method="GET",route="/healthz",status="200"}' in text
