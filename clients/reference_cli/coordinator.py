@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from clients.reference_cli.attachments import attachment_state
 from clients.reference_cli.common import (
+    Code,
     Exit,
     Home,
     Json,
     _errors,
+    _fields,
     _out,
     _profile,
     _require_coordinator,
@@ -29,7 +30,7 @@ from clients.reference_cli.common import (
     err,
 )
 from clients.reference_cli.profile import Profile
-from clients.reference_cli.render import csv_writer, safe
+from clients.reference_cli.render import cell, console, csv_writer, plural, safe, shown
 from crypto import encoding
 from sync.client import (
     CoordinatorView,
@@ -42,7 +43,7 @@ from sync.client import (
 )
 from sync.invite import Enrollment, open_label
 from sync.merge import ReportState
-from sync.report import DELETED, ReportContent, parse_field_assignments
+from sync.report import DELETED, ReportContent
 
 reports_app = typer.Typer(help="Read merged reports (coordinators).", no_args_is_help=True)
 conflicts_app = typer.Typer(
@@ -57,18 +58,14 @@ def _value_text(value: Any) -> str:
     return "(deleted)" if value is DELETED else safe(value)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
 def _state_lines(
     state: ReportState, verification: ReportVerification, states: dict[bytes, str] | None = None
 ) -> list[str]:
     lines = [
-        f"report {state.report.hex()}  ({_plural(state.revision_count, 'revision')},"
-        f" {_plural(len(state.heads), 'head')})",
+        f"report {state.report.hex()}  ({plural(state.revision_count, 'revision')},"
+        f" {plural(len(state.heads), 'head')})",
         f"  verification: {verification.state}"
-        + (f" ({'; '.join(verification.reasons)})" if verification.reasons else ""),
+        + (f" ({safe('; '.join(verification.reasons))})" if verification.reasons else ""),
     ]
     for f in state.fields:
         if f.conflict:
@@ -85,11 +82,11 @@ def _state_lines(
         lines.append(f"  note by {n.author.hex()[:12]}: {safe(n.text)}")
     for a in state.attachments:
         lines.append(
-            f"  attachment {safe(a.name)} ({a.size} bytes, {safe(a.media_type)},"
+            f"  attachment {safe(a.name)} ({plural(a.size, 'byte')}, {safe(a.media_type)},"
             f" sha256 {a.sha256.hex()[:16]}...)" + (f" {states[a.attachment_id]}" if states else "")
         )
     if state.missing:
-        lines.append(f"  WARNING {len(state.missing)} parent revisions not seen yet")
+        lines.append(f"  WARNING {plural(len(state.missing), 'parent revision')} not seen yet")
     return lines
 
 
@@ -97,7 +94,7 @@ def _coordinator_view(profile: Profile) -> CoordinatorView:
     _require_coordinator(profile)
     view = profile.view()
     for finding in view.findings():
-        err.print(f"[bold red]WARNING[/] {finding.text()}", highlight=False)
+        err.print(f"[bold red]WARNING[/] {shown(finding.text())}", highlight=False)
     return view
 
 
@@ -127,12 +124,12 @@ def reports_list(home: Home = None, as_json: Json = False) -> None:
                 summary = ", ".join(f"{k}={v}" for k, v in list(d["fields"].items())[:3])
                 table.add_row(
                     d["report_id"][:12],
-                    d["verification"],
+                    cell(d["verification"]),
                     str(d["revisions"]),
-                    safe(", ".join(d["conflicts"]) or "-"),
-                    safe(summary),
+                    cell(", ".join(d["conflicts"]) or "-"),
+                    cell(summary),
                 )
-            Console().print(table)
+            console().print(table)
 
         _out(as_json, data, human)
 
@@ -206,21 +203,45 @@ def reports_export(
         if output is None:
             sys.stdout.write(text)
         else:
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-            err.print(f"{len(rows)} reports written to {output} (plaintext: keep it safe).")
+            _write_private(output, text)
+            err.print(
+                f"{plural(len(rows), 'report')} written to {shown(output)}"
+                " (plaintext: keep it safe).",
+                highlight=False,
+            )
         pending = sum(1 for _, v in rows if v.state == "pending-admission")
         if left_out:
             err.print(
-                f"[yellow]{len(left_out)} reports hold only content not verified yet (pending"
-                " admission) and were left out; --include-unverified exports them, marked.[/]"
+                f"[yellow]{plural(len(left_out), 'report')} "
+                + ("holds" if len(left_out) == 1 else "hold")
+                + " only content not verified yet (pending admission), left out;"
+                " --include-unverified exports it, marked.[/]",
+                highlight=False,
             )
         elif not include_unverified and pending:
             err.print(
-                f"[yellow]{pending} reports also hold unverified revisions, left out of the"
-                " export; --include-unverified exports them, marked.[/]"
+                f"[yellow]{plural(pending, 'report')} also "
+                + ("holds" if pending == 1 else "hold")
+                + " unverified revisions, left out of the export; --include-unverified"
+                " exports them, marked.[/]",
+                highlight=False,
             )
+
+
+def _write_private(output: Path, text: str) -> None:
+    """Write ``text`` to ``output`` (mode 0600); on failure no partial file stays behind."""
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if output.is_file():
+            output.unlink(missing_ok=True)
+        if exc.filename is None:  # a write or close error names no file: name it
+            raise OSError(exc.errno, exc.strerror, str(output)) from None
+        raise
 
 
 def _export_json(rows: list[tuple[ReportState, ReportVerification]]) -> str:
@@ -303,7 +324,21 @@ def conflicts_resolve(
         state = view.report(report)
         if state is None:
             raise Exit(1, "this report has no readable revision yet (sync first)")
-        choices = parse_field_assignments(field)
+        choices = _fields(field)
+        in_conflict = {f.name for f in state.conflicts}
+        if not in_conflict:
+            raise Exit(
+                Code.LOCAL,
+                f"report {report.hex()[:12]} has no conflict to resolve (nothing was written);"
+                " use `sealbox report edit` to change a field",
+            )
+        others = sorted(set(choices) - in_conflict)
+        if others:
+            raise Exit(
+                Code.LOCAL,
+                f"field {others[0]!r} is not in conflict in this report (in conflict: "
+                f"{', '.join(sorted(in_conflict))}); nothing was written",
+            )
         content = ReportContent(client_time=int(time.time()), fields=choices, resolves=True)
         revision = _seal(profile, report, content, state.heads)
         remaining = [f.name for f in state.conflicts if f.name not in choices]
@@ -312,8 +347,9 @@ def conflicts_resolve(
             as_json,
             data,
             lambda: err.print(
-                f"Resolved; still in conflict: {', '.join(remaining) or 'nothing'}."
-                " Run `sealbox sync` to share it."
+                f"Resolved; still in conflict: {shown(', '.join(remaining)) or 'nothing'}."
+                " Run `sealbox sync` to share it.",
+                highlight=False,
             ),
         )
 
@@ -371,13 +407,13 @@ def devices_list(home: Home = None, as_json: Json = False) -> None:
             for x in data:
                 table.add_row(
                     x["device_id"],
-                    x["label"] or "?",
-                    str(x["role"]),
-                    str(x["state"]),
-                    str(x["watermark"]),
-                    ", ".join(x["flags"]) or "-",
+                    cell(x["label"] or "?"),
+                    cell(x["role"]),
+                    cell(x["state"]),
+                    cell(x["watermark"]),
+                    cell(", ".join(x["flags"]) or "-"),
                 )
-            Console().print(table)
+            console().print(table)
 
         _out(as_json, data, human)
 

@@ -1,11 +1,23 @@
 """`sealbox`: the reference command-line client (field devices and coordinators).
 
 Every command takes ``--home`` (default ``SEALBOX_HOME``, else a per-user data
-directory) and ``--json``.  The passphrase comes from ``SEALBOX_PASSPHRASE`` or a
-prompt.  Exit codes: 0 ok, 1 local error (wrong passphrase, bad input), 2 usage,
-3 the server refused, 4 the server is unreachable, 5 the server misbehaved
-(rollback, forged data: reported loudly, nothing is trusted or lost), 6 an
-attachment failed to upload or verify (it stays queued).
+directory; also accepted before the command: ``sealbox --home DIR status``) and
+``--json``.  The passphrase comes from ``SEALBOX_PASSPHRASE`` or a prompt on the
+terminal.  No command ends in a traceback: every failure is one line on stderr
+(and ``{"error", "exit_code"}`` on stdout with ``--json``) and one of these exit
+codes (`clients.reference_cli.common.Code`):
+
+    0    ok
+    1    local error: wrong passphrase, no passphrase, bad input, no profile, nothing to do
+    2    usage: unknown option, missing argument, malformed option value
+    3    the server refused (revoked device, unusable invite, wrong admin token, ...)
+    4    the server is unreachable, or the connection dropped (after the retries)
+    5    the server misbehaved (rollback, forged or malformed data: reported loudly,
+         nothing is trusted or lost)
+    6    an attachment failed to upload or verify (it stays queued)
+    7    a local file or disk problem: missing path, no permission, read-only, disk full
+    70   an internal error: a bug in sealbox (SEALBOX_DEBUG=1 shows the traceback)
+    130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -14,32 +26,39 @@ import json
 import secrets
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from clients.reference_cli.attachments import attachments_app, seal_for_report
 from clients.reference_cli.common import (
+    Code,
     Exit,
     Home,
     Json,
     _call,
     _errors,
+    _fields,
     _home,
     _out,
     _parse_duration,
     _profile,
     _require_coordinator,
     _resolve_report,
+    _save_sealed,
     _seal,
     _transport,
     err,
+    invite_lifetime,
+    server_url,
+    set_global_home,
 )
 from clients.reference_cli.coordinator import conflicts_app, devices_app, reports_app
 from clients.reference_cli.profile import Profile
+from clients.reference_cli.render import console, plural, safe, shown
 from clients.reference_cli.store import Secrets, wipe
 from clients.reference_cli.sync_command import sync
 from clients.reference_cli.transport import Transport
@@ -47,13 +66,15 @@ from crypto import VerifyKey
 from sync.client import Request, SyncRefused, decode, seal_edit, verify_enrollment
 from sync.invite import Enrollment, Invite, InviteCode, seal_label
 from sync.messages import ServerInfo, b64encode
-from sync.report import ReportContent, parse_field_assignments
+from sync.report import ContentError, ReportContent, validate_field_name
 from sync.roster import Member, Role, Roster, format_fingerprint
 
 app = typer.Typer(
     help="Sealbox: sealed, offline-first incident reports.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # never print keys or plaintext in a traceback
+    # Off a terminal, usage errors and help are plain text (no box wrapped at 80 columns).
+    rich_markup_mode="rich" if sys.stderr.isatty() else None,
 )
 org_app = typer.Typer(help="Organisations.", no_args_is_help=True)
 invite_app = typer.Typer(help="Invites for new devices (coordinators).", no_args_is_help=True)
@@ -68,12 +89,38 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(attachments_app, name="attachments")
 
 
+def _version(value: bool) -> None:
+    if value:
+        try:
+            number = version("sealbox")
+        except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+            number = "unknown"
+        sys.stdout.write(f"sealbox {number} (protocol v1)\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    home: Home = None,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Sealbox: sealed, offline-first incident reports."""
+    set_global_home(home)
+
+
 # --- org --------------------------------------------------------------------------------------
 
 
 @org_app.command("create")
 def org_create(
-    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000")],
+    server: Annotated[
+        str, typer.Option(callback=server_url, help="Server URL, e.g. http://127.0.0.1:8000")
+    ],
     name: Annotated[str, typer.Option(help="Organisation name (kept on this device only).")],
     admin_token: Annotated[
         str | None,
@@ -86,10 +133,11 @@ def org_create(
     """Create an organisation; this profile becomes its founding coordinator."""
     with _errors(as_json):
         path = _home(home)
-        if (path / "keyfile").exists():
-            raise Exit(1, f"a profile already exists in {path}; use another --home")
         if not admin_token:
-            raise Exit(1, "an admin token is needed (--admin-token or SEALBOX_ADMIN_TOKEN)")
+            raise Exit(
+                Code.LOCAL, "an admin token is needed (--admin-token or SEALBOX_ADMIN_TOKEN)"
+            )
+        secret_passphrase = Profile.prepare(path)
         transport = Transport(server)
         info = decode(
             _call(transport, Request("GET", "/v1/server", signed=False)),
@@ -116,7 +164,7 @@ def org_create(
             "label": label,
             "created": int(time.time()),
         }
-        Profile.create(path, secret, meta, genesis).close()
+        Profile.create(path, secret, meta, genesis, secret_passphrase=secret_passphrase).close()
         data = {
             "org_id": org_id.hex(),
             "device_id": key.verify_key.key_id.hex(),
@@ -126,7 +174,7 @@ def org_create(
             as_json,
             data,
             lambda: err.print(
-                f"Organisation [bold]{name}[/] created.\n  org id    {org_id.hex()}\n"
+                f"Organisation [bold]{shown(name)}[/] created.\n  org id    {org_id.hex()}\n"
                 f"  device id {key.verify_key.key_id.hex()}\n"
                 f"  roster    {format_fingerprint(genesis.hash)}"
             ),
@@ -139,7 +187,12 @@ def org_create(
 @invite_app.command("create")
 def invite_create(
     role: Annotated[Role, typer.Option(help="field or coordinator")] = Role.FIELD,
-    expires: Annotated[str, typer.Option(help="Lifetime, e.g. 30m, 24h, 7d.")] = "24h",
+    expires: Annotated[
+        str,
+        typer.Option(
+            callback=invite_lifetime, help="Lifetime, e.g. 30m, 24h, 7d (at most 30 days)."
+        ),
+    ] = "24h",
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -196,9 +249,8 @@ def enroll(
     """Join an organisation with an invite code: create this device's keys and register them."""
     with _errors(as_json):
         path = _home(home)
-        if (path / "keyfile").exists():
-            raise Exit(1, f"a profile already exists in {path}; use another --home")
         invite_code = InviteCode.decode(code)
+        secret_passphrase = Profile.prepare(path)
         # The role is the invite's (the code does not say it): try field, then coordinator,
         # which enrolls with its HPKE key so that it can be admitted into the roster.
         secret = Secrets.generate(coordinator=True)
@@ -248,7 +300,9 @@ def enroll(
             "label": label,
             "created": int(time.time()),
         }
-        Profile.create(path, secret, meta, roster, chain=chain).close()
+        Profile.create(
+            path, secret, meta, roster, chain=chain, secret_passphrase=secret_passphrase
+        ).close()
         data = {
             "device_id": key.verify_key.key_id.hex(),
             "org_id": invite_code.org_id.hex(),
@@ -282,7 +336,7 @@ def report_new(
     with _errors(as_json), _profile(home) as profile:
         content = ReportContent(
             client_time=int(time.time()),
-            fields=parse_field_assignments(field or []),
+            fields=_fields(field),
             notes=tuple(note or ()),
             attachments=tuple(seal_for_report(profile, p) for p in attach or ()),
         )
@@ -292,34 +346,92 @@ def report_new(
         _out(as_json, data, lambda: sys.stdout.write(f"{report.hex()}\n"))
 
 
+def _import_line(number: int, line: str) -> dict[str, str]:
+    """One JSON-lines report: an object of text values (PROTOCOL §14.1), else Exit naming the line.
+
+    Field values are text (or the deletion marker, meaningless in a new report): a number,
+    a boolean, null, a list or an object is refused, not stored as some other text.
+    """
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [k for k, _ in items]
+        twice = next((k for k in names if names.count(k) > 1), None)
+        if twice is not None:
+            raise ContentError(f"field {twice!r} is given twice")
+        return dict(items)
+
+    where = f"line {number}"
+    try:
+        raw = json.loads(line, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise Exit(Code.LOCAL, f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
+    except ContentError as exc:
+        raise Exit(Code.LOCAL, f"{where}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise Exit(Code.LOCAL, f"{where}: expected one JSON object {{field: text, ...}}")
+    if not raw:
+        raise Exit(Code.LOCAL, f"{where}: an empty object (a report needs at least one field)")
+    kinds = {bool: "a boolean", int: "a number", float: "a number", type(None): "null",
+             list: "a list", dict: "an object"}  # fmt: skip
+    for name, value in raw.items():
+        if not isinstance(value, str):
+            raise Exit(
+                Code.LOCAL,
+                f"{where}: field {name!r} is {kinds.get(type(value), 'not text')}; field values"
+                f' are text: write it in quotes ("{name}": "...")',
+            )
+        try:
+            validate_field_name(name)
+        except ContentError as exc:
+            raise Exit(Code.LOCAL, f"{where}: {exc} ({name!r})") from None
+    return raw
+
+
 @report_app.command("import")
 def report_import(
     source: Annotated[
-        Path, typer.Argument(help="JSON lines, one {field: value} object per report.")
+        Path, typer.Argument(help="JSON lines, one {field: text} object per report.")
     ],
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Seal many new reports from a JSON-lines file (one sealed revision each)."""
+    """Seal many new reports from a JSON-lines file (one sealed revision each).
+
+    All or nothing: a bad line (named by its number) seals none of the file.
+    """
     with _errors(as_json), _profile(home) as profile:
         state = profile.device_state()
         roster, key = profile.roster, profile.signing_key
-        ids = []
-        for line in source.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            fields = {str(k): str(v) for k, v in json.loads(line).items()}
-            report = secrets.token_bytes(16)
-            content = ReportContent(client_time=int(time.time()), fields=fields)
-            seal_edit(
-                state, roster=roster, signing_key=key, report=report, content=content, parents=()
-            )
-            ids.append(report.hex())
-        profile.save_device(state)
+        ids: list[str] = []
+        sealed: set[bytes] = set()
+        try:
+            with source.open(encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except UnicodeDecodeError:
+            raise Exit(Code.LOCAL, f"{safe(source)}: not UTF-8 text") from None
+        try:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                fields = _import_line(number, line)
+                try:
+                    content = ReportContent(client_time=int(time.time()), fields=fields)
+                except ContentError as exc:
+                    raise Exit(Code.LOCAL, f"line {number}: {exc}") from None
+                report = secrets.token_bytes(16)
+                envelope = seal_edit(
+                    state, roster=roster, signing_key=key, report=report, content=content,
+                    parents=(),
+                )  # fmt: skip
+                ids.append(report.hex())
+                sealed.add(envelope.id)
+        except Exit as exc:
+            raise Exit(exc.code, f"{safe(source)}, {exc}; nothing was sealed") from None
+        _save_sealed(profile, state, sealed)
         _out(
             as_json,
             {"report_ids": ids},
-            lambda: err.print(f"{len(ids)} reports sealed into the outbox."),
+            lambda: err.print(f"{plural(len(ids), 'report')} sealed into the outbox."),
         )
 
 
@@ -345,7 +457,7 @@ def report_edit(
             parents = state.heads
         content = ReportContent(
             client_time=int(time.time()),
-            fields=parse_field_assignments(field or []),
+            fields=_fields(field),
             notes=tuple(note or ()),
             attachments=tuple(seal_for_report(profile, p) for p in attach or ()),
         )
@@ -394,11 +506,12 @@ def outbox(home: Home = None, as_json: Json = False) -> None:
                 table.add_row(
                     str(q["seq"]), q["kind"], (q["report_id"] or "")[:12], str(q["bytes"])
                 )
-            Console().print(table)
+            console().print(table)
             for r in rejected:
                 err.print(
                     f"[yellow]refused by the server, kept aside:[/] seq {r['seq']}"
-                    f" {r['status']}: {r['detail']}"
+                    f" {shown(r['status'])}: {shown(r['detail'])}",
+                    highlight=False,
                 )
 
         _out(as_json, data, human)
@@ -416,17 +529,36 @@ def _when(stamp: object) -> str:
 @app.command("wipe")
 def wipe_command(
     panic: Annotated[
-        bool, typer.Option("--panic", help="Destroy the keys first, then everything else.")
+        bool,
+        typer.Option(
+            "--panic", help="No questions: crypto-shred at once (keys first, then the rest)."
+        ),
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Crypto-shred this profile: no passphrase needed, well under a second, irreversible."""
+    """Crypto-shred this profile: no passphrase needed, well under a second, irreversible.
+
+    Asks for confirmation on a terminal; --yes skips the question, --panic asks nothing
+    and wipes at once.  Without a terminal, --yes or --panic is needed.
+    """
     with _errors(as_json):
-        if not panic or not yes:
-            raise Exit(1, "refusing: this destroys the profile for good; pass --panic --yes")
-        seconds = wipe(_home(home))
+        path = _home(home)
+        if not (path / "keyfile").exists() and not (path / "store.db").exists():
+            # Never remove a directory that is not a profile (a mistyped --home).
+            raise Exit(Code.LOCAL, f"no sealbox profile in {safe(path)}: nothing was wiped")
+        if not (panic or yes):
+            if not sys.stdin.isatty():
+                raise Exit(
+                    Code.LOCAL,
+                    "refusing to wipe without confirmation: pass --yes (or --panic),"
+                    " or run it in a terminal to be asked",
+                )
+            question = f"Destroy the profile in {safe(path)} for good? Its keys cannot be recovered"
+            if not typer.confirm(question, default=False, err=True):
+                raise Exit(Code.LOCAL, "not wiped")
+        seconds = wipe(path)
         _out(
             as_json,
             {"wiped": True, "seconds": round(seconds, 4)},
@@ -478,8 +610,8 @@ def status(home: Home = None, as_json: Json = False) -> None:
         def human() -> None:
             last = data["last_sync"]
             lines = [
-                f"device    {data['device_id']} ({data['role']}, {data['label']})",
-                f"org       {data['org_id']} {data['org_name'] or ''}",
+                f"device    {data['device_id']} ({data['role']}, {safe(data['label'])})",
+                f"org       {data['org_id']} {safe(data['org_name'] or '')}",
                 f"server    {data['server']}",
                 f"roster    v{data['roster_version']} {format_fingerprint(roster.hash)}",
                 f"outbox    {len(state.outbox)} waiting, {state.sent} sent,"
@@ -488,6 +620,6 @@ def status(home: Home = None, as_json: Json = False) -> None:
             ]
             sys.stdout.write("\n".join(lines) + "\n")
             for w in warnings + findings:
-                err.print(f"[bold yellow]WARNING[/] {w}", highlight=False)
+                err.print(f"[bold yellow]WARNING[/] {shown(w)}", highlight=False)
 
         _out(as_json, data, human)

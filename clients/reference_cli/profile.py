@@ -12,15 +12,18 @@ Records (all inside `Store`, so encrypted; kinds and names are HMAC'd on disk):
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from clients.reference_cli.store import Secrets, Store
+from clients.reference_cli.store import PassphraseUnavailable, Secrets, Store, StoreError
 from crypto import KemPrivateKey, SigningKey, encoding
 from sync.client import CoordinatorView, DeviceState, OutboxItem
 from sync.invite import Enrollment
@@ -35,12 +38,39 @@ def default_home() -> Path:
     return Path(env) if env else Path(typer.get_app_dir("sealbox"))
 
 
+def _has_terminal() -> bool:
+    """Whether a hidden prompt can be shown (getpass asks on the controlling terminal)."""
+    if os.name != "posix":
+        return sys.stdin.isatty()
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
 def passphrase(*, confirm: bool) -> bytes:
-    """The passphrase from SEALBOX_PASSPHRASE, else a prompt."""
+    """The passphrase from SEALBOX_PASSPHRASE, else a hidden prompt on the terminal.
+
+    Without either, `PassphraseUnavailable` says so (getpass would otherwise warn,
+    GetPassWarning, and read the passphrase from stdin with echo).
+    """
     env = os.environ.get("SEALBOX_PASSPHRASE")
     if env:
         return env.encode()
-    text = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+    unavailable = PassphraseUnavailable(
+        "no passphrase: set SEALBOX_PASSPHRASE, or run sealbox in a terminal to be asked for it"
+    )
+    if not _has_terminal():
+        raise unavailable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            text = typer.prompt(
+                "Passphrase", hide_input=True, confirmation_prompt=confirm, err=True
+            )
+        except getpass.GetPassWarning:
+            raise unavailable from None
     return str(text).encode()
 
 
@@ -62,8 +92,12 @@ class Profile:
         *,
         chain: list[SignedRoster] | None = None,
         confirm: bool = True,
+        secret_passphrase: bytes | None = None,
     ) -> Profile:
-        store = Store.create(home, passphrase(confirm=confirm), secret)
+        """A new profile in ``home``; ``secret_passphrase`` if already asked, else asked now."""
+        if secret_passphrase is None:
+            secret_passphrase = passphrase(confirm=confirm)
+        store = Store.create(home, secret_passphrase, secret)
         profile = cls(home, store, dict(meta))
         with store.transaction():
             profile.save_meta()
@@ -74,7 +108,31 @@ class Profile:
         return profile
 
     @classmethod
+    def prepare(cls, home: Path) -> bytes:
+        """Before a new profile talks to the server: ``home`` is free and writable, and the
+        passphrase of the new profile (asked twice on a terminal).
+
+        ``org create`` and ``enroll`` register on the server first; a home that cannot
+        be written, or a passphrase that cannot be had, would leave an organisation or
+        a used invite behind.
+        """
+        if (home / "keyfile").exists():
+            raise StoreError(f"a profile already exists in {home}; use another --home")
+        secret_passphrase = passphrase(confirm=True)
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = home / f".probe-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, bytes(4096))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink()
+        return secret_passphrase
+
+    @classmethod
     def open(cls, home: Path) -> Profile:
+        Store.check(home)  # a missing profile is said before the passphrase is asked
         store = Store.open(home, passphrase(confirm=False))
         meta = store.get_cbor("meta", "profile")
         return cls(home, store, meta)

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from crypto import KemPrivateKey, SigningKey, VerificationFailed, encoding
 from crypto.keyfile import unwrap_keyfile, wrap_keyfile
 
-__all__ = ["ProfileMissing", "Secrets", "Store", "StoreError", "wipe"]
+__all__ = ["PassphraseUnavailable", "ProfileMissing", "Secrets", "Store", "StoreError", "wipe"]
 
 KEYFILE = "keyfile"
 DATABASE = "store.db"
@@ -49,6 +49,10 @@ class StoreError(Exception):
 
 class ProfileMissing(StoreError):
     """No profile in this home (never created, or wiped)."""
+
+
+class PassphraseUnavailable(StoreError):
+    """No passphrase can be had: SEALBOX_PASSPHRASE is unset and there is no terminal."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -114,13 +118,18 @@ class Store:
         os.replace(temporary, home / KEYFILE)
         return cls(home, secret)
 
-    @classmethod
-    def open(cls, home: Path, passphrase: bytes) -> Store:
-        path = home / KEYFILE
-        if not path.exists():
+    @staticmethod
+    def check(home: Path) -> None:
+        """Raise `ProfileMissing` unless ``home`` holds a profile (no passphrase needed)."""
+        if not (home / KEYFILE).exists():
             raise ProfileMissing(
                 f"no sealbox profile in {home} (create one with `org create` or `enroll`)"
             )
+
+    @classmethod
+    def open(cls, home: Path, passphrase: bytes) -> Store:
+        cls.check(home)
+        path = home / KEYFILE
         try:
             secret = Secrets.decode(unwrap_keyfile(path.read_bytes(), passphrase))
         except VerificationFailed as exc:

@@ -6,12 +6,15 @@ token) and its own homes, so scenarios are independent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,11 +124,38 @@ class Device:
     env: dict[str, str] = field(default_factory=dict)
 
     def run(
-        self, *args: str, check: bool = True, as_json: bool = True, timeout: float = 120
+        self,
+        *args: str,
+        check: bool = True,
+        as_json: bool = True,
+        timeout: float = 120,
+        home_first: bool = False,
+        unprivileged: bool = False,
+        stdout: Any = None,
     ) -> Result:
-        argv = [SEALBOX, *args, "--home", str(self.home)] + (["--json"] if as_json else [])
-        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout)
-        result = Result(done.returncode, done.stdout, done.stderr)
+        """Run ``sealbox ARGS --home HOME [--json]``, detached from any terminal.
+
+        ``home_first`` puts ``--home`` before the command (the global option);
+        ``unprivileged`` runs without root's file-permission override (`UNPRIVILEGED`)
+        so that read-only directories are read-only; ``stdout`` redirects standard
+        output to an open file (then ``Result.stdout`` is empty).
+        """
+        home = ["--home", str(self.home)]
+        argv = [SEALBOX, *home, *args] if home_first else [SEALBOX, *args, *home]
+        argv += ["--json"] if as_json else []
+        if unprivileged:
+            argv = [*UNPRIVILEGED, *argv]
+        done = subprocess.run(
+            argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,  # no controlling terminal: nothing can prompt
+        )
+        result = Result(done.returncode, done.stdout or "", done.stderr)
         if check and result.code != 0:
             raise AssertionError(
                 f"sealbox {' '.join(args)} exited {result.code}:\n{done.stderr}\n{done.stdout}"
@@ -152,6 +182,107 @@ def devices(tmp_path: Path, request: pytest.FixtureRequest):
         return Device(tmp_path / "homes" / name, dict(env))
 
     return make
+
+
+UNPRIVILEGED: list[str] = (
+    ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all"]
+    if os.geteuid() == 0 and shutil.which("setpriv")
+    else []
+)
+"""A prefix that makes root honour file modes (drops CAP_DAC_OVERRIDE); empty otherwise."""
+CAN_BE_DENIED = os.geteuid() != 0 or bool(UNPRIVILEGED)
+
+
+def read_only(path: Path) -> Path:
+    """Make ``path`` (a directory tree) read-only for its owner; returns it."""
+    for child in [*path.rglob("*"), path]:
+        child.chmod(0o500 if child.is_dir() else 0o400)
+    return path
+
+
+class CuttingProxy:
+    """A TCP proxy to a live server that can start dropping connections mid-answer.
+
+    Passing, it pipes bytes both ways unchanged (the Host header is the proxy's, the
+    one the CLI signed).  Cutting, it reads each request whole, sends the start of a
+    200 answer that promises more bytes than it sends, and closes the connection: a
+    server or network that dies in the middle of an answer.
+    """
+
+    CUT_ANSWER = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n"
+        b'{"partial": '
+    )
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.cutting = False
+        self.cut_count = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            target = self._cut if self.cutting else self._pass
+            threading.Thread(target=target, args=(client,), daemon=True).start()
+
+    def _pass(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        except OSError:
+            client.close()
+            return
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for end in (source, sink):
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+        client.close()
+        upstream.close()
+
+    def _cut(self, client: socket.socket) -> None:
+        with client:
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    piece = client.recv(65536)
+                    if not piece:
+                        return
+                    data += piece
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                while len(body) < length:
+                    piece = client.recv(65536)
+                    if not piece:
+                        return
+                    body += piece
+                self.cut_count += 1
+                client.sendall(self.CUT_ANSWER)
+            except OSError:
+                pass
 
 
 def grep_tree(root: Path, needles: list[bytes]) -> list[str]:
