@@ -129,6 +129,23 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+def _disconnect_problem(request: Request) -> JSONResponse:
+    """The peer went away (or `server.edge` cut it for sending too slowly) before its body
+    was complete: nothing was read to the end, so nothing was written.  The response is
+    never delivered; its status is what /metrics and the log record (never a 500)."""
+    if request.scope.get("state", {}).get(EDGE_TIMEOUT_STATE):
+        _log.info("request_timeout", phase="body")
+        return problem_response(
+            ErrorCode.REQUEST_TIMEOUT, 408, "the request body was not sent in time"
+        )
+    _log.info("client_disconnected", phase="body")
+    return problem_response(
+        ErrorCode.MALFORMED_REQUEST,
+        499,
+        "the client closed the connection before the body was complete",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -147,6 +164,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, ClientDisconnect):
+            # FastAPI wraps a disconnect while it reads a JSON body in a 400.
+            return _disconnect_problem(request)
         if exc.status_code == 404:
             return problem_response(ErrorCode.NOT_FOUND, 404, "no such resource")
         if exc.status_code == 405:
@@ -162,20 +182,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def _disconnected(request: Request, _exc: ClientDisconnect) -> JSONResponse:
-        # The peer went away (or `server.edge` cut it for reading too slowly) before the
-        # body was complete: nothing was read to the end, so nothing was written.  The
-        # response is never delivered; its status is what /metrics and the log record.
-        if request.scope.get("state", {}).get(EDGE_TIMEOUT_STATE):
-            _log.info("request_timeout", phase="body")
-            return problem_response(
-                ErrorCode.REQUEST_TIMEOUT, 408, "the request body was not sent in time"
-            )
-        _log.info("client_disconnected", phase="body")
-        return problem_response(
-            ErrorCode.MALFORMED_REQUEST,
-            499,
-            "the client closed the connection before the body was complete",
-        )
+        return _disconnect_problem(request)
 
     @app.exception_handler(Exception)
     async def _internal(_request: Request, exc: Exception) -> JSONResponse:

@@ -436,3 +436,43 @@ def test_a_push_naming_an_unknown_key_is_refused_before_its_body(
         answer = _read_until_closed(sock, started)
     _assert_problem(answer, 401, "signature_invalid")
     assert answer.seconds < BODY_TIMEOUT
+
+
+def test_a_json_route_cut_mid_body_is_a_499_too(edge: LiveServer, org: Org) -> None:
+    # FastAPI reads a JSON body itself (and wraps a disconnect in a 400): same outcome.
+    head = _signed_head(edge, org, org.path + "/invites", 200, "application/json")
+    with _connect(edge) as sock:
+        sock.sendall(head + b'{"in')
+    series = 'route="/v1/orgs/{org}/invites",status="499"'
+    deadline = time.monotonic() + 30
+    while series not in _metrics(edge):
+        assert time.monotonic() < deadline, "the cut request is not counted as 499"
+        time.sleep(0.05)
+    _assert_no_500_anywhere(edge)
+
+
+def test_8_parallel_16_mib_headers_are_refused_and_cost_no_memory(edge: LiveServer) -> None:
+    # The issue saw 8 of them answered 200, RSS 280 -> 488 MB, kept.
+    rss_before = _rss_kib(edge)
+    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (16 * 1024 * 1024)
+    answers: list[Answer] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        answer = _exchange(edge, big + b"\r\n\r\n")
+        with lock:
+            answers.append(answer)
+
+    peak = rss_before
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, _rss_kib(edge))
+        time.sleep(0.05)  # sampling interval while the attack runs
+    assert len(answers) == 8
+    for answer in answers:
+        assert answer.closed and answer.status in (431, None), answer
+    assert any(a.status == 431 for a in answers)
+    assert peak - rss_before < 48 * 1024, (rss_before, peak)
+    _assert_healthy(edge)
