@@ -121,7 +121,11 @@ def reports_list(home: Home = None, as_json: Json = False) -> None:
         def human() -> None:
             table = Table("report", "verification", "revisions", "conflicts", "fields")
             for d in data:
-                summary = ", ".join(f"{k}={v}" for k, v in list(d["fields"].items())[:3])
+                summary = ", ".join(
+                    f"{k}="
+                    + ("(conflict)" if v is None else "(deleted)" if isinstance(v, dict) else v)
+                    for k, v in list(d["fields"].items())[:3]
+                )
                 table.add_row(
                     d["report_id"][:12],
                     cell(d["verification"]),

@@ -131,9 +131,11 @@ class Profile:
         return secret_passphrase
 
     @classmethod
-    def open(cls, home: Path) -> Profile:
+    def open(cls, home: Path, *, secret_passphrase: bytes | None = None) -> Profile:
         Store.check(home)  # a missing profile is said before the passphrase is asked
-        store = Store.open(home, passphrase(confirm=False))
+        if secret_passphrase is None:
+            secret_passphrase = passphrase(confirm=False)
+        store = Store.open(home, secret_passphrase)
         meta = store.get_cbor("meta", "profile")
         return cls(home, store, meta)
 
