@@ -116,6 +116,26 @@ def os_message(exc: OSError) -> str:
     return f"{where}{reason}" + (f" ({hint})" if hint else "")
 
 
+def stdout_broken() -> bool:
+    """Whether standard output fails (a full disk, a closed pipe); if so, point it at /dev/null.
+
+    The unwritten bytes would otherwise fail again when the interpreter exits
+    ("Exception ignored ...", exit status 120) after the error was already reported.
+    """
+    try:
+        sys.stdout.flush()
+        return False
+    except OSError:
+        pass
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+    return True
+
+
 @contextmanager
 def _errors(as_json: bool) -> Iterator[None]:
     """Map every expected failure to a clear message and a documented exit code (`Code`)."""
@@ -141,7 +161,8 @@ def _errors(as_json: bool) -> Iterator[None]:
             f"SERVER MISBEHAVED: {exc}. Nothing was trusted and nothing queued was lost.",
         )
     except OSError as exc:
-        code, message = Code.FILES, os_message(exc)
+        broken = exc.filename is None and stdout_broken()
+        code, message = Code.FILES, ("standard output: " if broken else "") + os_message(exc)
     except sqlite3.Error as exc:
         code, message = (
             Code.FILES,
@@ -161,8 +182,12 @@ def _errors(as_json: bool) -> Iterator[None]:
             " it (SEALBOX_DEBUG=1 shows the traceback)",
         )
     if code:
-        if as_json:
-            sys.stdout.write(json.dumps({"error": message, "exit_code": int(code)}) + "\n")
+        if as_json and not stdout_broken():
+            try:
+                sys.stdout.write(json.dumps({"error": message, "exit_code": int(code)}) + "\n")
+                sys.stdout.flush()
+            except OSError:
+                stdout_broken()
         err.print(f"[bold red]error:[/] {shown(message)}", highlight=False)
         raise typer.Exit(int(code))
 

@@ -23,6 +23,7 @@ codes (`clients.reference_cli.common.Code`):
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
@@ -53,8 +54,10 @@ from clients.reference_cli.common import (
     _transport,
     err,
     invite_lifetime,
+    os_message,
     server_url,
     set_global_home,
+    stdout_broken,
 )
 from clients.reference_cli.coordinator import conflicts_app, devices_app, reports_app
 from clients.reference_cli.profile import Profile
@@ -69,7 +72,24 @@ from sync.messages import ServerInfo, b64encode
 from sync.report import ContentError, ReportContent, validate_field_name
 from sync.roster import Member, Role, Roster, format_fingerprint
 
-app = typer.Typer(
+
+class _Sealbox(typer.Typer):
+    """The app, with one last guard: standard output failing outside a command (--version,
+    --help, a usage error printed to a full disk) is reported like any other file error."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except OSError as exc:
+            if os.environ.get("SEALBOX_DEBUG"):
+                raise
+            broken = exc.filename is None and stdout_broken()
+            where = "standard output: " if broken else ""
+            err.print(f"[bold red]error:[/] {where}{shown(os_message(exc))}", highlight=False)
+            sys.exit(int(Code.FILES))
+
+
+app = _Sealbox(
     help="Sealbox: sealed, offline-first incident reports.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # never print keys or plaintext in a traceback

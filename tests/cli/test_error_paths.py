@@ -173,7 +173,6 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
         coord = Device(tmp_path / "coordinator", dict(env))
         coord.run("org", "create", "--server", proxy.url, "--name", "Errors")
         invite = coord.run("invite", "create").json["code"]
-        spare = coord.run("invite", "create").json["code"]  # for the enroll cases
         field_device = Device(tmp_path / "field", dict(env))
         field_id = field_device.run("enroll", invite, "--label", "f").json["device_id"]
         report = field_device.run("report", "new", "-f", "place=Market").json["report_id"]
@@ -191,7 +190,7 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
         placeholders = {
             "report_id": report,
             "name": "photo.jpg",
-            "code": spare,
+            "code": invite,  # used, but no enroll case gets as far as the server
             "source": str(good_import),
             "device_id": field_id,
             "server": proxy.url,
@@ -269,6 +268,23 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
                 says=("No space left on device",),
             ),
             Case(
+                "--json error object to a full stdout",
+                ["status"],
+                a_file / "home",
+                stdout="/dev/full",
+                code=Code.LOCAL,
+                says=("no sealbox profile",),
+            ),
+            Case(
+                "--version to a full stdout",
+                ["--version"],
+                a_file / "home",
+                as_json=False,
+                stdout="/dev/full",
+                code=Code.FILES,
+                says=("No space left on device",),
+            ),
+            Case(
                 "attach a missing file",
                 ["report", "new", "-f", "a=1", "--attach", "/nonexistent.jpg"],
                 copy(),
@@ -289,7 +305,7 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
                 ),
                 Case(
                     "create a profile in a read-only directory",
-                    ["enroll", spare],
+                    ["enroll", invite],
                     ro_dir / "enrolled",
                     as_json=False,
                     unprivileged=True,
@@ -298,9 +314,10 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
                 ),
             ]
 
-        with ThreadPoolExecutor(6) as pool:
+        with ThreadPoolExecutor(4) as pool:  # CPU-bound: interpreter start, Argon2id
             done = list(pool.map(lambda c: _run(env, c), passing))
-            proxy.cutting = True
+        proxy.cutting = True
+        with ThreadPoolExecutor(len(cutting)) as pool:  # mostly asleep in retry backoff
             done += list(pool.map(lambda c: _run(env, c), cutting))
         assert proxy.cut_count > 0
     finally:
