@@ -271,6 +271,31 @@ def _backup_postgresql(url: str, target: Path) -> None:
     os.chmod(target, 0o600)
 
 
+def _processes_using(database: Path) -> list[int]:
+    """Other processes with the SQLite database (or its WAL) open, from /proc (Linux; else
+    none are found). A server that has answered a request keeps its connections open."""
+    names = {str(Path(f"{database}{suffix}").resolve()) for suffix in ("", "-wal", "-shm")}
+    found = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in names:
+                    found.append(int(entry.name))
+                    break
+            except OSError:
+                continue
+    return sorted(found)
+
+
 @app.command()
 def restore(
     from_: Annotated[
@@ -307,6 +332,14 @@ def restore(
             typer.echo(f"error: {from_} fails its integrity check; nothing restored", err=True)
             raise typer.Exit(1)
         target = _sqlite_path(settings)
+        users = _processes_using(target)
+        if users:
+            typer.echo(
+                f"error: process {', '.join(map(str, users))} has {target} open: stop the "
+                "server first (it caches the database epoch); nothing restored",
+                err=True,
+            )
+            raise typer.Exit(2)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         dst = sqlite3.connect(target, timeout=30)
         try:

@@ -225,6 +225,35 @@ def test_restore_refuses_a_damaged_backup_and_leaves_the_database(tmp_path: Path
         db.close()
 
 
+def test_restore_refuses_while_a_server_has_the_database_open(tmp_path: Path) -> None:
+    live = LiveServer(tmp_path / "data", tmp_path / "live.log")
+    live.migrate()
+    backup = tmp_path / "b.db"
+    try:
+        live.start()  # answers /readyz: its workers hold connections to the database
+        assert _backup(live.env, backup).returncode == 0
+        done = subprocess.run(
+            [SERVER, "restore", "--from", str(backup)],
+            env=live.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "stop the server first" in done.stderr and "nothing restored" in done.stderr
+        assert httpx2.get(live.base_url + "/readyz", timeout=10).status_code == 200
+    finally:
+        live.stop()
+    done = subprocess.run(
+        [SERVER, "restore", "--from", str(backup)],
+        env=live.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.postgres
 def test_backup_of_postgresql_runs_pg_dump(tmp_path: Path) -> None:
     url = os.environ.get("SEALBOX_TEST_DATABASE_URL")
