@@ -26,7 +26,8 @@ the kernel reset the connection and drop the answer before the peer reads it.
 A body cut by the timeout reaches the app as a disconnect, with
 ``scope["state"][EDGE_TIMEOUT_STATE]`` set, so `server.errors` records a 408 and
 not a client disconnect.  Limits come from `Settings` (read once per process).
-Nothing here logs an address: only the rule that fired.
+Nothing here logs an address: only the rule that fired, also counted in the app's
+``sealbox_edge_refused_total{reason}``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from server.errors import EDGE_TIMEOUT_STATE, PROBLEM_MEDIA_TYPE, problem_document
+from server.metrics import Metrics
 from server.settings import Settings, get_settings
 from sync.errors import ErrorCode
 
@@ -196,6 +198,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         """Answer ``refused`` as problem+json (unless a response has started) and close."""
         self._disarm()
         _log.info("edge_refused", reason=refused.reason, status=refused.status)
+        self._count(refused.reason)
         if answer and not self.transport.is_closing():
             body = json.dumps(
                 problem_document(refused.code, refused.status, refused.detail, **refused.ext),
@@ -217,6 +220,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._arm(_LINGER_SECONDS)
         else:  # pragma: no cover - TCP transports can
             self.transport.close()
+
+    def _count(self, reason: str) -> None:
+        """Count the refusal in the app's metrics (``sealbox_edge_refused_total``)."""
+        ctx = getattr(getattr(self.app, "state", None), "ctx", None)
+        metrics = getattr(ctx, "metrics", None)
+        if isinstance(metrics, Metrics):
+            metrics.edge_refused.labels(reason).inc()
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(

@@ -43,6 +43,12 @@ class Metrics:
             registry=self.registry,
             buckets=(1, 2, 3, 5, 10, 50),
         )
+        self.edge_refused = Counter(
+            "sealbox_edge_refused_total",
+            "Requests refused at the HTTP edge before the app (server/edge.py), by rule.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "sealbox_rate_limited_total",
             "Requests refused with 429, by scope.",

@@ -165,6 +165,7 @@ def test_a_1_mib_header_is_refused_431(edge: LiveServer) -> None:
     _assert_problem(answer, 431, "payload_too_large")
     assert json.loads(answer.body)["limits"] == {"max_header_bytes": 32 * 1024}
     _wait_for_log_event(edge, event="edge_refused", reason="header_bytes")
+    assert 'sealbox_edge_refused_total{reason="header_bytes"}' in _metrics(edge)
     _assert_healthy(edge)
 
 
@@ -174,6 +175,7 @@ def test_2000_headers_are_refused_431(edge: LiveServer) -> None:
     _assert_problem(answer, 431, "payload_too_large")
     assert json.loads(answer.body)["limits"] == {"max_header_count": 100}
     _wait_for_log_event(edge, event="edge_refused", reason="header_count")
+    assert 'sealbox_edge_refused_total{reason="header_count"}' in _metrics(edge)
 
 
 def test_a_header_block_just_under_the_limit_is_served(edge: LiveServer) -> None:
@@ -227,6 +229,7 @@ def test_headers_sent_a_byte_every_2_s_are_cut_408(edge: LiveServer) -> None:
     _assert_problem(answer, 408, "request_timeout")
     assert answer.seconds < HEADER_TIMEOUT + 10
     _wait_for_log_event(edge, event="edge_refused", reason="header_timeout")
+    assert 'sealbox_edge_refused_total{reason="header_timeout"}' in _metrics(edge)
 
 
 def test_a_body_sent_a_byte_every_2_s_is_cut_408(edge: LiveServer, org: Org) -> None:
@@ -259,6 +262,7 @@ def test_a_body_sent_a_byte_every_2_s_is_cut_408(edge: LiveServer, org: Org) -> 
     _assert_problem(answer, 408, "request_timeout")
     assert answer.seconds < BODY_TIMEOUT + 10
     _wait_for_log_event(edge, event="edge_refused", reason="body_timeout")
+    assert 'sealbox_edge_refused_total{reason="body_timeout"}' in _metrics(edge)
     deadline = time.monotonic() + 30
     while _metrics(edge).count('status="408"') <= before:  # the app records the cut request
         assert time.monotonic() < deadline, "the cut push is not counted as 408"
