@@ -6,10 +6,14 @@ byte-counting TCP relay between the CLI and the server, so the figures are what
 crossed the socket (HTTP headers and bodies; not TCP/IP framing).
 
     .venv/bin/python bench/bench_cli_sync.py [--reports 1000] [--batch-size N]
+    .venv/bin/python bench/bench_cli_sync.py --against REV [--rounds 3]
 
 Prints one JSON object: wall time of the field device's sync (process start to
 exit, including interpreter start and the Argon2id unlock), bytes up/down, and
-the coordinator's pull of the same reports.
+the coordinator's pull of the same reports.  With ``--against REV`` it checks out
+REV into a temporary git worktree and alternates rounds of REV and this tree (each
+with its own client and server code, through PYTHONPATH, in this venv), then prints
+the medians and this tree's ratios to REV: one run, one machine state.
 """
 
 from __future__ import annotations
@@ -82,11 +86,59 @@ class CountingRelay:
                     pass
 
 
+ROOT = Path(__file__).resolve().parents[1]
+TIMED = ("field_sync_seconds", "coordinator_sync_seconds")
+
+
+def _one_round(tree: Path, args: argparse.Namespace) -> dict[str, float]:
+    argv = [sys.executable, str(tree / "bench" / "bench_cli_sync.py")]
+    argv += ["--reports", str(args.reports)]
+    if args.batch_size:
+        argv += ["--batch-size", str(args.batch_size)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tree)
+    if done.returncode != 0:
+        raise SystemExit(f"the round in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def against(args: argparse.Namespace) -> None:
+    import statistics
+
+    base = Path(tempfile.mkdtemp(prefix="sealbox-bench-base-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.against],
+                   check=True, capture_output=True)  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
+    try:
+        for _ in range(args.rounds):
+            runs["base"].append(_one_round(base, args))
+            runs["this"].append(_one_round(ROOT, args))
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
+                       check=False, capture_output=True)  # fmt: skip
+    medians = {
+        side: {
+            k: statistics.median(r[k] for r in rows)
+            for k in (*TIMED, "field_bytes_up", "field_bytes_down", "coordinator_bytes_down")
+        }  # fmt: skip
+        for side, rows in runs.items()
+    }
+    ratios = {k: round(medians["this"][k] / medians["base"][k], 3) for k in medians["this"]}
+    summary = {"against": args.against, "rounds": args.rounds, "reports": args.reports}
+    summary |= {"medians": medians, "ratio_this_to_base": ratios, "runs": runs}
+    print(json.dumps(summary, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reports", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--against", help="a git revision to compare with, in alternating rounds")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.against:
+        against(args)
+        return
     work = Path(tempfile.mkdtemp(prefix="sealbox-bench-"))
     port = free_port()
     token = secrets.token_urlsafe(32)

@@ -34,7 +34,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from clients.reference_cli.attachments import attachments_app, seal_for_report
+from clients.reference_cli.attachment_commands import attachments_app
+from clients.reference_cli.attachments import seal_for_report
 from clients.reference_cli.common import (
     Code,
     Exit,

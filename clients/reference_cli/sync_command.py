@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from clients.reference_cli.attachments import UploadEvents, pending_uploads, read_sealed_chunk
 from clients.reference_cli.common import Exit, Home, Json, _errors, _out, _profile, _transport, err
 from clients.reference_cli.profile import Profile
-from clients.reference_cli.render import safe
+from clients.reference_cli.render import plural, shown
 from clients.reference_cli.transport import Transport
 from crypto import encoding
 from sync.client import (
@@ -77,16 +77,16 @@ def sync(
             )
         if summary.get("attachments_failed"):
             for reason in summary.get("attachments_errors", []):
-                err.print(f"[bold red]error:[/] {safe(reason)}", highlight=False)
+                err.print(f"[bold red]error:[/] {shown(reason)}", highlight=False)
             err.print(
-                f"[bold red]error:[/] {summary['attachments_failed']} attachments failed"
-                " to upload (kept queued; run `sealbox sync` again)"
+                f"[bold red]error:[/] {plural(summary['attachments_failed'], 'attachment')}"
+                " failed to upload (kept queued; run `sealbox sync` again)"
             )
             raise typer.Exit(6)
         if summary.get("rejected"):
             err.print(
-                f"[bold red]error:[/] the server refused {summary['rejected']} envelopes;"
-                " they are kept aside on this device (see `sealbox outbox`)."
+                f"[bold red]error:[/] the server refused {plural(summary['rejected'], 'envelope')};"
+                " kept aside on this device (see `sealbox outbox`)."
             )
             raise typer.Exit(3)
 
@@ -102,22 +102,24 @@ def _sync_text(s: dict[str, Any]) -> str:
         )
     if "reports" in s:
         lines.append(
-            f"Pulled: {s['pulled']} new envelopes; {s['reports']} reports,"
+            f"Pulled: {plural(s['pulled'], 'new envelope')}; {plural(s['reports'], 'report')},"
             f" {s['conflicts']} with conflicts."
         )
     for warning in s.get("warnings", []):
-        lines.append(f"[bold red]WARNING[/] {safe(warning)}")
+        lines.append(f"[bold red]WARNING[/] {shown(warning)}")
     for finding in s.get("findings", []):
-        lines.append(f"[bold red]WARNING[/] {safe(finding)}")
+        lines.append(f"[bold red]WARNING[/] {shown(finding)}")
     for device in s.get("admitted", []):
         lines.append(f"Admitted device {device[:12]} into the roster.")
     if s.get("attachments_waiting"):
         lines.append(
-            f"{s['attachments_waiting']} attachments wait until a coordinator admits this"
-            " device; they upload at a later sync (nothing is wrong)."
+            f"{plural(s['attachments_waiting'], 'attachment')} "
+            + ("waits" if s["attachments_waiting"] == 1 else "wait")
+            + " until a coordinator admits this device; uploads happen at a later sync"
+            " (nothing is wrong)."
         )
     if s.get("attachments_uploaded"):
-        lines.append(f"Uploaded {s['attachments_uploaded']} attachments.")
+        lines.append(f"Uploaded {plural(s['attachments_uploaded'], 'attachment')}.")
     return "\n".join(lines)
 
 

@@ -24,11 +24,11 @@ from attach_support import AttachEnv, attach_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clients.reference_cli.attachment_commands import download_attachment
 from clients.reference_cli.attachments import (
     PENDING_KIND,
     SEALED_DIR,
     AttachmentFailed,
-    download_attachment,
     pending_uploads,
     seal_file,
     seal_for_report,
