@@ -21,7 +21,9 @@ rules added, each answered with a problem+json and ``Connection: close``:
 After such an answer the connection is closed *lingering* (as nginx does): the write
 side first, then whatever the peer still sends is read and dropped, for at most
 ``_LINGER_SECONDS`` and ``_LINGER_BYTES``.  Closing at once with unread bytes would make
-the kernel reset the connection and drop the answer before the peer reads it.
+the kernel reset the connection and drop the answer before the peer reads it.  The app's
+own early answers (401 before the body, 413, 415: ``Connection: close``) close the same
+way while their request body is still coming (`_CycleTransport`).
 
 A body cut by the timeout reaches the app as a disconnect, with
 ``scope["state"][EDGE_TIMEOUT_STATE]`` set, so `server.errors` records a 408 and
@@ -104,7 +106,7 @@ class _Refused(Exception):
 # Phases of one connection; the edge timer is armed in every phase but APP.
 _HEADERS, _BODY, _APP, _LINGER = "headers", "body", "app", "linger"
 _LINGER_SECONDS = 2.0
-_LINGER_BYTES = 1024 * 1024
+_LINGER_BYTES = 64 * 1024 * 1024  # dropped as read: costs bandwidth for 2 s, no memory
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
@@ -200,7 +202,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         _log.info("edge_refused", reason=refused.reason, status=refused.status)
         self._count(refused.reason)
         if answer and not self.transport.is_closing():
-            body = json.dumps(
+            body_bytes = json.dumps(
                 problem_document(refused.code, refused.status, refused.detail, **refused.ext),
                 separators=(",", ":"),
             ).encode()
@@ -209,16 +211,29 @@ class EdgeHttpProtocol(HttpToolsProtocol):
                 head += [name, b": ", value, b"\r\n"]
             head += [
                 b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n",
-                b"content-length: " + str(len(body)).encode() + b"\r\n",
+                b"content-length: " + str(len(body_bytes)).encode() + b"\r\n",
                 b"connection: close\r\n\r\n",
             ]
-            self.transport.write(b"".join(head) + body)
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            self._phase = _LINGER
-            self._linger_left = _LINGER_BYTES
-            self._arm(_LINGER_SECONDS)
-        else:  # pragma: no cover - TCP transports can
+            self.transport.write(b"".join(head) + body_bytes)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, then drop what the peer still sends until it closes or time is up."""
+        if self.transport.is_closing():
+            return
+        if not self.transport.can_write_eof():  # pragma: no cover - TCP transports can
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._phase = _LINGER
+        self._linger_left = _LINGER_BYTES
+        self._arm(_LINGER_SECONDS)
+
+    def close_for_cycle(self) -> None:
+        """The app's response is done and the connection must close (`_CycleTransport`)."""
+        if self._phase == _BODY:  # the request body is still coming: do not reset
+            self._linger()
+        elif self._phase != _LINGER:
             self.transport.close()
 
     def _count(self, reason: str) -> None:
@@ -319,6 +334,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._arm(self.limits.body_timeout)
         super().on_headers_complete()
+        if self.cycle is not None and not isinstance(self.cycle.transport, _CycleTransport):
+            self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -337,3 +354,24 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             # Waiting for the next request: keep-alive closes an idle connection; the
             # header timer bounds one that trickles bytes.
             self._start_headers()
+
+
+class _CycleTransport:
+    """The transport as one request's cycle sees it: the same, except that ``close``
+    lingers while the request body is still arriving (see the module docstring)."""
+
+    def __init__(self, protocol: EdgeHttpProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing() or self._protocol._phase == _LINGER
+
+    def close(self) -> None:
+        self._protocol.close_for_cycle()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

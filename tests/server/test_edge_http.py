@@ -480,3 +480,19 @@ def test_8_parallel_16_mib_headers_are_refused_and_cost_no_memory(edge: LiveServ
     assert any(a.status == 431 for a in answers)
     assert peak - rss_before < 48 * 1024, (rss_before, peak)
     _assert_healthy(edge)
+
+
+def test_an_early_refusal_reaches_a_client_still_sending_its_body(
+    edge: LiveServer, org: Org
+) -> None:
+    # The 401 goes out before the body is read; closing at once with the body still
+    # arriving would reset the connection and lose the answer: the server lingers.
+    size = 16 * 1024 * 1024  # more than the socket buffers hold: still sending at the 401
+    head = f"POST {org.path}/push HTTP/1.1\r\nHost: x\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+    for _ in range(3):
+        started = time.monotonic()
+        with _connect(edge) as sock:  # as most HTTP clients do: send it all, then read
+            sock.sendall(head.encode() + b" " * size)
+            answer = _read_until_closed(sock, started)
+        _assert_problem(answer, 401, "unauthenticated")
