@@ -17,11 +17,20 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import cbor2
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+)
 
 __all__ = [
     "B64",
     "CBOR_MEDIA_TYPE",
+    "RAW_BYTES",
     "ChangeItem",
     "ChangesPage",
     "CreateOrgRequest",
@@ -80,9 +89,15 @@ def b64decode(text: str) -> bytes:
     return raw
 
 
-def _validate_b64(value: Any) -> bytes:
+RAW_BYTES = {"raw_bytes": True}
+"""Validation context of a CBOR body: byte strings must arrive as CBOR byte strings."""
+
+
+def _validate_b64(value: Any, info: ValidationInfo) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
+    if info.context and info.context.get("raw_bytes"):
+        raise ValueError("expected a byte string, not text")
     return b64decode(value)
 
 

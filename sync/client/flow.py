@@ -18,6 +18,7 @@ Theory of operation (docs/PROTOCOL.md §15):
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 import cbor2
 from pydantic import BaseModel, ValidationError
 
-from sync.messages import CBOR_MEDIA_TYPE
+from sync.messages import CBOR_MEDIA_TYPE, RAW_BYTES
 
 __all__ = [
     "DEFAULT_BOUNDS",
@@ -173,16 +174,24 @@ def expect(response: Response | tuple[Response, ...] | None, *ok: int) -> Respon
 
 
 def _depth_ok(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
+    """Whether containers nest at most ``limit`` deep (scalars do not count, as in cbor2)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return True
+
+
+def _cbor_item(content: bytes, max_depth: int) -> Any:
+    """Exactly one CBOR item: bytes after it are refused (as for push bodies, §8.2)."""
+    stream = io.BytesIO(content)
+    value = cbor2.CBORDecoder(stream, max_depth=max_depth, allow_indefinite=False).decode()
+    if stream.tell() != len(content):
+        raise ValueError("bytes after the CBOR item")
+    return value
 
 
 def decode(response: Response, model: type[M], *, what: str, max_depth: int = 8) -> M:
@@ -191,14 +200,15 @@ def decode(response: Response, model: type[M], *, what: str, max_depth: int = 8)
         raise ServerMisbehaved(f"{what}: the answer is larger than this client accepts")
     try:
         if response.media_type == CBOR_MEDIA_TYPE:
-            value = cbor2.loads(response.content, max_depth=max_depth, allow_indefinite=False)
-        elif response.media_type in (JSON_MEDIA_TYPE, ""):
+            # Byte strings must be CBOR byte strings here, not base64url text (§9.1).
+            value = _cbor_item(response.content, max_depth)
+            return model.model_validate(value, context=RAW_BYTES)
+        if response.media_type in (JSON_MEDIA_TYPE, ""):
             value = json.loads(response.content)
             if not _depth_ok(value, max_depth):
                 raise ValueError("nested too deeply")
-        else:
-            raise ValueError("unexpected media type")
-        return model.model_validate(value)
+            return model.model_validate(value)
+        raise ValueError("unexpected media type")
     except ValidationError as exc:
         raise ServerMisbehaved(
             f"{what}: the answer has the wrong shape ({exc.error_count()} errors)"

@@ -341,7 +341,6 @@ def test_a_feed_page_of_the_wrong_shape_is_server_misbehaviour(page: object) -> 
         _pull(view, lambda request: Response.of_cbor(200, page))
 
 
-@pytest.mark.xfail(strict=True, reason="B64 fields also accept base64url text inside a CBOR answer")
 def test_a_cbor_page_whose_envelope_is_base64_text_is_misbehaviour() -> None:
     # PROTOCOL §9.1: a page that is not a map of items with byte-string envelopes.
     view = Org().view()
