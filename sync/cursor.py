@@ -1,4 +1,4 @@
-"""Feed cursors: opaque to clients, ``base64url(canonical CBOR [epoch, server_seq])``.
+"""Feed cursors: ``base64url(canonical CBOR [epoch, server_seq])`` (PROTOCOL §9.2).
 
 ``epoch`` is 16 random bytes drawn when the server database was created.  A cursor
 from another epoch, or one ahead of the server's newest sequence, means the server
@@ -8,10 +8,8 @@ re-pull from the start (docs/PROTOCOL.md §9.2).  The empty string is the start.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from crypto import encoding
+from sync.messages import b64decode, b64encode
 
 __all__ = ["CursorError", "decode_cursor", "encode_cursor"]
 
@@ -26,7 +24,7 @@ def encode_cursor(epoch: bytes, server_seq: int) -> str:
     if len(epoch) != EPOCH_LENGTH or server_seq < 0:
         raise ValueError("bad epoch or sequence")
     raw = encoding.encode([epoch, server_seq])
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return b64encode(raw)
 
 
 def decode_cursor(cursor: str) -> tuple[bytes, int] | None:
@@ -36,9 +34,8 @@ def decode_cursor(cursor: str) -> tuple[bytes, int] | None:
     if len(cursor) > 100:
         raise CursorError("cursor too long")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = encoding.decode(raw)
-    except (binascii.Error, ValueError) as exc:
+        value = encoding.decode(b64decode(cursor))
+    except ValueError as exc:
         raise CursorError("cursor is not valid") from exc
     if (
         not isinstance(value, list)

@@ -21,7 +21,6 @@ Theory of operation (docs/PROTOCOL.md §6):
 
 from __future__ import annotations
 
-import base64
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from crypto import (
     encoding,
     sign_document,
 )
+from sync.messages import b64decode, b64encode
 from sync.roster import Role
 
 __all__ = [
@@ -82,7 +82,7 @@ class InviteCode:
         raw = encoding.encode(
             [self.server_url, self.org_id, self.roster_fingerprint, self.invite_id, self.secret]
         )
-        return INVITE_CODE_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        return INVITE_CODE_PREFIX + b64encode(raw)
 
     @classmethod
     def decode(cls, code: str) -> InviteCode:
@@ -91,8 +91,7 @@ class InviteCode:
             raise InviteError(f"an invite code starts with {INVITE_CODE_PREFIX!r}")
         body = code[len(INVITE_CODE_PREFIX) :]
         try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            fields = encoding.decode(raw)
+            fields = encoding.decode(b64decode(body))
         except (ValueError, encoding.CanonicalError) as exc:
             raise InviteError("the invite code is damaged; ask for a new one") from exc
         if not (isinstance(fields, list) and len(fields) == 5):
