@@ -9,6 +9,7 @@ answer, and that the next honest sync converges with nothing lost.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from sync.cursor import decode_cursor, encode_cursor
 
 PASSPHRASE = "correct horse battery staple"
 MISBEHAVED = 5
+PLAYED: list[dict[str, Any]] = []
+"""Each attack's exit code, peak and time; written to $SEALBOX_HOSTILE_REPORT if set."""
 
 
 @dataclass
@@ -106,6 +109,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             w.honest_peak_kib = honest.peak_kib
             assert w.honest_peak_kib > 0
             yield w
+            target = os.environ.get("SEALBOX_HOSTILE_REPORT")
+            if target:
+                report = {"honest_peak_kib": w.honest_peak_kib, "played": PLAYED}
+                Path(target).write_text(json.dumps(report, indent=2))
 
 
 def is_feed(seen: Seen) -> bool:
@@ -133,6 +140,11 @@ def attacked_sync(world: World, attack: Any, *, expect_code: int = MISBEHAVED) -
     assert "Traceback" not in run.result.stderr
     assert run.seconds < 60
     assert run.peak_kib < 2 * world.honest_peak_kib, (run.peak_kib, world.honest_peak_kib)
+    PLAYED.append(
+        {"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].split("::")[-1],
+         "exit": run.result.code, "peak_kib": run.peak_kib, "seconds": round(run.seconds, 2),
+         "message": run.result.stderr.strip().splitlines()[-1][:160]}
+    )  # fmt: skip
     return run
 
 
@@ -273,7 +285,6 @@ def test_a_deeply_nested_roster_answer_is_refused(world) -> None:
 
 def test_sync_itself_reports_a_roster_rollback(world, tmp_path: Path) -> None:
     """PROTOCOL §15.4 item 2: `sync` says so (not only `status`), keeps the trusted roster."""
-    import json
 
     def rollback(seen: Seen) -> Answer | None:
         if not (seen.method == "GET" and seen.path.endswith("/roster")):

@@ -81,3 +81,60 @@ def test_retries_are_bounded_and_end_in_a_clear_error() -> None:
     assert len(delays) == 3
     # Full jitter under an exponential cap: attempt k waits at most base * 2**k.
     assert all(0 <= d <= 0.5 * 2**k for k, d in enumerate(delays))
+
+
+class Endless(BaseHTTPRequestHandler):
+    """Answers 200 and then a body that never ends, fast or at a trickle."""
+
+    delay = 0.0
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("content-type", "application/cbor")
+        self.end_headers()
+        try:
+            for _ in range(100_000):
+                self.wfile.write(b"\x00" * (1 if type(self).delay else 65536))
+                self.wfile.flush()
+                if type(self).delay:
+                    threading.Event().wait(type(self).delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def endless():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_is_read_only_up_to_its_bound(endless) -> None:
+    """PROTOCOL §15.9 item 1: bounded before it is allocated, marked oversized."""
+    Endless.delay = 0.0
+    transport = Transport(f"http://127.0.0.1:{endless.server_port}", retries=0)
+    try:
+        response = transport.send(Request("GET", "/x", signed=False, max_answer_bytes=100_000))
+    finally:
+        transport.close()
+    assert response.oversized and len(response.content) == 100_000
+
+
+def test_an_answer_that_trickles_in_is_abandoned(endless) -> None:
+    """PROTOCOL §15.9 item 2: slower than the floor after the grace period."""
+    Endless.delay = 0.05
+    transport = Transport(
+        f"http://127.0.0.1:{endless.server_port}", retries=0, grace=0.5, min_rate=1000
+    )
+    try:
+        with pytest.raises(NetworkError, match="too slow"):
+            transport.send(Request("GET", "/x", signed=False))
+    finally:
+        transport.close()
