@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.cli.conftest import PASSPHRASE, Device, LiveServer, free_port
+from tests.cli.conftest import PASSPHRASE, Device, free_port
+from tests.server.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CADDY = Path(sys.executable).parent / "caddy"
@@ -44,18 +45,16 @@ def test_cli_syncs_through_caddy_with_tls_internal(tmp_path: Path) -> None:
     https_port, http_port = free_port(), free_port()
     public = f"https://localhost:{https_port}"
     token = secrets.token_urlsafe(32)
-    data = tmp_path / "server-data"
-    data.mkdir()
-    server_port = free_port()
-    server_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")},
-        "SEALBOX_DATA_DIR": str(data),
-        "SEALBOX_ADMIN_TOKEN": token,
-        "SEALBOX_PUBLIC_URL": public,  # signatures cover the URL the client used
-    }
+    # The server in its own process group, stopped whole (tests/server/live_server.py).
     server = LiveServer(
-        f"http://127.0.0.1:{server_port}", data, token, server_env, port=server_port
+        tmp_path / "server-data",
+        tmp_path / "server.log",
+        env={
+            "SEALBOX_ADMIN_TOKEN": token,
+            "SEALBOX_PUBLIC_URL": public,  # signatures cover the URL the client used
+        },
     )
+    server_port = server.port
     caddy_home = tmp_path / "caddy"
     caddy_env = {
         **os.environ,
@@ -74,6 +73,7 @@ def test_cli_syncs_through_caddy_with_tls_internal(tmp_path: Path) -> None:
     caddy_log = tmp_path / "caddy.log"
     caddy: subprocess.Popen[bytes] | None = None
     try:
+        server.migrate()
         server.start()
         with caddy_log.open("ab") as log:
             caddy = subprocess.Popen(

@@ -9,10 +9,12 @@ with nothing lost.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2
@@ -20,7 +22,35 @@ import pytest
 from live_server import LiveServer
 from server_api import ADMIN_TOKEN, Api, b64, create_org
 
-from tests.cli.conftest import SERVER, devices, server  # noqa: F401  (fixtures)
+from tests.cli.conftest import PASSPHRASE, SERVER, Device
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server of the drill's own, in its own process group (stopped whole, workers too)."""
+    live = LiveServer(
+        tmp_path / "server-data",
+        tmp_path / "server.log",
+        env={"SEALBOX_ADMIN_TOKEN": secrets.token_urlsafe(32)},
+    )
+    live.migrate()
+    live.start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture
+def devices(tmp_path: Path, server: LiveServer) -> Callable[[str], Device]:
+    """Profiles driven through the real `sealbox` executable (tests/cli/conftest.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
+    env.update(
+        SEALBOX_PASSPHRASE=PASSPHRASE,
+        SEALBOX_ADMIN_TOKEN=server.env["SEALBOX_ADMIN_TOKEN"],
+        NO_COLOR="1",
+    )
+    return lambda name: Device(tmp_path / "homes" / name, dict(env))
 
 
 def _backup(env: dict[str, str], target: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -33,9 +63,9 @@ def _backup(env: dict[str, str], target: Path, *extra: str) -> subprocess.Comple
     )
 
 
-def _org(server, devices, *names: str):  # noqa: F811
+def _org(server, devices, *names: str):
     coord = devices("coordinator")
-    coord.run("org", "create", "--server", server.url, "--name", "Clinic")
+    coord.run("org", "create", "--server", server.base_url, "--name", "Clinic")
     fields = []
     for name in names:
         code = coord.run("invite", "create", "--role", "field").json["code"]
@@ -52,8 +82,8 @@ def _reports(coord) -> dict[str, dict]:
 
 @pytest.mark.slow  # about 25 s: some 25 CLI runs and two server starts
 def test_restore_drill_older_backup_clients_repair_and_nothing_is_lost(
-    server,  # noqa: F811
-    devices,  # noqa: F811
+    server: LiveServer,
+    devices: Callable[[str], Device],
     tmp_path: Path,
 ) -> None:
     coord, (field,) = _org(server, devices, "field")
