@@ -233,7 +233,9 @@ def _require_coordinator(profile: Profile) -> None:
 
 
 INVITE_MAX_LIFETIME = 30 * 86400
-"""The longest invite lifetime (PROTOCOL §6.4: `invite_max_lifetime`, 30 days by default)."""
+"""The longest invite lifetime (PROTOCOL §8.1: `invite_max_lifetime`, 30 days by default).
+
+A server may be configured shorter: its refusal (422 invite_invalid) is then shown as is."""
 
 
 def _parse_duration(text: str) -> int:
@@ -244,15 +246,18 @@ def _parse_duration(text: str) -> int:
 
 
 def invite_lifetime(text: str) -> str:
-    """``--expires``: a duration from one minute to the protocol's 30 days (checked offline)."""
+    """``--expires``: a duration over zero and up to the protocol's 30 days (checked offline)."""
     match = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
     if not match:
         raise typer.BadParameter(f"{text!r}: a lifetime looks like 30m, 24h or 7d")
     seconds = _parse_duration(text)
-    if not 60 <= seconds <= INVITE_MAX_LIFETIME:
+    if seconds == 0:
+        raise typer.BadParameter(f"{text!r}: an invite needs a lifetime over zero, e.g. 24h")
+    if seconds > INVITE_MAX_LIFETIME:
         raise typer.BadParameter(
-            f"{text!r} = {seconds / 86400:g} days: an invite lives from 1 minute to"
-            f" {INVITE_MAX_LIFETIME // 86400} days (PROTOCOL §6), e.g. 24h or 7d"
+            f"{text!r} = {seconds / 86400:g} days: an invite lives at most"
+            f" {INVITE_MAX_LIFETIME // 86400} days (invite_max_lifetime, PROTOCOL §8.1),"
+            " e.g. 24h or 7d"
         )
     return text
 
