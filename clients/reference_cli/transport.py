@@ -47,6 +47,21 @@ class _TooSlow(Exception):
     pass
 
 
+def _describe(exc: Exception) -> str:
+    """A failed exchange in words (the exception's class name means nothing to a user)."""
+    if isinstance(exc, _TooSlow):
+        return "answer too slow"
+    if isinstance(exc, httpx2.ConnectError):
+        return "cannot connect"
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return "the connection closed in the middle of an answer"
+    if isinstance(exc, (httpx2.ReadError, httpx2.WriteError)):
+        return "the connection broke"
+    return type(exc).__name__
+
+
 class Transport:
     def __init__(
         self,
@@ -134,7 +149,7 @@ class Transport:
                 ) as response:
                     content, oversized = self._read(response, request.max_answer_bytes)
             except (httpx2.HTTPError, _TooSlow) as exc:
-                last_error = "answer too slow" if isinstance(exc, _TooSlow) else type(exc).__name__
+                last_error = _describe(exc)
                 if attempt < self.retries:
                     self.sleep(self._delay(attempt, None))
                 continue

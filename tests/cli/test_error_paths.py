@@ -226,7 +226,7 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
                     argv,
                     home,
                     code=Code.NETWORK if path in TALKS_TO_SERVER else None,
-                    says=("unreachable",) if path in TALKS_TO_SERVER else (),
+                    says=("closed in the middle of an answer",) if path in TALKS_TO_SERVER else (),
                 )
             )
 
