@@ -61,3 +61,23 @@ def test_import_direction(package: str) -> None:
         problems += [f"{rel} imports {name}" for name in forbidden]
         problems += [f"{rel} uses {needle}" for needle in FORBIDDEN_TEXT if needle in text]
     assert not problems, "\n".join(problems)
+
+
+MAX_MODULE_LINES = 400
+"""STYLE habit 9: small modules; the client core and the clients stay under this."""
+
+
+@pytest.mark.parametrize("package", ["sync", "clients"])
+def test_no_module_of_the_client_layer_is_over_400_lines(package: str) -> None:
+    long = [
+        f"{path.relative_to(ROOT)}: {n} lines"
+        for path in _sources(package)
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not long, "split these modules:\n" + "\n".join(long)
+
+
+def test_the_client_core_replaces_the_old_engine() -> None:
+    """Issue 11: one client core, `sync/client/`; `sync/engine.py` is gone for good."""
+    assert not (ROOT / "sync" / "engine.py").exists()
+    assert (ROOT / "sync" / "client" / "session.py").exists()
