@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -86,6 +87,12 @@ def set_global_home(home: Path | None) -> None:
 
 def _home(home: Path | None) -> Path:
     return (home or _global_home[0] or default_home()).expanduser()
+
+
+def _when(stamp: object) -> str:
+    if not isinstance(stamp, int):
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
 def _out(as_json: bool, data: Any, human: Callable[[], object]) -> None:
