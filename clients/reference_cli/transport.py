@@ -52,6 +52,11 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, _TooSlow):
         return "answer too slow"
     if isinstance(exc, httpx2.ConnectError):
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return (
+                "its TLS certificate is not trusted here: if it is signed by your own CA,"
+                " point SSL_CERT_FILE at that CA's certificate"
+            )
         return "cannot connect"
     if isinstance(exc, httpx2.TimeoutException):
         return "timed out"
@@ -165,6 +170,8 @@ class Transport:
                 continue
             media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             return Response(response.status_code, content, media_type, oversized, retry_after)
+        if last_error.startswith("its TLS certificate"):  # retrying later will not help
+            raise NetworkError(f"cannot talk to the server at {self.base_url}: {last_error}")
         raise NetworkError(
             f"the server at {self.base_url} is unreachable ({last_error}); try again later"
         )

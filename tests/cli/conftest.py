@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -53,25 +54,37 @@ class LiveServer:
                 env=self.env,
                 stdout=log,
                 stderr=log,
+                start_new_session=True,  # its own process group: stop() takes every worker
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx2.HTTPError:
+        # Readiness, not a fixed sleep; generous, since a busy machine starts slowly.
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError("the server exited during start-up (see server.log)")
+                try:
+                    if httpx2.get(self.url + "/readyz", timeout=2).status_code == 200:
+                        return
+                except httpx2.HTTPError:
+                    pass
                 time.sleep(0.1)
-        raise RuntimeError("server did not start")
+            raise RuntimeError("the server did not become ready in 120 s")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            self.process.wait()
+        self.process = None
 
 
 def _live_server(root: Path) -> Iterator[LiveServer]:

@@ -113,7 +113,8 @@ def test_cli_syncs_through_caddy_with_tls_internal(tmp_path: Path) -> None:
 
         # Without the CA the CLI refuses the certificate: the link really is TLS, verified.
         untrusting = Device(field.home, {k: v for k, v in cli_env.items() if k != "SSL_CERT_FILE"})
-        assert untrusting.run("sync", check=False).code != 0
+        refused = untrusting.run("sync", check=False)
+        assert refused.code == 4 and "SSL_CERT_FILE" in refused.stderr  # says what to do
         with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx2.get(public + "/readyz", timeout=10)  # the system store does not know it
 
