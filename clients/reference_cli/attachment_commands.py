@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from clients.reference_cli.attachments import (
     SEALED_DIR,
@@ -30,6 +29,8 @@ from clients.reference_cli.attachments import (
 )
 from clients.reference_cli.common import (
     Exit,
+    Home,
+    Json,
     _errors,
     _out,
     _profile,
@@ -38,6 +39,7 @@ from clients.reference_cli.common import (
     err,
 )
 from clients.reference_cli.render import plural, safe, shown
+from clients.reference_cli.render import progress as render_progress
 from clients.reference_cli.transport import Transport
 from crypto import VerificationFailed
 from crypto.stream import CHUNK_SIZE, open_chunks
@@ -120,14 +122,7 @@ def download_attachment(
     output = output.expanduser()
     tmp = output.with_name(f".{output.name}.{secrets.token_hex(6)}.partial")
     written = 0
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        disable=quiet,
-        transient=False,
-    ) as progress:
+    with render_progress(quiet=quiet, transfer=True) as progress:
         task = progress.add_task(f"Fetching {shown(entry.name)}", total=m.total_size)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -192,8 +187,8 @@ def get_command(
     name: Annotated[str, typer.Argument(help="Attachment name (or id prefix).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file.")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
-    home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: Home = None,
+    as_json: Json = False,
 ) -> None:
     """Download an attachment, verifying every chunk before it is written."""
     from sync.roster import Role
@@ -230,8 +225,8 @@ def get_command(
 @attachments_app.command("list")
 def list_command(
     report_id: Annotated[str, typer.Argument(help="Report id (or a unique prefix).")],
-    home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: Home = None,
+    as_json: Json = False,
 ) -> None:
     """A report's attachments with size and upload state on the server (coordinators)."""
     with _errors(as_json), _profile(home) as profile:
@@ -269,8 +264,8 @@ def list_command(
 
 @attachments_app.command("queued")
 def queued_command(
-    home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: Home = None,
+    as_json: Json = False,
 ) -> None:
     """Attachments on this device still waiting to be uploaded (no network needed)."""
     with _errors(as_json), _profile(home) as profile:
@@ -304,8 +299,8 @@ def policy_command(
             " purge it).",
         ),
     ] = None,
-    home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: Home = None,
+    as_json: Json = False,
 ) -> None:
     """Show or set what happens to a sealed copy once it is uploaded."""
     with _errors(as_json), _profile(home) as profile:
@@ -326,8 +321,8 @@ def policy_command(
 
 @attachments_app.command("upload")
 def upload_command(
-    home: Annotated[Path | None, typer.Option("--home", help="Profile directory.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: Home = None,
+    as_json: Json = False,
 ) -> None:
     """Upload queued attachments now (``sealbox sync`` does this after pushing reports)."""
     with _errors(as_json), _profile(home) as profile:

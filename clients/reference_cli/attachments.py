@@ -28,18 +28,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from rich.progress import (
-    BarColumn,
-    DownloadColumn,
     Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 
 from clients.reference_cli.common import (
     Exit,
     err,
 )
+from clients.reference_cli.render import progress as render_progress
 from clients.reference_cli.render import shown
 from clients.reference_cli.transport import Transport
 from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key
@@ -233,14 +229,7 @@ class UploadEvents:
 def upload_pending(profile: Any, transport: Transport, *, quiet: bool = False) -> dict[str, Any]:
     """Upload every queued attachment now (resumable); a summary of what happened."""
     summary: dict[str, Any] = {"attachments_uploaded": 0}
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        disable=quiet,
-    ) as progress:
+    with render_progress(quiet=quiet, transfer=True) as progress:
         events = UploadEvents(profile, progress)
         flow = upload_all_flow(
             pending_uploads(profile.store),

@@ -27,9 +27,20 @@ from typing import Any, TextIO
 from defusedcsv import csv  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.text import Text
 
-__all__ = ["cell", "console", "csv_writer", "plural", "safe", "shown"]
+__all__ = ["cell", "console", "csv_writer", "plural", "progress", "safe", "shown"]
 
 UNWRAPPED_WIDTH = 100_000
 """Console width when the output is not a terminal: wide enough that nothing wraps."""
@@ -85,3 +96,14 @@ def console(*, stderr: bool = False) -> Console:
     if stream.isatty() or os.environ.get("COLUMNS"):
         return Console(stderr=stderr)
     return Console(stderr=stderr, width=UNWRAPPED_WIDTH, soft_wrap=True)
+
+
+def progress(*, quiet: bool, transfer: bool, console: Console | None = None) -> Progress:
+    """The CLI's progress bar on stderr: bytes and speed for transfers, else items and time."""
+    columns: list[ProgressColumn] = [TextColumn("[progress.description]{task.description}")]
+    columns.append(BarColumn())
+    if transfer:
+        columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+    else:
+        columns += [MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, console=console, disable=quiet, transient=False)

@@ -10,12 +10,13 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from clients.reference_cli.attachments import UploadEvents, pending_uploads, read_sealed_chunk
 from clients.reference_cli.common import Exit, Home, Json, _errors, _out, _profile, _transport, err
 from clients.reference_cli.profile import Profile
 from clients.reference_cli.render import plural, shown
+from clients.reference_cli.render import progress as render_progress
 from clients.reference_cli.transport import Transport
 from crypto import encoding
 from sync.client import (
@@ -220,15 +221,7 @@ def _sync(
 ) -> None:
     coordinator = profile.role is Role.COORDINATOR
     invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in profile.store.items("invite")}
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as progress:
+    with render_progress(quiet=quiet, transfer=False, console=err) as progress:
         persist = _Persist(profile, summary, progress)
         view = profile.view() if coordinator else None
         inputs = SyncInputs(
