@@ -11,8 +11,6 @@ import os
 import time
 from pathlib import Path
 
-from conftest import LiveServer
-
 from clients.reference_cli.transport import Transport
 from crypto import SigningKey
 from sync.client import DeviceState, Request, drive, push_flow, seal_edit, verify_enrollment
@@ -20,6 +18,7 @@ from sync.invite import Enrollment, InviteCode, seal_label
 from sync.messages import b64encode
 from sync.report import ReportContent
 from sync.roster import Role
+from tests.cli.conftest import LiveServer
 
 
 def test_a_field_devices_first_sync_before_admission_says_uploads_wait(

@@ -21,10 +21,10 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import SEALBOX, Device, LiveServer, Result, _live_server
-from hostile_proxy import Answer, HostileProxy, Seen
 
 from sync.cursor import decode_cursor, encode_cursor
+from tests.cli.conftest import SEALBOX, Device, LiveServer, Result, _live_server
+from tests.cli.hostile_proxy import Answer, HostileProxy, Seen
 
 PASSPHRASE = "correct horse battery staple"
 MISBEHAVED = 5
