@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,19 @@ def processes_owned_by(token: str) -> dict[int, str]:
     return found
 
 
+EXIT_GRACE_SECONDS = 15.0
+"""How long a stopped process may take to go away.  multiprocessing's resource tracker
+ignores SIGTERM and exits only once the last process holding its pipe has exited, a
+moment after the server it served: waiting for that is not a leak."""
+
+
+def _still_running(token: str) -> dict[int, str]:
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    while (found := processes_owned_by(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 @pytest.fixture
 def no_leaked_processes() -> Iterator[None]:
     """Fail the test if a process it started outlives it (and kill that process)."""
@@ -65,7 +79,7 @@ def no_leaked_processes() -> Iterator[None]:
             os.environ.pop(OWNER_VARIABLE, None)
         else:
             os.environ[OWNER_VARIABLE] = previous
-        leaked = processes_owned_by(token)
+        leaked = _still_running(token)
         for pid in leaked:
             try:
                 os.kill(pid, signal.SIGKILL)
