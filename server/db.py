@@ -1,7 +1,8 @@
 """Database engine and the two kinds of transaction the services use.
 
 Rules (docs/PROTOCOL.md §7.7):
-* SQLite: WAL, synchronous=FULL, foreign_keys=ON, busy_timeout, 16 KiB pages.
+* SQLite: WAL, synchronous=FULL, foreign_keys=ON, busy_timeout, 4 KiB pages, reads
+  through a memory map, checkpoints outside the write lock (`_Checkpointer`).
   FULL, not NORMAL: in WAL mode NORMAL does not sync at commit, so a power cut
   could lose a push the server already acknowledged with a receipt, after the
   device deleted its copy (PostgreSQL syncs each commit by default too).
@@ -21,28 +22,54 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
 from sqlalchemy.exc import DisconnectionError
 
 from server.settings import Settings
 
 __all__ = ["Batch", "Pending", "fetch", "make_engine", "read_tx", "write_tx"]
 
+# Checkpoints: SQLite's automatic checkpoint runs inside the COMMIT that crosses its
+# threshold, that is inside `write_tx`'s write lock, where it stalls every writer while it
+# copies the WAL into the database and fsyncs it.  With a large history the pages a push
+# dirties are scattered over the database (its indexes on random 32-byte ids), so that copy
+# grows with the history: at 10^6 stored revisions commits of 100-200 ms came every ~9th
+# push.  The server checkpoints out of the lock instead (`_Checkpointer`); the automatic
+# one stays as a backstop, far above what the server lets accumulate.
+_AUTOCHECKPOINT_PAGES = 16384
+# Reads through a memory map: a connection's page cache is discarded whenever another
+# connection committed (every push, with two workers), so each push re-read its index
+# pages with a read() call each; mapped, they are read in place from the OS's cache.  The
+# map covers the database up to SQLite's compiled-in maximum (2 GiB here); writes still go
+# through the WAL and its fsync, so durability is unchanged.
+_MMAP_BYTES = 1 << 40
+
 _SQLITE_PRAGMAS = (
-    "PRAGMA page_size=16384",  # only effective on a new database; before WAL
+    # Only effective on a new database (before WAL; an existing one keeps its size until
+    # it is rebuilt: PRAGMA journal_mode=DELETE, page_size, VACUUM, journal_mode=WAL).
+    # 4 KiB, SQLite's default: a push inserts into indexes on random 32-byte ids (envelope
+    # ids, report ids), one scattered leaf page per revision once they outgrow memory, and
+    # each such page is written twice (WAL, checkpoint) and read back from disk when the OS
+    # evicted it.  With 16 KiB pages a revision of 2.4 KB cost 55 KB of writes at 10^6
+    # stored (16 KB on an empty server); see bench/README.md, "Growth".
+    "PRAGMA page_size=4096",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",  # a receipt lets a device delete its copy: fsync each commit
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=30000",
     "PRAGMA cache_size=-32768",
+    f"PRAGMA mmap_size={_MMAP_BYTES}",
+    f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}",
 )
 
 
@@ -70,9 +97,32 @@ def make_engine(url: str, *, connect_args: dict[str, Any] | None = None) -> Engi
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    engine = create_engine(url, connect_args=connect_args or {}, pool_size=8, max_overflow=8)
+    engine = create_engine(
+        url, connect_args=_postgres_connect_args(url, connect_args), pool_size=8, max_overflow=8
+    )
     _ping_stale_connections(engine)
     return engine
+
+
+# PostgreSQL session settings for the server's connections (libpq ``options``, so they
+# cost no round trip): ``jit=off``.  JIT compilation pays off for long analytic queries; the
+# server's statements are index probes and short ranges, but the planner decides on its
+# cost estimates, and with statistics missing or lagging a fast-growing organisation (no
+# ANALYZE yet) the push's id lookup was estimated at 26,000 rows and JIT-compiled on every
+# push: 5 ms of the database's CPU, while the organisation's lock is held, at 10^6 stored.
+_PG_SESSION_OPTIONS = "-c jit=off"
+
+
+def _postgres_connect_args(url: str, connect_args: dict[str, Any] | None) -> dict[str, Any]:
+    """``connect_args`` with `_PG_SESSION_OPTIONS` added to any ``options`` given (in the
+    arguments or in the URL's query)."""
+    out = dict(connect_args or {})
+    given = out.get("options")
+    if given is None:
+        query = make_url(url).query.get("options")
+        given = query if isinstance(query, str) else None
+    out["options"] = f"{_PG_SESSION_OPTIONS} {given or ''}".strip()
+    return out
 
 
 _IDLE_PING_SECONDS = 2.0
@@ -151,15 +201,88 @@ def _write_lock(engine: Engine) -> _SqliteWriteLock | None:
         return lock
 
 
+class _Checkpointer:
+    """Checkpoints a SQLite database from a thread of its own, outside the write lock.
+
+    Woken after each write transaction; runs a PASSIVE checkpoint (it copies what the WAL
+    holds into the database without waiting for, or blocking, readers and writers: a push
+    can commit meanwhile), then waits ``_CHECKPOINT_INTERVAL`` so that one checkpoint
+    covers several commits, as SQLite's automatic one (every ~1,000 pages) did.  The
+    checkpoint is SQLite's own: it fsyncs the WAL before it copies and the database before
+    the WAL may be reused, so nothing acknowledged depends on it.  Its connection is opened
+    for each checkpoint (read-write, never creating a file) and the thread ends when idle.
+    """
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._wake = threading.Event()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def committed(self) -> None:
+        self._wake.set()
+        with self._guard:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sealbox-sqlite-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            woken = self._wake.wait(_CHECKPOINT_IDLE_SECONDS)
+            with self._guard:
+                if not woken and not self._wake.is_set():
+                    self._thread = None
+                    return
+                self._wake.clear()
+            try:
+                self.checkpoint()
+            except sqlite3.Error:
+                pass  # a database that went away, or busy: the next commit wakes us again
+            time.sleep(_CHECKPOINT_INTERVAL)
+
+    def checkpoint(self) -> None:
+        uri = "file:" + urllib.parse.quote(self._database) + "?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+
+_CHECKPOINT_INTERVAL = 0.2
+_CHECKPOINT_IDLE_SECONDS = 5.0
+_CHECKPOINTERS: weakref.WeakKeyDictionary[Engine, _Checkpointer] = weakref.WeakKeyDictionary()
+
+
+def _checkpointer(engine: Engine) -> _Checkpointer | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    with _WRITE_LOCKS_GUARD:
+        checkpointer = _CHECKPOINTERS.get(engine)
+        if checkpointer is None:
+            checkpointer = _CHECKPOINTERS[engine] = _Checkpointer(database)
+        return checkpointer
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (SQLite: BEGIN IMMEDIATE). Commits on success, rolls back on error."""
+    """A write transaction (SQLite: BEGIN IMMEDIATE). Commits on success, rolls back on error.
+
+    SQLite: after the lock is released, the checkpointer is woken (`_Checkpointer`).
+    """
     lock = _write_lock(engine)
     with lock.hold() if lock is not None else nullcontext():
         with engine.connect() as conn:
             conn = conn.execution_options(sealbox_write=True)
             with conn.begin():
                 yield conn
+    checkpointer = _checkpointer(engine) if lock is not None else None
+    if checkpointer is not None:
+        checkpointer.committed()
 
 
 @contextmanager
