@@ -34,6 +34,7 @@ from server.context import ServerContext
 from server.db import Batch, fetch, write_tx
 from server.deps import get_ctx
 from server.errors import ApiError
+from server.ratelimit import Hit
 from sync.auth import AuthError, peek_key_id, verify_request
 from sync.errors import ErrorCode
 from sync.messages import b64decode
@@ -86,16 +87,18 @@ def _org_id_param(
 OrgId = Annotated[bytes, Depends(_org_id_param)]
 
 
-def check_rate(ctx: ServerContext, scope: str, key: bytes, limit: int) -> None:
-    retry = ctx.limiter.hit(scope, key, limit)
-    if retry is not None:
-        ctx.metrics.rate_limited.labels(scope).inc()
+def check_rate(ctx: ServerContext, *hits: Hit) -> None:
+    """Count one request under each (scope, key, limit), in one call to the shared counters
+    (one statement or round trip for all scopes); 429 for the first scope over its limit."""
+    limited = ctx.limiter.hit_many(*hits)
+    if limited is not None:
+        ctx.metrics.rate_limited.labels(limited.scope).inc()
         raise ApiError(
             ErrorCode.RATE_LIMITED,
             429,
-            f"too many requests for this {scope}; retry later",
-            headers={"Retry-After": str(retry)},
-            retry_after=retry,
+            f"too many requests for this {limited.scope}; retry later",
+            headers={"Retry-After": str(limited.retry_after)},
+            retry_after=limited.retry_after,
         )
 
 
@@ -216,8 +219,11 @@ def _authenticate(
     )
     if caller.state == "removed":
         raise ApiError(ErrorCode.FORBIDDEN, 403, "the device is no longer in the roster")
-    check_rate(ctx, "device", caller.device_id, ctx.settings.device_requests_per_minute)
-    check_rate(ctx, "organisation", org_id, ctx.settings.org_requests_per_minute)
+    check_rate(
+        ctx,
+        ("device", caller.device_id, ctx.settings.device_requests_per_minute),
+        ("organisation", org_id, ctx.settings.org_requests_per_minute),
+    )
     if remember_nonce:
         with write_tx(ctx.engine) as conn:
             batch = Batch(conn)

@@ -58,7 +58,7 @@ def create_org(
     authorization: Annotated[str | None, Header()] = None,
 ) -> CreateOrgResponse:
     """Create an organisation from its genesis roster (operator's admin token)."""
-    check_rate(ctx, "admin", b"admin", ctx.settings.anonymous_requests_per_minute)
+    check_rate(ctx, ("admin", b"admin", ctx.settings.anonymous_requests_per_minute))
     _check_admin(ctx, authorization)
     org_id = orgs.create_org(
         engine=ctx.engine,
@@ -111,7 +111,7 @@ def post_invite(
 @router.post("/{org}/enroll", status_code=201, response_model=EnrollResponse, responses=PROBLEMS)
 def enroll(body: EnrollRequest, ctx: Ctx, org_id: OrgId) -> EnrollResponse:
     """Enroll a device with an invite secret and its self-signed enrollment (no signature)."""
-    check_rate(ctx, "enrollment", org_id, ctx.settings.anonymous_requests_per_minute)
+    check_rate(ctx, ("enrollment", org_id, ctx.settings.anonymous_requests_per_minute))
     result = orgs.enroll(
         engine=ctx.engine,
         org_id=org_id,
