@@ -304,7 +304,9 @@ class CoordinatorView:
             if any(e.header.report == report for e in waiting):
                 flags.add(f"sender key at seq {key[1]} not seen")
         dag = self._dags.get(report)
-        if dag is not None and dag.state().missing:
+        if dag is not None and any(
+            p not in dag for revision in dag.revisions.values() for p in revision.parents
+        ):  # what `ReportState.missing` lists, without folding the whole DAG again
             flags.add("parent revisions not seen")
         if "pending-admission" in flags:
             state = "pending-admission"
