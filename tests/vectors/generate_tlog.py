@@ -1,0 +1,82 @@
+"""Generate the transparency log's known-answer vectors: merkle_v1.json and checkpoint_v1.json.
+
+Run from the repository root:  .venv/bin/python tests/vectors/generate_tlog.py [set ...]
+
+Same conventions as generate.py (whose `fixed` labels and `write` layout it reuses): every
+input is derived from a fixed label, re-running rewrites identical files, and the tests never
+run this script; they compare the code against the committed files (tests/sync/test_merkle.py,
+tests/sync/test_checkpoint.py). The published RFC 9162 data is imported separately
+(import_rfc9162.py, merkle_rfc9162.json).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from generate import fixed, write
+
+from sync.merkle import (
+    Frontier,
+    batch_inclusion_proof,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_of,
+)
+
+SECTION = "§17 (docs/_draft_tlog.md)"
+
+
+def merkle() -> None:
+    vectors: list[dict[str, Any]] = []
+    for size, batch in ((13, range(9, 13)), (8, range(0, 3))):
+        ids = [fixed(f"envelope {i}") for i in range(size)]
+        leaves = [leaf_hash(e) for e in ids]
+        frontier, completed = Frontier.empty().append(leaves)
+        nodes = dict(completed)
+        vectors.append(
+            {
+                "envelope_ids": [e.hex() for e in ids],
+                "leaf_hashes": [x.hex() for x in leaves],
+                "roots": [root_of(leaves[:n]).hex() for n in range(size + 1)],
+                "frontier": frontier.to_bytes().hex(),
+                "inclusion": [
+                    {"index": i, "proof": [p.hex() for p in inclusion_proof(i, size, nodes)]}
+                    for i in sorted({0, 5, size - 1})
+                ],
+                "consistency": [
+                    {"old_size": m, "proof": [p.hex() for p in consistency_proof(m, size, nodes)]}
+                    for m in (1, 4, 7, size - 1)
+                ],
+                "batch": {
+                    "indices": list(batch),
+                    "proof": [p.hex() for p in batch_inclusion_proof(batch, size, nodes)],
+                },
+            }
+        )
+    write(
+        "merkle_v1.json",
+        "The organisation log: leaf = envelope id, RFC 9162 hashing; roots of every prefix "
+        "size, the frontier, inclusion, consistency and batch inclusion proofs",
+        SECTION,
+        vectors,
+    )
+
+
+GENERATORS = {"merkle": merkle}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(GENERATORS)
+    unknown = [n for n in names if n not in GENERATORS]
+    if unknown:
+        print(f"unknown vector sets {unknown}; choose from {sorted(GENERATORS)}", file=sys.stderr)
+        return 2
+    for name in names:
+        GENERATORS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
