@@ -1,4 +1,4 @@
-"""Signed documents: rosters, invites and receipts share one detached layout.
+"""Signed documents: rosters, invites, receipts and checkpoints share one detached layout.
 
 Theory of operation (docs/PROTOCOL.md §3):
 
@@ -31,6 +31,7 @@ _PURPOSE_NAMES = {
     Purpose.ROSTER_SIGNATURE: "roster",
     Purpose.INVITE_SIGNATURE: "invite",
     Purpose.RECEIPT_SIGNATURE: "receipt",
+    Purpose.CHECKPOINT_SIGNATURE: "checkpoint",
     Purpose.ENROLLMENT_SIGNATURE: "enrollment",
 }
 _BY_NAME = {name: purpose for purpose, name in _PURPOSE_NAMES.items()}

@@ -46,6 +46,8 @@ class Purpose(bytes, Enum):
     ENROLLMENT_SIGNATURE = b"sealbox/v1/sig/enrollment"
     INVITE_SECRET = b"sealbox/v1/invite-secret"
     RECEIPT_SIGNATURE = b"sealbox/v1/sig/receipt"
+    CHECKPOINT_SIGNATURE = b"sealbox/v1/sig/checkpoint"
+    CHECKPOINT_CODE = b"sealbox/v1/checkpoint-code"
     SENDER_KEY_WRAP = b"sealbox/v1/hpke/sender-key"
     CHAIN_MESSAGE = b"sealbox/v1/chain/message"
     CHAIN_NEXT = b"sealbox/v1/chain/next"

@@ -327,7 +327,7 @@ def test_batch_proofs_verify_and_fail_on_any_change(size: int, data: st.DataObje
     given_leaves = {i: leaves[i] for i in indices}
     verify_batch_inclusion(given_leaves, size, proof, root)
     if max(indices) - min(indices) + 1 == len(indices):
-        assert len(proof) <= 2 * size.bit_length()
+        assert len(proof) <= 2 * (size - 1).bit_length()  # 2 * ceil(log2 size)
     changed = data.draw(st.sampled_from(sorted(indices)))
     with pytest.raises(ProofError):
         verify_batch_inclusion({**given_leaves, changed: flip(leaves[changed])}, size, proof, root)
@@ -444,3 +444,32 @@ def test_sealbox_merkle_vectors() -> None:
         proof = batch_inclusion_proof(b["indices"], size, nodes)
         assert [x.hex() for x in proof] == b["proof"]
         verify_batch_inclusion({i: leaves[i] for i in b["indices"]}, size, proof, root)
+
+
+class _AnyNode(dict[Node, bytes]):
+    """Every node hashes to the same bytes: enough to count a proof's length at any size."""
+
+    def __missing__(self, node: Node) -> bytes:
+        return bytes(32)
+
+
+def proof_sizes(size: int) -> dict[str, int]:
+    nodes = _AnyNode()
+    return {
+        "inclusion": 32 * len(inclusion_proof(size // 2, size, nodes)),
+        "batch_100_at_end": 32 * len(batch_inclusion_proof(range(size - 100, size), size, nodes)),
+        "consistency": 32 * len(consistency_proof(size - 150, size, nodes)),
+    }
+
+
+def test_proof_sizes_stay_logarithmic(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12's figure (bytes; `pytest -s` prints it): single inclusion, a batch of 100
+    contiguous leaves at the end, a consistency proof from 150 leaves back, at 10^3..10^6."""
+    for size in (10**3, 10**5, 10**6):
+        sizes = proof_sizes(size)
+        bits = size.bit_length()
+        assert sizes["inclusion"] <= 32 * bits
+        assert sizes["batch_100_at_end"] <= 32 * 2 * bits
+        assert sizes["consistency"] <= 32 * (bits + 1)
+        with capsys.disabled():
+            print(f"\nproof bytes at {size:>9,} leaves: {sizes}")

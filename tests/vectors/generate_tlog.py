@@ -16,6 +16,8 @@ from typing import Any
 
 from generate import fixed, write
 
+from crypto import Purpose, SigningKey, digest
+from sync.checkpoint import Checkpoint
 from sync.merkle import (
     Frontier,
     batch_inclusion_proof,
@@ -64,7 +66,42 @@ def merkle() -> None:
     )
 
 
-GENERATORS = {"merkle": merkle}
+def checkpoints() -> None:
+    server = SigningKey(fixed("server"))
+    org = fixed("org", 16)
+    leaves = [leaf_hash(fixed(f"envelope {i}")) for i in range(13)]
+    vectors = []
+    for size in (13, 0):
+        checkpoint = Checkpoint(org, size, root_of(leaves[:size]), 1_780_000_000 + size)
+        document = checkpoint.sign(server)
+        vectors.append(
+            {
+                "inputs": {
+                    "server_seed": fixed("server").hex(),
+                    "org": org.hex(),
+                    "size": size,
+                    "root": checkpoint.root.hex(),
+                    "issued_at": checkpoint.issued_at,
+                },
+                "body": document.body.hex(),
+                "document": document.to_bytes().hex(),
+                "digest": digest(Purpose.CHECKPOINT_SIGNATURE, document.body).hex(),
+                "code_digest": digest(
+                    Purpose.CHECKPOINT_CODE, org + size.to_bytes(8, "big") + checkpoint.root
+                ).hex(),
+                "short_code": checkpoint.short_code(),
+            }
+        )
+    write(
+        "checkpoint_v1.json",
+        "Server-signed checkpoints of the organisation log (the 13-leaf tree of merkle_v1.json "
+        "and the empty tree), with the digest of the signed message and the short code",
+        SECTION,
+        vectors,
+    )
+
+
+GENERATORS = {"merkle": merkle, "checkpoint": checkpoints}
 
 
 def main(argv: list[str]) -> int:
