@@ -9,7 +9,8 @@ The public surface is deliberately small (docs/PROTOCOL.md §2-§5):
 * documents:  `sign_document`, `SignedDocument` (rosters, invites, receipts, enrollments)
 * local keys: `wrap_keyfile`/`unwrap_keyfile` (Argon2id + ChaCha20-Poly1305)
 * attachments: `seal_chunks`/`open_chunks` (STREAM chunks), `new_attachment_key`, `manifest_of`
-* one failure: `VerificationFailed` (`MalformedEnvelope` is its structural subclass)
+* one failure: `VerificationFailed` (`MalformedEnvelope` is its structural subclass,
+              `KeyCommitmentMismatch` the one for a key envelope whose wraps disagree)
 
 What is not protected, by design: envelope headers are cleartext routing data,
 body lengths leak their Padmé bucket, and request timing is visible to the
@@ -29,7 +30,7 @@ from crypto.envelope import (
     seal_revision,
     seal_sender_key,
 )
-from crypto.errors import VerificationFailed
+from crypto.errors import KeyCommitmentMismatch, VerificationFailed
 from crypto.keyfile import DEFAULT_KDF, KdfParams, unwrap_keyfile, wrap_keyfile
 from crypto.keys import KemPrivateKey, KemPublicKey, SigningKey, VerifyKey, key_id
 from crypto.signed import SignedDocument, digest, sign_document
@@ -46,6 +47,7 @@ __all__ = [
     "KdfParams",
     "KemPrivateKey",
     "KemPublicKey",
+    "KeyCommitmentMismatch",
     "MalformedEnvelope",
     "MessageKey",
     "Purpose",

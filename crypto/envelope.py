@@ -14,7 +14,10 @@ Two kinds share the layout:
   header, aad = header_hash, Padmé-padded content).
 * ``key`` (a sender-key announcement): body = CBOR array of HPKE ciphertexts
   of CK0, one per recipient key id listed (sorted) in the header, each with
-  info = tag_wrap || header_hash || recipient key id.
+  info = tag_wrap || header_hash || recipient key id.  The header carries
+  m = SHA-256(tag_commit || CK0), so the signature commits the device to one
+  chain key: a reader whose wrap opens to another key gets
+  `KeyCommitmentMismatch`, never a key (docs/PROTOCOL.md §4.3 "Key commitment").
 
 Every header field is therefore covered three times: by the id, by the
 signature, and (through header_hash) by the AEAD or HPKE context.  Swapping
@@ -29,6 +32,7 @@ is needed.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import struct
 from collections.abc import Sequence
@@ -40,9 +44,10 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from crypto import encoding
 from crypto.chain import ChainKey, MessageKey
-from crypto.errors import VerificationFailed
+from crypto.errors import KeyCommitmentMismatch, VerificationFailed
 from crypto.keys import KemPrivateKey, KemPublicKey, SigningKey, VerifyKey
 from crypto.padding import pad, unpad
+from crypto.signed import digest
 from crypto.suite import HPKE_SUITE, PROTOCOL_VERSION, SUITE_ID, Purpose
 
 __all__ = [
@@ -101,6 +106,7 @@ class Header:
     key_seq: int | None = None
     nonce: bytes | None = None
     recipients: tuple[bytes, ...] = ()
+    commitment: bytes | None = None
 
     def to_cbor(self) -> bytes:
         fields: dict[str, Any] = {
@@ -116,7 +122,7 @@ class Header:
         if self.kind == "rev":
             fields.update(r=self.report, p=list(self.parents), c=self.key_seq, x=self.nonce)
         else:
-            fields["t"] = list(self.recipients)
+            fields.update(t=list(self.recipients), m=self.commitment)
         header_bytes = encoding.encode(fields)
         _validate(encoding.decode(header_bytes))  # one rule set for writers and readers
         return header_bytes
@@ -144,7 +150,7 @@ def _sorted_unique(items: Any, length: int, limit: int, name: str) -> tuple[byte
 
 
 _REV_KEYS = frozenset("vskodnhe" + "rpcx")
-_KEY_KEYS = frozenset("vskodnhe" + "t")
+_KEY_KEYS = frozenset("vskodnhe" + "tm")
 
 
 def _validate(fields: Any) -> Header:
@@ -174,7 +180,13 @@ def _validate(fields: Any) -> Header:
         recipients = _sorted_unique(fields["t"], ID_LENGTH, MAX_RECIPIENTS, "recipients")
         if not recipients:
             raise MalformedEnvelope("a sender key needs at least one recipient")
-        return Header(kind="key", recipients=recipients, **common)  # type: ignore[arg-type]
+        commitment = _bytes_of(fields["m"], HASH_LENGTH, "key commitment")
+        return Header(
+            kind="key",
+            recipients=recipients,
+            commitment=commitment,
+            **common,  # type: ignore[arg-type]
+        )
     key_seq = _int_of(fields["c"], 1, MAX_SEQ, "key seq")
     if key_seq >= seq:
         raise MalformedEnvelope("key seq must precede seq")
@@ -366,6 +378,11 @@ def _wrap_info(header_hash: bytes, recipient_id: bytes) -> bytes:
     return Purpose.SENDER_KEY_WRAP.value + b"\x00" + header_hash + recipient_id
 
 
+def _key_commitment(raw_chain_key: bytes) -> bytes:
+    """``m`` of a key envelope header: SHA-256("sealbox/v1/key-commitment" || 0x00 || CK0)."""
+    return digest(Purpose.KEY_COMMITMENT, raw_chain_key)
+
+
 def seal_sender_key(
     *,
     org: bytes,
@@ -376,12 +393,39 @@ def seal_sender_key(
     recipients: Sequence[KemPublicKey],
     signing_key: SigningKey,
 ) -> Envelope:
-    """Announce a new epoch: wrap CK0 once to each recipient with HPKE (docs/PROTOCOL.md §4.3)."""
-    if not isinstance(chain_key, ChainKey) or not isinstance(signing_key, SigningKey):
-        raise TypeError("chain_key must be a ChainKey and signing_key a SigningKey")
+    """Announce a new epoch: wrap CK0 once to each recipient with HPKE and commit to it in the
+    signed header (docs/PROTOCOL.md §4.3)."""
+    if not isinstance(chain_key, ChainKey):
+        raise TypeError("chain_key must be a ChainKey")
     if not recipients or not all(isinstance(r, KemPublicKey) for r in recipients):
         raise TypeError("recipients must be a non-empty sequence of KemPublicKey")
-    by_id = {r.key_id: r for r in recipients}
+    return _seal_sender_key_from_parts(
+        org=org,
+        seq=seq,
+        prev=prev,
+        roster_version=roster_version,
+        committed=chain_key,
+        wrapped=[(r, chain_key) for r in recipients],
+        signing_key=signing_key,
+    )
+
+
+def _seal_sender_key_from_parts(
+    *,
+    org: bytes,
+    seq: int,
+    prev: bytes,
+    roster_version: int,
+    committed: ChainKey,
+    wrapped: Sequence[tuple[KemPublicKey, ChainKey]],
+    signing_key: SigningKey,
+) -> Envelope:
+    """The seam under `seal_sender_key`: the header commits to ``committed`` and each
+    recipient's wrap holds its own chain key.  An honest sealer passes one key for all;
+    tests pass different ones to play an author who equivocates on CK0 (THREAT_MODEL §7.11)."""
+    if not isinstance(signing_key, SigningKey):
+        raise TypeError("signing_key must be a SigningKey")
+    by_id = {r.key_id: (r, k) for r, k in wrapped}
     header = Header(
         kind="key",
         org=org,
@@ -390,20 +434,26 @@ def seal_sender_key(
         prev=prev,
         roster_version=roster_version,
         recipients=tuple(sorted(by_id)),
+        commitment=_key_commitment(committed.raw),
     )
     header_bytes = header.to_cbor()
     header_hash = _header_hash(header_bytes)
     wraps = [
-        HPKE_SUITE.encrypt(chain_key.raw, by_id[rid]._hpke_key(), info=_wrap_info(header_hash, rid))
+        HPKE_SUITE.encrypt(
+            by_id[rid][1].raw, by_id[rid][0]._hpke_key(), info=_wrap_info(header_hash, rid)
+        )
         for rid in header.recipients
     ]
     return _finish(header_bytes, encoding.encode(wraps), signing_key)
 
 
 def open_sender_key(envelope: Envelope, *, author: VerifyKey, recipient: KemPrivateKey) -> ChainKey:
-    """Verify a sender-key announcement and unwrap CK0 for ``recipient``.
+    """Verify a sender-key announcement, unwrap CK0 for ``recipient`` and check the header's
+    commitment to it before returning it (docs/PROTOCOL.md §4.3, §4.5).
 
     Raises:
+        KeyCommitmentMismatch: the wrap opened, but not to the key the signed header commits
+            to (the author gave coordinators different keys); no key is returned.
         VerificationFailed: bad signature, not addressed to ``recipient``, or wrap fails.
     """
     if not isinstance(envelope, Envelope) or not isinstance(recipient, KemPrivateKey):
@@ -426,6 +476,10 @@ def open_sender_key(envelope: Envelope, *, author: VerifyKey, recipient: KemPriv
         raw = HPKE_SUITE.decrypt(
             wrap, recipient._hpke_key(), info=_wrap_info(envelope.header_hash, rid)
         )
-        return ChainKey(raw)
+        chain_key = ChainKey(raw)
     except (InvalidTag, ValueError, TypeError) as exc:
         raise VerificationFailed() from exc
+    assert header.commitment is not None  # _validate requires it for kind "key"
+    if not hmac.compare_digest(_key_commitment(chain_key.raw), header.commitment):
+        raise KeyCommitmentMismatch()
+    return chain_key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["VerificationFailed"]
+__all__ = ["KeyCommitmentMismatch", "VerificationFailed"]
 
 
 class VerificationFailed(Exception):
@@ -14,3 +14,14 @@ class VerificationFailed(Exception):
 
     def __init__(self) -> None:
         super().__init__("verification failed")
+
+
+class KeyCommitmentMismatch(VerificationFailed):
+    """A key envelope's wrap opened for this reader, but to a chain key its signed header
+    does not commit to (docs/PROTOCOL.md §4.3): its author gave different coordinators
+    different keys. Still a `VerificationFailed`, so callers that catch only that stay
+    safe; no key and no plaintext accompanies it.
+
+    Telling it apart leaks nothing an attacker can use: only the author, who chose the
+    keys, can produce it, and it is raised after the signature and the HPKE tag verified.
+    """

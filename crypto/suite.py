@@ -55,3 +55,4 @@ class Purpose(bytes, Enum):
     LABEL = b"sealbox/v1/label"
     ATTACHMENT_CHUNK = b"sealbox/v1/attachment-chunk"
     KEY_FINGERPRINT = b"sealbox/v1/key-fingerprint"
+    KEY_COMMITMENT = b"sealbox/v1/key-commitment"

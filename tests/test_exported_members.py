@@ -21,6 +21,7 @@ EXPECTED = {
     "KdfParams",
     "KemPrivateKey",
     "KemPublicKey",
+    "KeyCommitmentMismatch",
     "MalformedEnvelope",
     "MessageKey",
     "Purpose",

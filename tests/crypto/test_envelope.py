@@ -17,11 +17,14 @@ from crypto import (
     ChainKey,
     Envelope,
     KemPrivateKey,
+    KeyCommitmentMismatch,
     MalformedEnvelope,
     MessageKey,
+    Purpose,
     SigningKey,
     VerificationFailed,
     VerifyKey,
+    digest,
     encoding,
     message_key_at,
     open_revision,
@@ -30,7 +33,7 @@ from crypto import (
     seal_revision,
     seal_sender_key,
 )
-from crypto.envelope import MAX_ENVELOPE_LENGTH, MAX_PARENTS, _finish
+from crypto.envelope import MAX_ENVELOPE_LENGTH, MAX_PARENTS, _finish, _seal_sender_key_from_parts
 from crypto.padding import padded_length, padme
 
 DEVICE = SigningKey(bytes([1]) * 32)
@@ -279,6 +282,89 @@ def test_key_envelope_with_dropped_or_extra_wrap_fails() -> None:
         envelope = _finish(KEY_ENVELOPE.header_bytes, body, DEVICE)
         with pytest.raises(VerificationFailed):
             open_sender_key(envelope, author=DEVICE.verify_key, recipient=COORDINATORS[0])
+
+
+# --- key commitment (THREAT_MODEL §7.11) ------------------------------------------------------
+
+OTHER_CK0 = ChainKey(bytes([12]) * 32)
+
+
+def equivocating_key_envelope(committed: ChainKey = CK0) -> Envelope:
+    """What a malicious author can sign: one key envelope whose wraps carry different chain
+    keys (the second coordinator's holds OTHER_CK0), the header committing to ``committed``."""
+    return _seal_sender_key_from_parts(
+        org=ORG,
+        seq=KEY_SEQ,
+        prev=bytes([9]) * 32,
+        roster_version=4,
+        committed=committed,
+        wrapped=[(c.public_key, OTHER_CK0 if i == 1 else CK0) for i, c in enumerate(COORDINATORS)],
+        signing_key=DEVICE,
+    )
+
+
+def test_key_envelope_header_commits_to_its_chain_key() -> None:
+    """PROTOCOL §4.1, §4.3: `m` = SHA-256("sealbox/v1/key-commitment" || 0x00 || CK0), in the
+    header, so under the envelope signature and in every wrap's HPKE info."""
+    fields = header_of(KEY_ENVELOPE)
+    assert fields["m"] == digest(Purpose.KEY_COMMITMENT, CK0.raw)
+    assert fields["m"] == KEY_ENVELOPE.header.commitment
+    assert "m" not in header_of(REVISION)
+
+
+def test_wraps_with_two_chain_keys_open_only_for_the_committed_key() -> None:
+    """PROTOCOL §4.3, §4.5: a reader checks the commitment before it derives any message key;
+    the coordinator whose wrap holds another CK0 gets KeyCommitmentMismatch (a
+    VerificationFailed), never a key, so no two coordinators read different content."""
+    envelope = parse_envelope(equivocating_key_envelope().to_bytes())
+    author = DEVICE.verify_key
+    assert open_sender_key(envelope, author=author, recipient=COORDINATORS[0]) == CK0
+    assert open_sender_key(envelope, author=author, recipient=COORDINATORS[2]) == CK0
+    with pytest.raises(KeyCommitmentMismatch) as info:
+        open_sender_key(envelope, author=author, recipient=COORDINATORS[1])
+    assert isinstance(info.value, VerificationFailed) and str(info.value) == "verification failed"
+    # Committing to the other key turns it round: now the two honest-looking wraps fail.
+    flipped = equivocating_key_envelope(committed=OTHER_CK0)
+    assert open_sender_key(flipped, author=author, recipient=COORDINATORS[1]) == OTHER_CK0
+    for coordinator in (COORDINATORS[0], COORDINATORS[2]):
+        with pytest.raises(KeyCommitmentMismatch):
+            open_sender_key(flipped, author=author, recipient=coordinator)
+
+
+def test_a_changed_commitment_fails_the_signature_and_the_wraps() -> None:
+    """PROTOCOL §4.3, §4.4: `m` is signed (a flipped bit fails the signature) and bound into
+    the HPKE info (re-signed by the device, the wraps no longer open): neither is a mismatch."""
+    header = header_of(KEY_ENVELOPE)
+    header["m"] = bytes([header["m"][0] ^ 1]) + header["m"][1:]
+    forged = parse_envelope(rebuild(header, KEY_ENVELOPE.body, KEY_ENVELOPE.signature))
+    with pytest.raises(VerificationFailed) as info:
+        open_sender_key(forged, author=DEVICE.verify_key, recipient=COORDINATORS[0])
+    assert not isinstance(info.value, KeyCommitmentMismatch)
+    with pytest.raises(VerificationFailed):
+        forged.verify_signature(DEVICE.verify_key)
+    re_signed = _finish(encoding.encode(header), KEY_ENVELOPE.body, DEVICE)
+    for coordinator in COORDINATORS:
+        with pytest.raises(VerificationFailed) as info:
+            open_sender_key(re_signed, author=DEVICE.verify_key, recipient=coordinator)
+        assert not isinstance(info.value, KeyCommitmentMismatch)
+
+
+@pytest.mark.parametrize(
+    "value", [None, bytes(31), bytes(33), b"", "00" * 32, 0, [bytes(32)]], ids=repr
+)
+def test_a_missing_or_ill_typed_commitment_is_malformed(value: Any) -> None:
+    """PROTOCOL §4.1: a key envelope header without `m`, or with `m` not 32 bytes, is
+    malformed; a revision header never has one."""
+    header = header_of(KEY_ENVELOPE)
+    if value is None:
+        del header["m"]
+    else:
+        header["m"] = value
+    with pytest.raises(MalformedEnvelope):
+        parse_envelope(rebuild(header, KEY_ENVELOPE.body, KEY_ENVELOPE.signature))
+    revision = {**header_of(REVISION), "m": bytes(32)}
+    with pytest.raises(MalformedEnvelope):
+        parse_envelope(rebuild(revision, REVISION.body, REVISION.signature))
 
 
 # --- changed header fields -------------------------------------------------------------------

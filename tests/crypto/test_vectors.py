@@ -16,11 +16,13 @@ import pytest
 from crypto import (
     ChainKey,
     KemPrivateKey,
+    KeyCommitmentMismatch,
     MessageKey,
     Purpose,
     SigningKey,
     VerificationFailed,
     VerifyKey,
+    digest,
     manifest_of,
     message_key_at,
     open_chunks,
@@ -167,16 +169,26 @@ def test_revision_envelope_vectors_open(vector: dict[str, Any]) -> None:
 
 @vector_params("sender_key_v1.json")
 def test_sender_key_vectors_open_to_recorded_chain_key(vector: dict[str, Any]) -> None:
-    """PROTOCOL §4.3: every listed coordinator opens the recorded wrap to the recorded CK0."""
+    """PROTOCOL §4.3, §4.5: every listed coordinator opens the recorded wrap to the recorded
+    CK0, the one the header's `m` commits to; in the equivocating vector, a coordinator whose
+    wrap holds another key gets a key-commitment mismatch, never a key."""
     inputs = vector["inputs"]
     parsed = parse_envelope(h(vector["envelope"]))
     assert parsed.id.hex() == vector["id"]
+    assert parsed.header.commitment is not None
+    assert parsed.header.commitment.hex() == vector["key_commitment"]
+    assert digest(Purpose.KEY_COMMITMENT, h(inputs["chain_key"])).hex() == vector["key_commitment"]
     author = SigningKey(h(inputs["signing_seed"])).verify_key
     recipients = [KemPrivateKey(h(s)) for s in inputs["recipient_seeds"]]
     assert sorted(r.public_key.key_id.hex() for r in recipients) == vector["recipient_ids"]
-    for recipient in recipients:
-        chain_key = open_sender_key(parsed, author=author, recipient=recipient)
-        assert chain_key.raw.hex() == inputs["chain_key"]
+    expected = vector.get("opens", [True] * len(recipients))
+    for recipient, opens in zip(recipients, expected, strict=True):
+        if opens:
+            chain_key = open_sender_key(parsed, author=author, recipient=recipient)
+            assert chain_key.raw.hex() == inputs["chain_key"]
+        else:
+            with pytest.raises(KeyCommitmentMismatch):
+                open_sender_key(parsed, author=author, recipient=recipient)
     stranger = KemPrivateKey(bytes(32))
     with pytest.raises(VerificationFailed):
         open_sender_key(parsed, author=author, recipient=stranger)
@@ -196,6 +208,7 @@ def test_sender_key_vectors_deterministic_parts_reproduce(vector: dict[str, Any]
         prev=h(inputs["prev"]),
         roster_version=inputs["roster_version"],
         recipients=tuple(sorted(r.key_id for r in recipients)),
+        commitment=digest(Purpose.KEY_COMMITMENT, h(inputs["chain_key"])),
     )
     assert header.to_cbor().hex() == vector["header"]
     recorded = parse_envelope(h(vector["envelope"]))

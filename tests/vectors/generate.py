@@ -36,7 +36,7 @@ from crypto import (
     stream,
     wrap_keyfile,
 )
-from crypto.envelope import _seal_revision_from_parts
+from crypto.envelope import _seal_revision_from_parts, _seal_sender_key_from_parts
 from crypto.padding import pad, padded_length, padme
 from sync.invite import Enrollment, Invite, InviteCode, seal_label, secret_hash
 from sync.receipt import Receipt, ReceiptItem
@@ -297,16 +297,56 @@ def sender_keys() -> None:
                     "signing_seed": fixed("device 0").hex(),
                 },
                 "recipient_ids": [r.hex() for r in envelope.header.recipients],
+                "key_commitment": digest(Purpose.KEY_COMMITMENT, ck0.raw).hex(),
                 "header": envelope.header_bytes.hex(),
                 "header_hash": envelope.header_hash.hex(),
                 "id": envelope.id.hex(),
                 "envelope": envelope.to_bytes().hex(),
             }
         )
+    # An author who equivocates on CK0 (THREAT_MODEL §7.11): the header commits to the first
+    # coordinator's key, the second coordinator's wrap holds another one.  A reader MUST open
+    # the first and refuse the second with a key-commitment mismatch (§4.3, §4.5).
+    kem_seeds = [fixed(f"coordinator kem {i}") for i in range(2)]
+    kems = [KemPrivateKey(s) for s in kem_seeds]
+    chain_keys = [ChainKey(fixed("equivocated chain 0")), ChainKey(fixed("equivocated chain 1"))]
+    envelope = _seal_sender_key_from_parts(
+        org=org,
+        seq=1,
+        prev=ZERO,
+        roster_version=2,
+        committed=chain_keys[0],
+        wrapped=[(k.public_key, ck) for k, ck in zip(kems, chain_keys, strict=True)],
+        signing_key=device,
+    )
+    vectors.append(
+        {
+            "description": "sender-key envelope whose wraps carry two different chain keys",
+            "inputs": {
+                "org": org.hex(),
+                "seq": 1,
+                "prev": ZERO.hex(),
+                "roster_version": 2,
+                "chain_key": chain_keys[0].raw.hex(),
+                "recipient_seeds": [s.hex() for s in kem_seeds],
+                "wrapped_chain_keys": [k.raw.hex() for k in chain_keys],
+                "signing_seed": fixed("device 0").hex(),
+            },
+            "recipient_ids": [r.hex() for r in envelope.header.recipients],
+            "key_commitment": digest(Purpose.KEY_COMMITMENT, chain_keys[0].raw).hex(),
+            "header": envelope.header_bytes.hex(),
+            "header_hash": envelope.header_hash.hex(),
+            "id": envelope.id.hex(),
+            "envelope": envelope.to_bytes().hex(),
+            "opens": [k == chain_keys[0] for k in chain_keys],
+        }
+    )
     write(
         "sender_key_v1.json",
         "Sender-key envelopes (kind key). HPKE is randomised: the wraps change when regenerated; "
-        "tests open the recorded bytes and rebuild the deterministic parts.",
+        "tests open the recorded bytes and rebuild the deterministic parts. The last one "
+        "equivocates: only the recipients whose `opens` is true get a chain key, the others "
+        "MUST fail the key commitment.",
         "§4.3, §4.4",
         vectors,
     )
