@@ -8,7 +8,11 @@ Rules:
   one of them vouches), the revocation point, the chain position, the epoch's
   recipients against the roster version it names, and the body opens.
 * Findings are never hidden: gaps and forks per device chain, forgeries, revisions
-  after revocation, content pending admission, keys not seen, epochs not sealed to us.
+  after revocation, content pending admission, keys not seen, epochs not sealed to us,
+  sender keys whose commitment does not match (`key-commitment-mismatch`).
+* A revision opens only with the key envelope at (device, c) of the device's own chain:
+  the one its signed `h` links lead to, or the only one held at (device, c) while links
+  are missing; with a fork at c and no links, it is not opened (PROTOCOL §4.3).
 * Every report carries a verification state (`ReportVerification`); exports leave out
   content that is not verified unless asked, and then mark it.
 """
@@ -22,6 +26,7 @@ from crypto import (
     ChainKey,
     Envelope,
     KemPrivateKey,
+    KeyCommitmentMismatch,
     MalformedEnvelope,
     MessageKey,
     VerificationFailed,
@@ -36,6 +41,12 @@ from sync.report import ContentError, ReportContent
 from sync.roster import Member, SignedRoster
 
 __all__ = ["VERIFICATION_STATES", "CoordinatorView", "Finding", "ReportVerification"]
+
+_KCM_KIND = "key-commitment-mismatch"
+_KCM = (
+    "its author gave coordinators different keys (the key this coordinator unwrapped is not "
+    "the one the signed header commits to); nothing sealed under it is shown"
+)
 
 VERIFICATION_STATES = ("verified", "pending-admission", "after-revocation", "with-findings")
 """A report's verification state, worst last but one: content from a device not yet
@@ -83,17 +94,40 @@ class CoordinatorView:
         # Verified roster versions by number: to check each epoch's recipients (§4.3 item 6).
         self.history = {v.roster.version: v.roster for v in (*history, roster)}
         self.enrollments = {e.device_id: e for e in enrollments}
+        self._refused: set[Finding] = set()  # about envelopes not taken in (kept by replays)
+        self.held: dict[bytes, bytes] = {}
+        self._replaying = False
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget everything derived from the envelopes taken in."""
         self.envelopes: dict[bytes, bytes] = {}
+        self._findings: set[Finding] = set()
         self._chains: dict[bytes, dict[int, set[bytes]]] = {}
         self._prev: dict[bytes, bytes] = {}
-        self._sender_keys: dict[tuple[bytes, int], tuple[ChainKey, int, ChainKey]] = {}
+        # By key envelope id: CK0 and the ratchet's last position; ids whose commitment failed.
+        self._sender_keys: dict[bytes, tuple[ChainKey, int, ChainKey]] = {}
+        self._mismatched: set[bytes] = set()
+        self._anchor: dict[bytes, tuple[int, bytes]] = {}  # revision id -> (c, key envelope id)
         self._waiting: dict[tuple[bytes, int], list[Envelope]] = {}
         self._dags: dict[bytes, ReportDag] = {}
         # The same DAGs with only revisions by roster members (what exports show by default).
         self._member_dags: dict[bytes, ReportDag] = {}
         self._report_flags: dict[bytes, set[str]] = {}
-        self._findings: set[Finding] = set()
-        self.held: dict[bytes, bytes] = {}
+
+    def _replay(self) -> bool:
+        """Take every envelope in again in chain order, when a second sender key at one seq
+        may change which revisions open: the view must not depend on arrival order."""
+        if self._replaying:
+            return False
+        self._replaying, stored = True, list(self.envelopes.values())
+        self._clear()
+        try:
+            for data in sorted(stored, key=lambda d: parse_envelope(d).header.seq):
+                self.ingest(data)
+        finally:
+            self._replaying = False
+        return True
 
     def update_trust(self, roster: SignedRoster, enrollments: Iterable[Enrollment] = ()) -> None:
         """Adopt a newer verified roster and enrollments, and retry held envelopes."""
@@ -119,13 +153,13 @@ class CoordinatorView:
         try:
             envelope = parse_envelope(data)
         except MalformedEnvelope as exc:
-            self._findings.add(Finding("malformed", b"", 0, exc.reason))
+            self._refused.add(Finding("malformed", b"", 0, exc.reason))
             return False
         header = envelope.header
         if envelope.id in self.envelopes:
             return False
         if header.org != self.roster.roster.org_id:
-            self._findings.add(
+            self._refused.add(
                 Finding("foreign", header.device, header.seq, "envelope of another organisation")
             )
             return False
@@ -137,10 +171,11 @@ class CoordinatorView:
         try:
             envelope.verify_signature(author[0])
         except VerificationFailed:
-            self._findings.add(Finding("forged", header.device, header.seq, "bad signature"))
+            self._refused.add(Finding("forged", header.device, header.seq, "bad signature"))
             return False
         self.envelopes[envelope.id] = envelope.to_bytes()
-        self._chains.setdefault(header.device, {}).setdefault(header.seq, set()).add(envelope.id)
+        slot = self._chains.setdefault(header.device, {}).setdefault(header.seq, set())
+        slot.add(envelope.id)
         self._prev[envelope.id] = header.prev
         member = author[1]
         if member is not None and not member.accepts_seq(header.seq):
@@ -156,7 +191,8 @@ class CoordinatorView:
             )
             return True
         if header.kind == "key":
-            self._take_sender_key(envelope, author[0])
+            if len(slot) == 1 or not self._replay():
+                self._take_sender_key(envelope, author[0])
         else:
             self._take_revision(envelope, author[0])
         return True
@@ -188,17 +224,47 @@ class CoordinatorView:
             return
         try:
             ck0 = open_sender_key(envelope, author=author, recipient=self.kem_key)
+        except KeyCommitmentMismatch:
+            self._mismatched.add(envelope.id)
+            self._findings.add(Finding(_KCM_KIND, header.device, header.seq, _KCM))
         except VerificationFailed:
             self._findings.add(
                 Finding("forged", header.device, header.seq, "sender key does not open")
             )
             return
-        key = (header.device, header.seq)
-        self._sender_keys[key] = (ck0, 0, ck0)
-        for waiting in self._waiting.pop(key, []):
+        else:
+            self._sender_keys[envelope.id] = (ck0, 0, ck0)
+        for waiting in self._waiting.pop((header.device, header.seq), []):
             self._take_revision(waiting, author)
 
-    def _message_key(self, key: tuple[bytes, int], index: int) -> MessageKey:
+    def _key_envelope(self, envelope: Envelope) -> bytes | None:
+        """The id of the key envelope at (d, c) that opens this revision, None if not known.
+
+        Its own signed links decide when they are all held (h names n-1, whose h names
+        n-2, ... down to c); otherwise the only envelope held at (d, c). A fork at c without
+        links opens nothing: which key is meant is not known (PROTOCOL §4.3)."""
+        header = envelope.header
+        assert header.report is not None and header.key_seq is not None
+        chain, c = self._chains[header.device], header.key_seq
+        link, seq = header.prev, header.seq - 1
+        while seq > c and link in chain.get(seq, ()):
+            anchor = self._anchor.get(link)
+            if anchor is not None and anchor[0] == c:
+                link, seq = anchor[1], c
+            else:
+                link, seq = self._prev[link], seq - 1
+        if seq == c:
+            self._anchor[envelope.id] = (c, link)
+            return link
+        slot = chain.get(c, set())
+        if len(slot) > 1:
+            self._findings.add(
+                Finding("fork", header.device, header.seq, f"which sender key at seq {c}: unknown")
+            )
+            self._flag(header.report, "sealed under a forked sender key")
+        return next(iter(slot)) if len(slot) == 1 else None
+
+    def _message_key(self, key: bytes, index: int) -> MessageKey:
         ck0, at, chain = self._sender_keys[key]
         if index <= at:
             at, chain = 0, ck0
@@ -211,9 +277,15 @@ class CoordinatorView:
     def _take_revision(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header
         assert header.report is not None and header.key_seq is not None
-        key = (header.device, header.key_seq)
-        if key not in self._sender_keys:
-            self._waiting.setdefault(key, []).append(envelope)
+        key = self._key_envelope(envelope)
+        if key in self._mismatched:
+            self._flag(header.report, "key-commitment-mismatch")
+            detail = f"sealed under the sender key at seq {header.key_seq}: {_KCM}"
+            self._findings.add(Finding(_KCM_KIND, header.device, header.seq, detail))
+            return
+        if key is None or key not in self._sender_keys:
+            if key is not None or len(self._chains[header.device].get(header.key_seq, ())) < 2:
+                self._waiting.setdefault((header.device, header.key_seq), []).append(envelope)
             return
         try:
             message_key = self._message_key(key, header.seq - header.key_seq)
@@ -247,7 +319,7 @@ class CoordinatorView:
     # -- queries
     def findings(self) -> list[Finding]:
         """Every finding, including gaps and forks in device chains (recomputed from the set)."""
-        found = set(self._findings)
+        found = self._findings | self._refused
         for data in self.held.values():
             header = parse_envelope(data).header
             found.add(

@@ -7,7 +7,17 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto import ChainKey, KemPrivateKey, SigningKey, parse_envelope, seal_sender_key
+from crypto import (
+    ChainKey,
+    Envelope,
+    KemPrivateKey,
+    SigningKey,
+    message_key_at,
+    parse_envelope,
+    seal_revision,
+    seal_sender_key,
+)
+from crypto.envelope import _seal_sender_key_from_parts
 from sync.client import CoordinatorView, DeviceState, seal_edit
 from sync.roster import Member, Role
 from tests.sync.client.support import ORG, REPORT, Org, content, field_of, sealed
@@ -189,3 +199,112 @@ def test_two_coordinators_with_the_same_envelopes_show_the_same_state(rnd: rando
     assert set(field_of(one, REPORT, "a").values) == {"field", "coord"}
     assert field_of(one, REPORT, "b").value == "1"
     assert one.verification(REPORT) == two.verification(REPORT)
+
+
+# --- key commitment (PROTOCOL §4.3, THREAT_MODEL §7.11) ----------------------------------------
+
+
+def _two_coordinators() -> tuple[Org, KemPrivateKey, CoordinatorView, CoordinatorView]:
+    org = Org()
+    second, second_kem = SigningKey.generate(), KemPrivateKey.generate()
+    org.extend(
+        lambda r: r.with_member(
+            Member(
+                second.verify_key.key_id,
+                second.verify_key,
+                Role.COORDINATOR,
+                second_kem.public_key,
+            )
+        )
+    )
+    views = tuple(
+        CoordinatorView(roster=org.roster, kem_key=kem, history=org.chain)
+        for kem in (org.coord_kem, second_kem)
+    )
+    return org, second_kem, views[0], views[1]
+
+
+def _revision(org: Org, key_envelope: Envelope, chain_key: ChainKey, seq: int, prev: bytes):
+    return seal_revision(
+        org=ORG,
+        report=REPORT,
+        parents=(),
+        seq=seq,
+        prev=prev,
+        roster_version=org.roster.roster.version,
+        key_seq=key_envelope.header.seq,
+        message_key=message_key_at(chain_key, seq - key_envelope.header.seq),
+        content=content(a="what the author says").encode(),
+        signing_key=org.field,
+    )
+
+
+@settings(max_examples=10)
+@given(st.booleans())
+def test_a_sender_key_whose_wraps_disagree_is_a_finding_and_nothing_under_it_is_shown(
+    key_first: bool,
+) -> None:
+    # PROTOCOL §4.3, §4.5, §15.5 item 2: the coordinator whose wrap matches the signed
+    # commitment reads the report; the other sees key-commitment-mismatch on the key envelope
+    # and on the revision, and no content; neither sees anything else.
+    org, second_kem, first, second = _two_coordinators()
+    ck0, other = ChainKey.generate(), ChainKey.generate()
+    key_envelope = _seal_sender_key_from_parts(
+        org=ORG,
+        seq=1,
+        prev=bytes(32),
+        roster_version=org.roster.roster.version,
+        committed=ck0,
+        wrapped=[(org.coord_kem.public_key, ck0), (second_kem.public_key, other)],
+        signing_key=org.field,
+    )
+    revision = _revision(org, key_envelope, ck0, 2, key_envelope.id)
+    envelopes = [key_envelope.to_bytes(), revision.to_bytes()]
+    for view in (first, second):
+        for data in envelopes if key_first else envelopes[::-1]:
+            view.ingest(data)
+    assert field_of(first, REPORT, "a").value == "what the author says"
+    assert first.findings() == [] and first.verification(REPORT).verified
+    assert [(f.kind, f.seq) for f in second.findings()] == [
+        ("key-commitment-mismatch", 1),
+        ("key-commitment-mismatch", 2),
+    ]
+    assert "different keys" in second.findings()[0].text()
+    assert second.report(REPORT) is None and second.reports() == {}
+    assert second.verification(REPORT).reasons == ("key-commitment-mismatch",)
+
+
+@settings(max_examples=10)
+@given(st.permutations(range(4)))
+def test_a_revision_under_a_forked_sender_key_opens_with_the_key_its_links_name(
+    order: list[int],
+) -> None:
+    # PROTOCOL §4.3 "Key commitment": two committed key envelopes at one seq (an equivocation a
+    # colluding server may show) never give one revision two readings: the revision opens with
+    # the key envelope its signed `h` links lead to, whatever the order; one whose links are
+    # missing opens with neither.
+    org = Org()
+
+    def key_envelope(chain_key: ChainKey) -> Envelope:
+        return seal_sender_key(
+            org=ORG,
+            seq=1,
+            prev=bytes(32),
+            roster_version=org.roster.roster.version,
+            chain_key=chain_key,
+            recipients=org.roster.roster.recipients(),
+            signing_key=org.field,
+        )
+
+    ck0, other = ChainKey.generate(), ChainKey.generate()
+    named, decoy = key_envelope(ck0), key_envelope(other)
+    linked = _revision(org, named, ck0, 2, named.id)
+    withheld = _revision(org, named, ck0, 3, linked.id)
+    unlinked = _revision(org, named, ck0, 4, withheld.id)
+    envelopes = [named, decoy, linked, unlinked]
+    view = org.view()
+    for i in order:
+        view.ingest(envelopes[i].to_bytes())
+    state = view.report(REPORT)
+    assert state is not None and state.revision_count == 1
+    assert {(f.kind, f.seq) for f in view.findings()} == {("fork", 1), ("gap", 3), ("fork", 4)}
