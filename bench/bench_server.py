@@ -10,10 +10,15 @@ signed request, then measures:
 * feed: the coordinator pulls the whole feed, page by page (revisions/s,
   decoding each page's JSON and every envelope's base64url).
 
-Prints one JSON object.  Budgets (issue 3): ingest >= 4,000 rev/s, feed >=
-20,000 rev/s on SQLite; PostgreSQL not slower.
+Prints one JSON object, with the server's CPU per ingested revision (its processes
+and, on PostgreSQL, the backends serving the bench's database, from /proc) and the
+whole machine's.  Budgets (issue 3): ingest >= 4,000 rev/s, feed >= 20,000 rev/s on
+SQLite; PostgreSQL not slower.
 
     .venv/bin/python bench/bench_server.py [--batches 50] [--database-url URL]
+    # this checkout against another commit's code (`git worktree add --detach DIR REV`),
+    # alternating rounds, medians and the ratios this/other:
+    .venv/bin/python bench/bench_server.py --batches 30 --against DIR --rounds 5
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ import cbor2
 import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The clients seal and sign with the crypto/ and sync/ of the tree under test (--against
+# runs each tree's rounds in a process of their own): envelope formats change between
+# commits, and each server must be given what its own clients would send.
+CODE = Path(os.environ.get("SEALBOX_BENCH_CODE", ROOT))
+sys.path.insert(0, str(CODE))
 
 from crypto import ChainKey, KemPrivateKey, SigningKey, VerifyKey, seal_revision, seal_sender_key  # noqa: E402  # noqa: E402
 from sync.auth import sign_request  # noqa: E402
@@ -219,6 +228,26 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def database_cpu_seconds(database_url: str | None) -> float:
+    """CPU time of the PostgreSQL backends serving the bench's database (their process
+    title names it), so the database's share of a push is counted with the server's."""
+    if not database_url:
+        return 0.0
+    name = database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes()
+            if not title.startswith(b"postgres: ") or f" {name} ".encode() not in title:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:13]) / ticks
+    return total
+
+
 def machine_cpu_seconds() -> float:
     """CPU time the whole machine spent busy (all cores, all processes: the server, its
     database, the benchmark's own clients), from /proc/stat."""
@@ -229,21 +258,30 @@ def machine_cpu_seconds() -> float:
 
 
 def start_server(
-    args: argparse.Namespace, database_url: str | None, data_dir: str, port: int
+    args: argparse.Namespace,
+    database_url: str | None,
+    data_dir: str,
+    port: int,
+    server_tree: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
+    # The server code under test: this checkout, or --server-tree / --against (PYTHONPATH
+    # comes before the editable install on sys.path).
+    env["PYTHONPATH"] = str(server_tree or ROOT)
     env["SEALBOX_DATA_DIR"] = data_dir
     env["SEALBOX_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
     if database_url:
         env["SEALBOX_DATABASE_URL"] = database_url
-    exe = str(ROOT / ".venv" / "bin" / "sealbox-server")
+    # The venv's console script, not ``python -c``: that would put the working directory
+    # first on sys.path, ahead of PYTHONPATH.
+    exe = str(Path(sys.executable).parent / "sealbox-server")
     subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
     cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.admin_token = env["SEALBOX_ADMIN_TOKEN"]  # type: ignore[attr-defined]
-    deadline = time.time() + 30
+    deadline = time.time() + 120
     while time.time() < deadline:
         try:
             if httpx2.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
@@ -289,16 +327,40 @@ def main() -> None:
         default=None,
         help="also measure the database at URL; alternate the two --rounds times, print ratios",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare")
+    parser.add_argument(
+        "--server-tree",
+        metavar="TREE",
+        type=Path,
+        default=None,
+        help="run the server code of TREE (on PYTHONPATH) instead of this checkout's",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="TREE",
+        type=Path,
+        default=None,
+        help="also run the server code of TREE (a `git worktree` or `git archive` of another "
+        "commit, on PYTHONPATH); alternate the two --rounds times, print medians and ratios",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare/--against")
     args = parser.parse_args()
+    if args.against is not None:
+        trees = {"this": (args.server_tree or ROOT).resolve(), "against": args.against.resolve()}
+        code: dict[str, list[dict[str, object]]] = {"this": [], "against": []}
+        for _ in range(args.rounds):
+            # Alternate, so a change in the machine's load hits both trees alike.
+            for name, tree in trees.items():
+                code[name].append(measure_tree(tree, args))
+        print(json.dumps(compare_code(code, str(args.against)), indent=2))
+        return
     if args.compare is None:
-        print(json.dumps(measure(args, args.database_url), indent=2))
+        print(json.dumps(measure(args, args.database_url, args.server_tree), indent=2))
         return
     runs: dict[str, list[dict[str, object]]] = {"sqlite": [], "postgresql": []}
     for _ in range(args.rounds):
         # Alternate, so a change in the machine's load hits both backends alike.
-        runs["sqlite"].append(measure(args, args.database_url))
-        runs["postgresql"].append(measure(args, args.compare))
+        runs["sqlite"].append(measure(args, args.database_url, args.server_tree))
+        runs["postgresql"].append(measure(args, args.compare, args.server_tree))
     print(json.dumps(compare(runs), indent=2))
 
 
@@ -328,6 +390,45 @@ def compare(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
     return out
 
 
+def measure_tree(tree: Path, args: argparse.Namespace) -> dict[str, object]:
+    """One run (`measure`) of ``tree``'s server, its clients using ``tree``'s code, in a
+    process of its own."""
+    cmd = [sys.executable, __file__, "--server-tree", str(tree)]
+    for name in ("clients", "orgs", "batch", "batches", "plaintext", "page", "workers"):
+        value = getattr(args, name)
+        if value is not None:
+            cmd += [f"--{name}", str(value)]
+    cmd += ["--feed-format", args.feed_format, "--push-format", args.push_format]
+    if args.database_url:
+        cmd += ["--database-url", args.database_url]
+    env = {**os.environ, "SEALBOX_BENCH_CODE": str(tree)}
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def compare_code(runs: dict[str, list[dict[str, object]]], against: str) -> dict[str, object]:
+    """Medians for this tree and the other one, and the ratios this/other (> 1: faster),
+    each the median of the rounds' ratios (a round runs both back to back)."""
+    out: dict[str, object] = {"rounds": len(runs["this"]), "against": against}
+    for metric in (
+        "ingest_revisions_per_second",
+        "ingest_server_cpu_us_per_revision",
+        "ingest_machine_cpu_us_per_revision",
+        "feed_revisions_per_second",
+    ):
+        values = {k: [float(r[metric]) for r in rs] for k, rs in runs.items()}  # type: ignore[arg-type]
+        ratios = sorted(a / b for a, b in zip(values["this"], values["against"], strict=True))
+        out[metric] = {
+            "this": values["this"],
+            "against": values["against"],
+            "median_this": sorted(values["this"])[len(ratios) // 2],
+            "median_against": sorted(values["against"])[len(ratios) // 2],
+            "ratio_this_to_against_median": round(ratios[len(ratios) // 2], 3),
+        }
+    return out
+
+
 def fresh_database(url: str) -> None:
     """(Re)create the PostgreSQL database named in ``url``, empty: every run starts from
     an empty database, as every SQLite run starts from an empty data directory."""
@@ -344,14 +445,18 @@ def fresh_database(url: str) -> None:
         admin.dispose()
 
 
-def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, object]:
+def measure(
+    args: argparse.Namespace, database_url: str | None, server_tree: Path | None = None
+) -> dict[str, object]:
     """One full run against a fresh server process: ingest, then the feed."""
     if database_url:
         fresh_database(database_url)
     data_dir = tempfile.mkdtemp(prefix="sealbox-bench-")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(args, database_url, data_dir, port)
+    if server_tree is not None:
+        server_tree = server_tree.resolve()
+    proc = start_server(args, database_url, data_dir, port, server_tree)
     try:
         http = httpx2.Client(base_url=base, timeout=120)
         signer = Signed(base)
@@ -458,6 +563,7 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
             time.sleep(1)
         threads = [threading.Thread(target=client, args=r) for r in requests]
         cpu0, own0, machine0 = cpu_seconds(proc.pid), time.process_time(), machine_cpu_seconds()
+        db0 = database_cpu_seconds(database_url)
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -466,6 +572,7 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
         ingest_s = time.perf_counter() - t0
         server_cpu = cpu_seconds(proc.pid) - cpu0
         machine_cpu = machine_cpu_seconds() - machine0
+        db_cpu = database_cpu_seconds(database_url) - db0
         if spy is not None:
             spy.send_signal(2)
             spy.wait(30)
@@ -492,6 +599,7 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
             raise SystemExit(f"pipelined feed returned {pulled} of {total} revisions")
         result = {
             "backend": "postgresql" if database_url else "sqlite",
+            "server_tree": str(server_tree or ROOT),
             "workers": args.workers or "default (SEALBOX_WORKERS, 2)",
             "clients": args.clients,
             "organisations": args.orgs,
@@ -503,8 +611,14 @@ def measure(args: argparse.Namespace, database_url: str | None) -> dict[str, obj
             "ingest_seconds": round(ingest_s, 3),
             "ingest_revisions_per_second": round(total / ingest_s),
             "ingest_server_cpu_seconds": round(server_cpu, 2),
+            "ingest_database_cpu_seconds": round(db_cpu, 2),
             "ingest_client_cpu_seconds": round(client_cpu, 2),
             "ingest_machine_cpu_seconds": round(machine_cpu, 2),
+            # Server (and PostgreSQL backend) CPU per revision: the cost the code controls.
+            "ingest_server_cpu_us_per_revision": round(1e6 * (server_cpu + db_cpu) / total),
+            # Everything the machine did meanwhile (clients, other work) per revision: near
+            # 2 cores x ingest_seconds means ingest was CPU-bound.
+            "ingest_machine_cpu_us_per_revision": round(1e6 * machine_cpu / total),
             "push_format": args.push_format,
             "push_request_bytes_avg": round(push_bytes / len(all_batches)),
             "feed_format": args.feed_format,
