@@ -20,6 +20,7 @@ __all__ = [
     "Equivocation",
     "Head",
     "InviteRow",
+    "LogNode",
     "Org",
     "ReceiptRow",
     "RequestNonce",
@@ -48,7 +49,12 @@ class ServerMeta(SQLModel, table=True):
 
 
 class Org(SQLModel, table=True):
-    """An organisation. ``last_seq`` is the per-org server sequence counter (taken under lock)."""
+    """An organisation. ``last_seq`` is the per-org server sequence counter (taken under lock).
+
+    ``log_frontier``: the transparency log's right edge at size ``last_seq`` (PROTOCOL §17.1);
+    ``checkpoint``: the signed checkpoint of that size (§17.2), both written by the push
+    that grew the log.
+    """
 
     __tablename__ = "orgs"
     id: bytes = Field(sa_type=LargeBinary, primary_key=True)
@@ -56,6 +62,20 @@ class Org(SQLModel, table=True):
     last_seq: int = Field(default=0, sa_type=BigInteger)
     roster_version: int = Field(default=1)
     bytes_stored: int = Field(default=0, sa_type=BigInteger)
+    log_frontier: bytes | None = Field(default=None, sa_type=LargeBinary)  # None: empty
+    checkpoint: bytes | None = Field(default=None, sa_type=LargeBinary)
+
+
+class LogNode(SQLModel, table=True):
+    """A perfect subtree of an organisation's transparency log (PROTOCOL §17.1): the hash over
+    leaves ``[idx << level, (idx + 1) << level)``.  Only levels ≥ 4 are stored (16 leaves
+    and more, about one row per 8 envelopes); smaller ones are rehashed from envelope ids."""
+
+    __tablename__ = "log_nodes"
+    org_id: bytes = Field(sa_type=LargeBinary, primary_key=True, foreign_key="orgs.id")
+    level: int = Field(primary_key=True)
+    idx: int = Field(sa_type=BigInteger, primary_key=True)
+    hash: bytes = Field(sa_type=LargeBinary)
 
 
 class RosterVersion(SQLModel, table=True):

@@ -39,10 +39,12 @@ __all__ = [
     "DeviceList",
     "EnrollRequest",
     "EnrollResponse",
+    "FeedLog",
     "InviteRequest",
     "InviteResponse",
     "ItemStatus",
     "Limits",
+    "LogState",
     "Problem",
     "PushRequest",
     "PushResponse",
@@ -283,6 +285,26 @@ class PushResult(_Wire):
 class PushResponse(_Wire):
     results: list[PushResult]
     receipt: B64 = Field(description="Server-signed receipt SignedDocument bytes")
+    consistency: list[B64] | None = Field(
+        default=None,
+        description="with ?since=M: consistency proof from M to the receipt's checkpoint (§17.3)",
+    )
+
+
+class LogState(_Wire):
+    """`GET /log?since=M`: the current checkpoint and a consistency proof from M (§17.3)."""
+
+    checkpoint: B64
+    consistency: list[B64]
+
+
+class FeedLog(_Wire):
+    """A feed page's log proofs (§17.3): the checkpoint covering the page, a consistency proof
+    from the page's last item to it, and one from the request's ``since``."""
+
+    checkpoint: B64
+    prefix: list[B64]
+    consistency: list[B64]
 
 
 # --- pull ------------------------------------------------------------------------------
@@ -298,6 +320,7 @@ class ChangesPage(_Wire):
     items: list[ChangeItem]
     cursor: str
     more: bool
+    log: FeedLog
 
 
 class ReportGraph(_Wire):

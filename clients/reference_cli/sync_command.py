@@ -6,6 +6,7 @@ records to `SyncInputs`, persists each event's facts in the local store, and pri
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Annotated, Any
 
@@ -30,6 +31,8 @@ from sync.client import (
     DevicesAdmitted,
     Event,
     ItemRefused,
+    LogCheckpointAdopted,
+    LogMisbehaviour,
     OwnRevisionsRepublished,
     RosterReposted,
     RosterRolledBack,
@@ -42,6 +45,14 @@ from sync.client import (
 )
 from sync.invite import Enrollment
 from sync.roster import Role
+
+_LOG_FINDINGS = {
+    "log-rolled-back": "the server's log is smaller than a checkpoint it signed before"
+    " (restored from a backup, or history removed)",
+    "log-forked": "the server signed two different logs of the same size (a split view)",
+    "log-inconsistent": "the server's log does not extend a checkpoint it signed before"
+    " (history rewritten)",
+}
 
 STALE_ROSTER_SECONDS = 7 * 86400
 """A roster not confirmed by the server for this long is reported as stale."""
@@ -180,8 +191,14 @@ class _Persist:
             with p.store.transaction():
                 p.keep_envelopes(event.envelopes)
                 p.meta["cursor"] = event.cursor
+                p.meta["log_frontier"] = event.log_frontier
                 p.save_meta()
             self.summary["pulled"] = self.summary.get("pulled", 0) + len(event.envelopes)
+        elif isinstance(event, LogCheckpointAdopted):
+            p.meta["log_checkpoint"] = event.checkpoint
+            p.save_meta()
+        elif isinstance(event, LogMisbehaviour):
+            self._log_misbehaviour(event)
         elif isinstance(event, OwnRevisionsRepublished):
             self.summary["republished"] = event.count
         elif isinstance(event, RunBudgetSpent):
@@ -190,6 +207,26 @@ class _Persist:
             self.summary["attachments_waiting"] = event.count
         else:
             self.uploads(event, self.summary)
+
+    def _log_misbehaviour(self, event: LogMisbehaviour) -> None:
+        """Keep both signed checkpoints as evidence and say it on every read (§17.4)."""
+        name = hashlib.sha256(event.held + event.offered).hexdigest()[:32]
+        self.profile.store.put_cbor(
+            "logfinding",
+            name,
+            {
+                "kind": event.kind,
+                "held": event.held,
+                "offered": event.offered,
+                "where": event.where,
+                "at": int(time.time()),
+            },
+        )
+        self.summary.setdefault("log_findings", []).append(event.kind)
+        self.warn(
+            f"{event.kind}: {_LOG_FINDINGS[event.kind]};"
+            " both signed checkpoints are kept as evidence"
+        )
 
     def _admitted(self, event: DevicesAdmitted) -> None:
         p = self.profile
@@ -234,6 +271,8 @@ def _sync(
             clock=time.monotonic,
             view=view,
             cursor=profile.meta.get("cursor") if coordinator else None,
+            log_checkpoint=profile.meta.get("log_checkpoint"),
+            log_frontier=bytes(profile.meta.get("log_frontier", b"")) if coordinator else b"",
             invite_secrets={
                 i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")
             },

@@ -20,6 +20,7 @@ from sync.errors import ErrorCode
 from sync.messages import (
     CBOR_MEDIA_TYPE,
     ChangesPage,
+    LogState,
     PushRequest,
     PushResponse,
     PushResult,
@@ -33,6 +34,10 @@ from sync.messages import (
 router = APIRouter(prefix="/v1/orgs", tags=["sync"], route_class=SignedRoute)
 
 _PUSH_MEDIA_TYPES = ("application/json", CBOR_MEDIA_TYPE)
+_Since = Annotated[
+    int | None,
+    Query(ge=0, le=2**62, description="size of the caller's newest checkpoint (PROTOCOL §17.3)"),
+]
 
 
 def _push_media_type(request: Request) -> str:
@@ -98,11 +103,13 @@ def push(
     org_id: OrgId,
     caller: PushCaller,
     envelopes: Annotated[list[bytes], Depends(_push_envelopes)],
+    since: _Since = None,
 ) -> Response:
     """Store a batch of envelopes: one result per item in request order, and a signed receipt.
 
     The body is JSON (envelopes as base64url) or, with ``Content-Type: application/cbor``,
     CBOR with the envelopes as byte strings (a quarter fewer bytes, nothing to decode).
+    With ``since=M`` the answer proves the receipt's checkpoint consistent with size M.
     """
     outcome = push_service.push(
         engine=ctx.engine,
@@ -112,6 +119,7 @@ def push(
         caller=caller,
         envelopes=envelopes,
         now=int(time.time()),
+        since=since,
     )
     for status, count in push_service.status_counts(outcome.plan).items():
         ctx.metrics.push_items.labels(status.value).inc(count)
@@ -131,6 +139,7 @@ def push(
             for o in outcome.plan.outcomes
         ],
         receipt=outcome.receipt,
+        consistency=outcome.consistency,
     )
     return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
 
@@ -150,16 +159,43 @@ def changes(
     cursor: Annotated[str, Query(max_length=100)] = "",
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     accept: Annotated[str | None, Header(max_length=200)] = None,
+    since: _Since = None,
 ) -> Response:
-    """A page of the organisation's feed after ``cursor`` (coordinators).
+    """A page of the organisation's feed after ``cursor`` (coordinators), with the log's
+    checkpoint and proofs (PROTOCOL §17.3).
 
     With ``Accept: application/cbor`` the same page comes as CBOR with raw bytes.
     """
     top = ctx.settings.max_feed_items
-    args = dict(engine=ctx.engine, org_id=org_id, cursor=cursor, limit=min(limit or top, top))
+    request = feed.PageRequest(
+        org_id=org_id,
+        cursor=cursor,
+        limit=min(limit or top, top),
+        since=since or 0,
+        server_key=ctx.server_key,
+        now=int(time.time()),
+    )
     if "application/cbor" in (accept or ""):
-        return Response(feed.changes_cbor(**args), media_type="application/cbor")  # type: ignore[arg-type]
-    return Response(feed.changes_json(**args), media_type="application/json")  # type: ignore[arg-type]
+        return Response(
+            feed.changes_cbor(engine=ctx.engine, request=request), media_type="application/cbor"
+        )
+    return Response(
+        feed.changes_json(engine=ctx.engine, request=request), media_type="application/json"
+    )
+
+
+@router.get("/{org}/log", response_model=LogState, responses=PROBLEMS)
+def log(ctx: Ctx, org_id: OrgId, caller: SignedCaller, since: _Since = None) -> LogState:
+    """The current checkpoint of the organisation's log and a consistency proof from the
+    size ``since`` the caller holds (any member; PROTOCOL §17.3)."""
+    checkpoint, consistency = feed.log_state(
+        engine=ctx.engine,
+        org_id=org_id,
+        since=since or 0,
+        server_key=ctx.server_key,
+        now=int(time.time()),
+    )
+    return LogState(checkpoint=checkpoint, consistency=consistency)
 
 
 @router.get("/{org}/reports/{report}", response_model=ReportGraph, responses=PROBLEMS)

@@ -34,6 +34,7 @@ from crypto import Envelope, MalformedEnvelope, Purpose, SigningKey, VerifyKey, 
 from server.auth import Caller, remember_nonce_in
 from server.db import Batch, outside_transactions, write_tx
 from server.errors import ApiError
+from server.services import tlog
 from server.services.store import lock_org_sql, org_row_or_404, queue_known, seq_runs
 from server.settings import Settings
 from server.tables import EnvelopeRow, Head
@@ -82,6 +83,7 @@ _HEAD_COLUMNS = ("org_id", "report_id", "envelope_id")
 class PushOutcome:
     plan: Plan
     receipt: bytes
+    consistency: list[bytes] | None  # from the caller's ``since`` to the receipt's checkpoint
 
 
 def _limits(settings: Settings) -> dict[str, int]:
@@ -169,6 +171,7 @@ def push(
     caller: Caller,
     envelopes: list[bytes],
     now: int,
+    since: int | None = None,
 ) -> PushOutcome:
     org_id, device_id, device_key = caller.org_id, caller.device_id, caller.signing_key
     if len(envelopes) > settings.max_batch_items or (
@@ -188,6 +191,7 @@ def push(
             reads, caller, now=now, window=settings.replay_window_seconds
         )
         device_row = reads.add(_DEVICE_SQL, (org_id, device_id))
+        log_row = reads.add("SELECT log_frontier, checkpoint FROM orgs WHERE id = ?", (org_id,))
         seqs = (c.envelope.header.seq for c in candidates if c.envelope is not None)
         chain_above = [
             reads.add(_CHAIN_ABOVE_SQL, (org_id, device_id, org_id, device_id, lo, hi))
@@ -219,7 +223,40 @@ def push(
             for c, outcome in zip(candidates, plan.outcomes, strict=True)
             if outcome.status.stored and c.envelope is not None and outcome.server_seq is not None
         ]
-        receipt = Receipt(org_id, device_id, now, tuple(items)).sign(server_key).to_bytes()
+        ((frontier_bytes, stored_checkpoint),) = log_row.rows
+        if plan.inserts:
+            log = tlog.grow(
+                org_id=org_id,
+                frontier=tlog.frontier_of(last_seq, frontier_bytes),
+                envelope_ids=(row.envelope_id for row, _, _ in plan.inserts),
+                server_key=server_key,
+                now=now,
+            )
+            checkpoint, held_nodes = log.checkpoint, log.known
+        else:
+            log, held_nodes = None, tlog.frontier_nodes(tlog.frontier_of(last_seq, frontier_bytes))
+            checkpoint, _ = tlog.current_checkpoint(
+                org_id=org_id,
+                last_seq=last_seq,
+                frontier=frontier_bytes,
+                stored=stored_checkpoint,
+                server_key=server_key,
+                now=now,
+            )
+        size = plan.last_seq if plan.inserts else last_seq
+        proof, consistency = tlog.prove(
+            conn,
+            org_id,
+            size=size,
+            batch_of=(i.server_seq - 1 for i in items),
+            consistency_from=[since] if since is not None else [],
+            known=held_nodes,
+        )
+        receipt = (
+            Receipt(org_id, device_id, now, tuple(items), checkpoint=checkpoint, proof=tuple(proof))
+            .sign(server_key)
+            .to_bytes()
+        )
 
         writes = Batch(conn)
         writes.add_rows(
@@ -267,10 +304,22 @@ def push(
                     device_id,
                 ),
             )
-        if plan.inserts:
+        if log is not None:
             writes.add(
-                "UPDATE orgs SET last_seq = ?, bytes_stored = ? WHERE id = ?",
-                (plan.last_seq, bytes_stored + new_bytes, org_id),
+                "UPDATE orgs SET last_seq = ?, bytes_stored = ?, log_frontier = ?, checkpoint = ? "
+                "WHERE id = ?",
+                (
+                    plan.last_seq,
+                    bytes_stored + new_bytes,
+                    log.frontier.to_bytes(),
+                    checkpoint,
+                    org_id,
+                ),
+            )
+            writes.add(
+                "INSERT INTO log_nodes (org_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+                [(org_id, level, idx, h) for level, idx, h in log.stored],
+                many=True,
             )
         if items:
             writes.add(
@@ -278,7 +327,9 @@ def push(
                 (org_id, device_id, receipt),
             )
         writes.run(commit=True)  # PostgreSQL: the COPY, then one round trip with the commit
-    return PushOutcome(plan=plan, receipt=receipt)
+    return PushOutcome(
+        plan=plan, receipt=receipt, consistency=consistency[0] if since is not None else None
+    )
 
 
 def _head_changes(plan: Plan) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:

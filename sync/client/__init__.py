@@ -29,6 +29,8 @@ from sync.client.events import (
     DeviceRevoked,
     DevicesAdmitted,
     ItemRefused,
+    LogCheckpointAdopted,
+    LogMisbehaviour,
     OwnRevisionsRepublished,
     RosterReposted,
     RosterRolledBack,
@@ -50,6 +52,7 @@ from sync.client.flow import (
     drive,
     expect,
 )
+from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow, validate_page
 from sync.client.push import PushSummary, push_flow
 from sync.client.roster import RosterCheck, repair_roster_flow, roster_flow
@@ -86,6 +89,10 @@ __all__ = [
     "Finding",
     "Flow",
     "ItemRefused",
+    "LogCheckpointAdopted",
+    "LogMisbehaviour",
+    "LogPosition",
+    "log_flow",
     "OutboxItem",
     "OwnRevisionsRepublished",
     "PendingUpload",

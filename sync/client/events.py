@@ -25,6 +25,8 @@ __all__ = [
     "DeviceRevoked",
     "DevicesAdmitted",
     "ItemRefused",
+    "LogCheckpointAdopted",
+    "LogMisbehaviour",
     "OwnRevisionsRepublished",
     "RosterReposted",
     "RosterRolledBack",
@@ -112,12 +114,14 @@ class ServerWentBackInTime(Event):
 
 @dataclass(frozen=True, slots=True)
 class ChangesPulled(Event):
-    """A fully validated feed page: persist ``envelopes`` and ``cursor`` together."""
+    """A fully validated feed page: persist ``envelopes``, ``cursor`` and ``log_frontier``
+    (the pulled tree's right edge at ``last_seq``, PROTOCOL §17.4) together."""
 
     envelopes: tuple[bytes, ...]
     cursor: str
     last_seq: int
     more: bool
+    log_frontier: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +173,22 @@ class AttachmentStatesSeen(Event):
     """Coordinators: the server's upload states, one page (persist them for `reports show`)."""
 
     uploads: tuple[UploadStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LogCheckpointAdopted(Event):
+    """A newer checkpoint of the organisation's log verified; persist it as the held one."""
+
+    checkpoint: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogMisbehaviour(Event):
+    """The server's log does not extend the held checkpoint (PROTOCOL §17.4): ``kind`` is
+    ``log-rolled-back``, ``log-forked`` or ``log-inconsistent``; ``held`` and ``offered``
+    are both signed checkpoints, the evidence.  Persist it and show it on every read."""
+
+    kind: str
+    held: bytes
+    offered: bytes
+    where: str

@@ -15,6 +15,9 @@ Rules (each page is validated whole before anything of it is used or persisted):
 * A page that does not advance while claiming ``more`` is a stuck feed; the run also
   ends after `Bounds.max_pages` pages or `Bounds.run_seconds`, with `RunBudgetSpent`,
   and the next run resumes from the last validated page.
+* Each page also extends the pulled log and must be a prefix of the checkpoint it
+  carries (`sync.client.log.check_page`, §17.4): withholding the newest envelopes is then
+  seen by whoever compares checkpoints, and a forked log by the coordinator itself.
 * A 409 means the server went back in time: said loudly, the feed restarts from the
   beginning once per run, nothing local is deleted (§15.6).
 """
@@ -25,8 +28,10 @@ from collections.abc import Callable
 
 from sync.client.events import ChangesPulled, RunBudgetSpent, ServerWentBackInTime
 from sync.client.flow import DEFAULT_BOUNDS, Bounds, Flow, Request, ServerMisbehaved, decode, expect
+from sync.client.log import LogPosition, check_page
 from sync.client.view import CoordinatorView
 from sync.cursor import CursorError, decode_cursor
+from sync.merkle import Frontier
 from sync.messages import CBOR_MEDIA_TYPE, ChangesPage
 
 __all__ = ["PullResult", "pull_flow", "validate_page"]
@@ -91,11 +96,17 @@ def pull_flow(
     *,
     org_path: str,
     cursor: str | None,
+    log: LogPosition,
     bounds: Bounds = DEFAULT_BOUNDS,
     clock: Callable[[], float],
 ) -> Flow[PullResult]:
-    """Pull the feed into ``view``; one `ChangesPulled` per validated page (persist it)."""
+    """Pull the feed into ``view``; one `ChangesPulled` per validated page (persist it).
+
+    ``log.frontier`` must be the pulled tree at ``cursor``; when it is not (a store from
+    before the log, or a lost frontier), the feed is pulled again from the start."""
     result = PullResult()
+    if log.frontier.size != _position(cursor)[1]:
+        cursor, log.frontier = None, Frontier.empty()
     result.cursor = cursor
     started = clock()
     asked = bounds.page_items
@@ -106,7 +117,7 @@ def pull_flow(
         if clock() - started > bounds.run_seconds:
             yield RunBudgetSpent(f"the run's time budget ({bounds.run_seconds:.0f} s) is spent")
             return result
-        query = {"limit": str(asked)}
+        query = {"limit": str(asked), **log.query()}
         if result.cursor:
             query["cursor"] = result.cursor
         response = yield Request(
@@ -124,15 +135,17 @@ def pull_flow(
         if response.status == 409:
             if result.rewound:
                 raise ServerMisbehaved("feed: the server refused the start of its own feed")
-            result.rewound, result.cursor = True, None
+            result.rewound, result.cursor, log.frontier = True, None, Frontier.empty()
             yield ServerWentBackInTime()
             continue
         page = decode(expect(response, 200), ChangesPage, what="feed", max_depth=bounds.max_depth)
         last = validate_page(page, after_cursor=result.cursor, asked=asked, bounds=bounds)
+        after = _position(result.cursor)[1]
+        frontier = yield from check_page(log, page, after=after, last=last)
         fresh = tuple(item.envelope for item in page.items if view.ingest(item.envelope))
         result.cursor, result.pages = page.cursor, result.pages + 1
         result.pulled += len(fresh)
-        yield ChangesPulled(fresh, page.cursor, last, page.more)
+        yield ChangesPulled(fresh, page.cursor, last, page.more, frontier.to_bytes())
         if not page.more:
             result.finished = True
             return result

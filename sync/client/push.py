@@ -7,6 +7,9 @@ Rules:
   its envelope (§15.2 item 3), and a receipt signed by the server key pinned in the
   newest verified roster, for this organisation and device (§15.3 item 1).  Anything
   else is `ServerMisbehaved`: nothing of that answer is applied.
+* The receipt's checkpoint must hold its items (its batch inclusion proof) and extend
+  the checkpoint the client holds (the answer's consistency proof from ``since``); else
+  nothing of the answer is applied (§17.4 item 1).
 * Stored results (`ItemStatus.stored`) are purged only when the receipt lists the
   envelope with its device sequence number; retryable ones stay queued; terminal ones
   leave the queue for `rejected`, where they are kept and shown (never dropped).
@@ -20,6 +23,7 @@ from crypto import VerificationFailed, VerifyKey
 from sync.client.chain import DeviceState, OutboxItem
 from sync.client.events import BatchAcknowledged, BatchSplit, ItemRefused
 from sync.client.flow import Flow, Request, ServerMisbehaved, decode, expect
+from sync.client.log import LogPosition, advance
 from sync.messages import CBOR_MEDIA_TYPE, PushResponse, encode_push_cbor
 from sync.receipt import Receipt
 
@@ -52,7 +56,13 @@ def _batch(items: list[OutboxItem], max_items: int, max_bytes: int) -> list[Outb
 
 
 def push_flow(
-    state: DeviceState, *, server_key: VerifyKey, max_items: int, max_bytes: int, org_path: str
+    state: DeviceState,
+    *,
+    server_key: VerifyKey,
+    max_items: int,
+    max_bytes: int,
+    org_path: str,
+    log: LogPosition,
 ) -> Flow[PushSummary]:
     """Push the outbox once through; each item is tried at most once per run."""
     summary = PushSummary()
@@ -67,6 +77,7 @@ def push_flow(
         response = yield Request(
             "POST",
             f"{org_path}/push",
+            query=log.query(),
             content=encode_push_cbor([i.data for i in batch]),
             content_type=CBOR_MEDIA_TYPE,
             max_answer_bytes=65536 + 4096 * len(batch),
@@ -89,6 +100,9 @@ def push_flow(
             continue
         answer = decode(expect(response, 200, 201), PushResponse, what="push")
         receipt = _verified_receipt(answer, state, server_key)
+        yield from advance(
+            log, receipt.checkpoint, answer.consistency or [], what="push", strict=True
+        )
         refused = _apply_results(state, batch, answer, receipt, summary)
         tried.update(i.envelope_id for i in batch)
         summary.batches += 1
@@ -104,9 +118,10 @@ def _reject(state: DeviceState, item: OutboxItem, status: str, detail: str) -> N
 
 def _verified_receipt(answer: PushResponse, state: DeviceState, server_key: VerifyKey) -> Receipt:
     try:
-        return Receipt.verify(
+        receipt, _ = Receipt.verify_logged(
             answer.receipt, server_key, org_id=state.org_id, device_id=state.device_id
         )
+        return receipt
     except (VerificationFailed, ValueError) as exc:
         raise ServerMisbehaved("the server's receipt does not verify") from exc
 

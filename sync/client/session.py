@@ -7,7 +7,8 @@ Theory of operation:
    reported and the trusted roster kept; coordinators re-post what a restored server
    lost (`repair_roster_flow`).
 3. A device revoked in the verified roster stops here (`DeviceRevoked`), queue kept.
-4. Push the outbox (`push_flow`); receipts purge.
+   Then the log (`log_flow`): the current checkpoint, proven to extend the held one.
+4. Push the outbox (`push_flow`); receipts purge once their checkpoint holds them.
 5. Coordinators: the device list, once; admission (`admit_flow`); the feed
    (`pull_flow`) into the view; after a server went back in time, re-publication
    of the coordinator's own envelopes; the upload states.
@@ -37,11 +38,14 @@ from sync.client.flow import (
     Response,
     decode,
 )
+from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow
 from sync.client.push import PushSummary, push_flow
 from sync.client.roster import repair_roster_flow, roster_flow
 from sync.client.upload import PendingUpload, attachment_states_flow, upload_all_flow
 from sync.client.view import CoordinatorView
+from sync.cursor import decode_cursor
+from sync.merkle import Frontier
 from sync.messages import ServerInfo
 from sync.roster import Role, SignedRoster
 
@@ -70,6 +74,8 @@ class SyncInputs:
     read_chunk: Callable[[PendingUpload, int], bytes] | None = None
     bounds: Bounds = DEFAULT_BOUNDS
     batch_size: int | None = None
+    log_checkpoint: bytes | None = None  # the newest verified checkpoint (§17.4)
+    log_frontier: bytes = b""  # coordinators: the pulled tree at ``cursor``
 
 
 @dataclass(slots=True)
@@ -85,6 +91,7 @@ class SyncReport:
     uploads_failed: int = 0
     uploads_done: int = 0
     uploads_waiting: int = 0
+    log: LogPosition | None = None
 
 
 def _batch_limits(response: Response | tuple[Response, ...] | None) -> tuple[int, int]:
@@ -116,12 +123,15 @@ def sync_flow(inputs: SyncInputs) -> Flow[SyncReport]:
         report.revoked = True
         yield DeviceRevoked(me.revoked_after)
         return report
+    report.log = _log_position(inputs, roster)
+    yield from log_flow(report.log, org_path=org_path)
     report.push = yield from push_flow(
         inputs.state,
         server_key=roster.roster.server_key,
         max_items=max_items,
         max_bytes=max_bytes,
         org_path=org_path,
+        log=report.log,
     )
     if inputs.role is Role.COORDINATOR and inputs.view is not None:
         yield from _coordinate(inputs, report, max_bytes)
@@ -139,9 +149,26 @@ def sync_flow(inputs: SyncInputs) -> Flow[SyncReport]:
     return report
 
 
+def _log_position(inputs: SyncInputs, roster: SignedRoster) -> LogPosition:
+    frontier = None
+    if inputs.cursor:
+        try:
+            frontier = Frontier.from_bytes(_cursor_seq(inputs.cursor), inputs.log_frontier)
+        except ValueError:
+            frontier = None  # not the tree at the cursor: the pull starts over (pull_flow)
+    return LogPosition.restore(
+        inputs.state.org_id, roster.roster.server_key, inputs.log_checkpoint, frontier
+    )
+
+
+def _cursor_seq(cursor: str) -> int:
+    decoded = decode_cursor(cursor)
+    return decoded[1] if decoded is not None else 0
+
+
 def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[None]:
     view = inputs.view
-    assert view is not None
+    assert view is not None and report.log is not None
     devices = yield from devices_flow(org_path=inputs.org_path)
     admission = yield from admit_flow(
         org_path=inputs.org_path,
@@ -156,17 +183,19 @@ def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[
         view,
         org_path=inputs.org_path,
         cursor=inputs.cursor,
+        log=report.log,
         bounds=inputs.bounds,
         clock=inputs.clock,
     )
     if report.pull.rewound:
-        report.republished = yield from _republish_own(inputs, report.roster, max_bytes)
+        report.republished = yield from _republish_own(inputs, report, max_bytes)
     yield from attachment_states_flow(org_path=inputs.org_path)
 
 
-def _republish_own(inputs: SyncInputs, roster: SignedRoster, max_bytes: int) -> Flow[int]:
+def _republish_own(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[int]:
     """Re-push this coordinator's own envelopes to a server that went back in time."""
-    assert inputs.view is not None
+    assert inputs.view is not None and report.log is not None
+    roster = report.roster
     me = inputs.state.device_id
     own = []
     for envelope_id, data in inputs.view.envelopes.items():
@@ -183,6 +212,7 @@ def _republish_own(inputs: SyncInputs, roster: SignedRoster, max_bytes: int) -> 
         max_items=DEFAULT_BATCH_ITEMS,
         max_bytes=max_bytes,
         org_path=inputs.org_path,
+        log=report.log,
     )
     yield OwnRevisionsRepublished(summary.stored)
     return summary.stored

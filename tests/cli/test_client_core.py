@@ -13,7 +13,15 @@ from pathlib import Path
 
 from clients.reference_cli.transport import Transport
 from crypto import SigningKey
-from sync.client import DeviceState, Request, drive, push_flow, seal_edit, verify_enrollment
+from sync.client import (
+    DeviceState,
+    LogPosition,
+    Request,
+    drive,
+    push_flow,
+    seal_edit,
+    verify_enrollment,
+)
 from sync.invite import Enrollment, InviteCode, seal_label
 from sync.messages import b64encode
 from sync.report import ReportContent
@@ -67,6 +75,7 @@ def _rogue_device(server: LiveServer, code_text: str) -> None:
             max_items=100,
             max_bytes=1 << 20,
             org_path=org_path,
+            log=LogPosition(code.org_id, roster.roster.server_key),
         )
         assert drive(flow, signed.send).stored == 2  # the sender key and the revision
     finally:

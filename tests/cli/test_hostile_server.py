@@ -185,8 +185,10 @@ def test_a_feed_that_claims_more_for_ever_without_advancing_ends_the_run(world) 
     def stuck(seen: Seen) -> Answer | None:
         if not is_feed(seen):
             return None
-        epoch, after = asked_position(seen, cbor2.loads(seen.body))
-        return cbor_answer({"items": [], "cursor": encode_cursor(epoch, after), "more": True})
+        page = cbor2.loads(seen.body)
+        epoch, after = asked_position(seen, page)
+        stuck_page = {"items": [], "cursor": encode_cursor(epoch, after), "more": True}
+        return cbor_answer({**stuck_page, "log": page["log"]})
 
     run = attacked_sync(world, stuck)
     assert "does not advance" in run.result.stderr

@@ -16,7 +16,14 @@ import time
 from clients.reference_cli.transport import Transport
 from crypto import ChainKey, SigningKey, message_key_at, seal_revision
 from crypto.envelope import _seal_sender_key_from_parts
-from sync.client import DeviceState, Request, drive, push_flow, verify_enrollment
+from sync.client import (
+    DeviceState,
+    LogPosition,
+    Request,
+    drive,
+    push_flow,
+    verify_enrollment,
+)
 from sync.invite import Enrollment, InviteCode, seal_label
 from sync.messages import b64encode
 from sync.report import ReportContent
@@ -93,6 +100,7 @@ def _push_equivocation(
         max_items=100,
         max_bytes=1 << 20,
         org_path=f"/v1/orgs/{b64encode(org)}",
+        log=LogPosition(org, roster.roster.server_key),
     )
     signed = Transport(server.url, signing_key=key)
     try:

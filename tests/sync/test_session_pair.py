@@ -37,6 +37,7 @@ from sync.client import (  # noqa: E402
     DeviceState,
     Event,
     ItemRefused,
+    LogCheckpointAdopted,
     Request,
     Response,
     RunBudgetSpent,
@@ -58,9 +59,14 @@ class Persisted:
     cursor: str | None = None
     envelopes: dict[bytes, bytes] = field(default_factory=dict)
     device: bytes = b""
+    log_frontier: bytes = b""  # the pulled tree at ``cursor`` (PROTOCOL §17.4)
+    log_checkpoint: bytes | None = None  # the newest verified checkpoint
 
     def snapshot(self) -> bytes:
-        return cbor2.dumps([self.cursor, sorted(self.envelopes.items()), self.device])
+        """What a page could change (the held checkpoint moves on with ``/log`` too)."""
+        return cbor2.dumps(
+            [self.cursor, sorted(self.envelopes.items()), self.device, self.log_frontier]
+        )
 
 
 @dataclass
@@ -86,6 +92,9 @@ class Peer:
         if isinstance(event, ChangesPulled):
             self.saved.envelopes.update({parse_envelope(e).id: e for e in event.envelopes})
             self.saved.cursor = event.cursor
+            self.saved.log_frontier = event.log_frontier
+        elif isinstance(event, LogCheckpointAdopted):
+            self.saved.log_checkpoint = event.checkpoint
         elif isinstance(event, (BatchAcknowledged, ItemRefused)):
             self.saved.device = cbor2.dumps(self.state.to_cbor())
 
@@ -102,6 +111,8 @@ class Peer:
             view=view,
             cursor=self.saved.cursor,
             bounds=Bounds(**bounds),
+            log_checkpoint=self.saved.log_checkpoint,
+            log_frontier=self.saved.log_frontier,
         )
         self.events = []
         report = drive(sync_flow(inputs), send or self.send, self.on_event)

@@ -38,7 +38,9 @@ from crypto import (
 )
 from crypto.envelope import _seal_revision_from_parts, _seal_sender_key_from_parts
 from crypto.padding import pad, padded_length, padme
+from sync.checkpoint import Checkpoint
 from sync.invite import Enrollment, Invite, InviteCode, seal_label, secret_hash
+from sync.merkle import Frontier, batch_inclusion_proof, leaf_hash
 from sync.receipt import Receipt, ReceiptItem
 from sync.roster import Member, Role, Roster, format_fingerprint
 
@@ -479,7 +481,14 @@ def receipts() -> None:
         ReceiptItem(fixed("envelope 1"), 2, 17),
         ReceiptItem(fixed("envelope 2"), 3, 18),
     )
-    receipt = Receipt(org, device, 1_780_000_000, items)
+    # The log holds the two items at leaves 16 and 17 of 18; the other leaves are the
+    # fixed ids "leaf n" (§17.1): the receipt's checkpoint and batch proof (§17.3).
+    at = {i.server_seq - 1: i.envelope_id for i in items}
+    leaves = [leaf_hash(at.get(n, fixed(f"leaf {n}"))) for n in range(18)]
+    frontier, completed = Frontier.empty().append(leaves)
+    proof = tuple(batch_inclusion_proof(sorted(at), 18, dict(completed)))
+    checkpoint = Checkpoint(org, 18, frontier.root(), 1_780_000_000).sign(server).to_bytes()
+    receipt = Receipt(org, device, 1_780_000_000, items, checkpoint, proof)
     document = receipt.sign(server)
     vectors = [
         {
@@ -489,12 +498,19 @@ def receipts() -> None:
                 "device": device.hex(),
                 "issued_at": 1_780_000_000,
                 "items": [[i.envelope_id.hex(), i.device_seq, i.server_seq] for i in items],
+                "checkpoint": checkpoint.hex(),
+                "proof": [p.hex() for p in proof],
             },
             "document": document.to_bytes().hex(),
             "digest": digest(Purpose.RECEIPT_SIGNATURE, document.body).hex(),
         }
     ]
-    write("receipt_v1.json", "A server-signed delivery receipt", "§3, §8.4", vectors)
+    write(
+        "receipt_v1.json",
+        "A server-signed delivery receipt with its checkpoint and batch inclusion proof",
+        "§3, §8.4, §17.3",
+        vectors,
+    )
 
 
 # --- local key files, attachment chunks ----------------------------------------------------

@@ -7,16 +7,19 @@ and run the flows of `sync.client` through its one driver, `drive`.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from crypto import KemPrivateKey, KemPublicKey, SigningKey, parse_envelope
+from sync.checkpoint import Checkpoint
 from sync.client import (
     CoordinatorView,
     DeviceState,
     Event,
     Flow,
+    LogPosition,
     Request,
     Response,
     drive,
@@ -25,6 +28,14 @@ from sync.client import (
 from sync.cursor import decode_cursor, encode_cursor
 from sync.invite import Enrollment, Invite, InviteCode, seal_label
 from sync.merge import FieldState
+from sync.merkle import (
+    Frontier,
+    Node,
+    batch_inclusion_proof,
+    consistency_proof,
+    leaf_hash,
+    subtree_hash,
+)
 from sync.messages import b64encode, decode_push_cbor
 from sync.receipt import Receipt, ReceiptItem
 from sync.report import ReportContent
@@ -133,10 +144,80 @@ def problem(status: int, code: str, detail: str = "refused") -> Response:
     )
 
 
+class HonestLog:
+    """An honest server's transparency log in memory (PROTOCOL §17): the leaves in server
+    order and every perfect subtree, so any checkpoint and proof can be answered."""
+
+    def __init__(self, server: SigningKey, ids: Iterable[bytes] = (), org: bytes = ORG) -> None:
+        self.server, self.org = server, org
+        self.ids: list[bytes] = []
+        self.nodes: dict[Node, bytes] = {}
+        self.frontier = Frontier.empty()
+        self.extend(ids)
+
+    def extend(self, ids: Iterable[bytes]) -> None:
+        ids = list(ids)
+        self.ids += ids
+        self.frontier, completed = self.frontier.append(leaf_hash(e) for e in ids)
+        self.nodes.update(completed)
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def checkpoint(self, size: int | None = None) -> bytes:
+        n = self.size if size is None else size
+        root = subtree_hash(0, n, self.nodes) if n else Frontier.empty().root()
+        return Checkpoint(self.org, n, root, 1).sign(self.server).to_bytes()
+
+    def consistency(self, old: int, new: int | None = None) -> list[bytes]:
+        new = self.size if new is None else new
+        return consistency_proof(old, new, self.nodes) if 0 < old < new else []
+
+    def batch(self, indices: Iterable[int], size: int | None = None) -> list[bytes]:
+        indices = sorted(set(indices))
+        n = self.size if size is None else size
+        return batch_inclusion_proof(indices, n, self.nodes) if indices else []
+
+    def position(self, server_key: Any, size: int = 0, held: int | None = None) -> LogPosition:
+        """What a client that pulled ``size`` leaves and verified ``held`` would hold."""
+        frontier, _ = Frontier.empty().append(leaf_hash(e) for e in self.ids[:size])
+        document = self.checkpoint(held) if held is not None else None
+        return LogPosition.restore(self.org, server_key, document, frontier)
+
+    def answer(self, request: Request) -> Response:
+        """``GET /log?since=M`` (§17.3)."""
+        assert request.method == "GET" and request.path.endswith("/log")
+        since = int(request.query.get("since", "0"))
+        return Response.of_json(
+            200,
+            {
+                "checkpoint": b64encode(self.checkpoint()),
+                "consistency": [b64encode(h) for h in self.consistency(since)],
+            },
+        )
+
+
+def filler_id(seq: int) -> bytes:
+    """The envelope id standing in for server seq ``seq`` where a test holds none."""
+    return hashlib.sha256(b"filler %d" % seq).digest()
+
+
 def receipt_bytes(
-    server: SigningKey, device: bytes, items: tuple[ReceiptItem, ...], org: bytes = ORG
+    server: SigningKey,
+    device: bytes,
+    items: tuple[ReceiptItem, ...],
+    org: bytes = ORG,
+    log: HonestLog | None = None,
 ) -> bytes:
-    return Receipt(org, device, 1, items).sign(server).to_bytes()
+    """A receipt for ``items``, with a checkpoint of ``log`` (by default a log holding the
+    items at their server seqs and filler elsewhere) and the batch proof (§17.3)."""
+    if log is None:
+        at = {i.server_seq: i.envelope_id for i in items}
+        size = max(at, default=0)
+        log = HonestLog(server, (at.get(s, filler_id(s)) for s in range(1, size + 1)), org)
+    proof = log.batch(i.server_seq - 1 for i in items)
+    return Receipt(org, device, 1, items, log.checkpoint(), tuple(proof)).sign(server).to_bytes()
 
 
 class HonestServer:
@@ -148,6 +229,7 @@ class HonestServer:
         self.raw: dict[bytes, bytes] = {}
         self.requests: list[Request] = []
         self.max_items = max_items
+        self.log = HonestLog(org.server)
 
     def answer(self, request: Request) -> dict[str, Any] | None:
         """The JSON push answer, or None for a batch over ``max_items`` (413)."""
@@ -160,7 +242,9 @@ class HonestServer:
         for data in envelopes:
             env = parse_envelope(data)
             status = "duplicate" if env.id in self.stored else "created"
-            self.stored.setdefault(env.id, len(self.stored) + 1)
+            if env.id not in self.stored:
+                self.log.extend([env.id])
+                self.stored[env.id] = self.log.size  # its server seq: its leaf + 1
             self.raw[env.id] = data
             results.append(
                 {
@@ -172,8 +256,12 @@ class HonestServer:
             )
             items.append(ReceiptItem(env.id, env.header.seq, self.stored[env.id]))
         device = parse_envelope(envelopes[0]).header.device
-        receipt = receipt_bytes(self.org.server, device, tuple(items))
-        return {"results": results, "receipt": b64encode(receipt)}
+        receipt = receipt_bytes(self.org.server, device, tuple(items), log=self.log)
+        answer: dict[str, Any] = {"results": results, "receipt": b64encode(receipt)}
+        if "since" in request.query:
+            proof = self.log.consistency(int(request.query["since"]))
+            answer["consistency"] = [b64encode(h) for h in proof]
+        return answer
 
     def __call__(self, request: Request) -> Response:
         body = self.answer(request)
@@ -238,23 +326,50 @@ def invited(
     return device, code
 
 
-def feed_page(envelopes: list[bytes], *, after: int = 0, more: bool = False) -> Response:
-    """An honest CBOR feed page holding ``envelopes`` as server seqs after+1.. (§9.1)."""
+def feed_page(
+    envelopes: list[bytes],
+    *,
+    after: int = 0,
+    more: bool = False,
+    log: HonestLog | None = None,
+    since: int = 0,
+    server: SigningKey | None = None,
+) -> Response:
+    """An honest CBOR feed page holding ``envelopes`` as server seqs after+1.. (§9.1), with
+    the checkpoint of ``log`` (by default: filler before the page, the page, nothing
+    after) and its proofs (§17.3)."""
     items = [
         {"server_seq": after + 1 + i, "envelope": e, "flags": []} for i, e in enumerate(envelopes)
     ]
-    cursor = encode_cursor(EPOCH, after + len(envelopes))
-    return Response.of_cbor(200, {"items": items, "cursor": cursor, "more": more})
+    last = after + len(envelopes)
+    if log is None:
+        assert server is not None, "a page needs a log or the server key to sign one"
+        ids = [filler_id(s) for s in range(1, after + 1)]
+        log = HonestLog(server, ids + [parse_envelope(e).id for e in envelopes])
+    page_log = {
+        "checkpoint": log.checkpoint(),
+        "prefix": log.consistency(last),
+        "consistency": log.consistency(since),
+    }
+    cursor = encode_cursor(EPOCH, last)
+    return Response.of_cbor(200, {"items": items, "cursor": cursor, "more": more, "log": page_log})
 
 
-def serve_feed(envelopes: list[bytes], request: Request) -> Response:
+def serve_feed(envelopes: list[bytes], request: Request, *, server: SigningKey) -> Response:
     """An honest changes feed over ``envelopes`` (server seqs 1..n), as §9.1 states it."""
     assert request.method == "GET" and request.path == f"{PATH}/changes"
     decoded = decode_cursor(request.query.get("cursor", ""))
     after = 0 if decoded is None else decoded[1]
     limit = int(request.query["limit"])
     chunk = envelopes[after : after + limit]
-    return feed_page(chunk, after=after, more=after + len(chunk) < len(envelopes))
+    log = HonestLog(server, (parse_envelope(e).id for e in envelopes))
+    return feed_page(
+        chunk,
+        after=after,
+        more=after + len(chunk) < len(envelopes),
+        log=log,
+        since=int(request.query.get("since", "0")),
+    )
 
 
 def field_of(view: CoordinatorView, report: bytes, name: str) -> FieldState:

@@ -20,7 +20,7 @@ from sync.client import (
     drive,
     expect,
 )
-from sync.messages import CBOR_MEDIA_TYPE, ChangesPage, RosterVersions
+from sync.messages import CBOR_MEDIA_TYPE, ChangesPage, FeedLog, RosterVersions
 from tests.sync.client.support import problem
 
 
@@ -43,10 +43,13 @@ def _nested(depth: int) -> Any:
 
 
 def test_an_honest_answer_decodes_into_its_wire_model() -> None:
+    log = {"checkpoint": b"signed", "prefix": [], "consistency": [bytes(32)]}
     page = decode(
-        Response.of_cbor(200, {"items": [], "cursor": "", "more": False}), ChangesPage, what="feed"
+        Response.of_cbor(200, {"items": [], "cursor": "", "more": False, "log": log}),
+        ChangesPage,
+        what="feed",
     )
-    assert page == ChangesPage(items=[], cursor="", more=False)
+    assert page == ChangesPage(items=[], cursor="", more=False, log=FeedLog(**log))
     versions = decode(Response.of_json(200, {"versions": ["AAEC"]}), RosterVersions, what="r")
     assert versions.versions == [b"\x00\x01\x02"]
 

@@ -6,28 +6,32 @@ from typing import Any
 
 import pytest
 
+from crypto import parse_envelope
 from sync.client import (
     Bounds,
     ChangesPulled,
+    LogPosition,
     Request,
     Response,
     RunBudgetSpent,
     ServerMisbehaved,
-    ServerWentBackInTime,
     SyncRefused,
     drive,
     pull_flow,
     validate_page,
 )
 from sync.cursor import encode_cursor
-from sync.messages import CBOR_MEDIA_TYPE, ChangeItem, ChangesPage
+from sync.messages import CBOR_MEDIA_TYPE, ChangeItem, ChangesPage, FeedLog
 from tests.sync.client.support import (
     EPOCH,
+    ORG,
     PATH,
     REPORT,
+    HonestLog,
     Org,
     feed_page,
     field_of,
+    filler_id,
     of_type,
     play,
     problem,
@@ -42,7 +46,8 @@ OTHER_EPOCH = b"e" * 16
 def _page(seqs: list[int], last: int | str, *, more: bool = False) -> ChangesPage:
     cursor = last if isinstance(last, str) else encode_cursor(EPOCH, last)
     items = [ChangeItem(server_seq=s, envelope=bytes([s % 256]), flags=[]) for s in seqs]
-    return ChangesPage(items=items, cursor=cursor, more=more)
+    log = FeedLog(checkpoint=b"checked by check_page, not here", prefix=[], consistency=[])
+    return ChangesPage(items=items, cursor=cursor, more=more, log=log)
 
 
 def _check(page: ChangesPage, after: int | None, *, asked: int = 500) -> int:
@@ -51,12 +56,28 @@ def _check(page: ChangesPage, after: int | None, *, asked: int = 500) -> int:
 
 
 def _pull(
-    view: Any, handle: Any, *, cursor: str | None = None, bounds: Bounds = BOUNDS, clock: Any = None
+    view: Any,
+    handle: Any,
+    *,
+    cursor: str | None = None,
+    log: LogPosition | None = None,
+    bounds: Bounds = BOUNDS,
+    clock: Any = None,
 ):
+    """``log``: what the coordinator holds of the log (by default nothing: a first pull)."""
+    log = log or LogPosition(ORG, view.roster.roster.server_key)
     flow = pull_flow(
-        view, org_path=PATH, cursor=cursor, bounds=bounds, clock=clock or (lambda: 0.0)
+        view, org_path=PATH, cursor=cursor, log=log, bounds=bounds, clock=clock or (lambda: 0.0)
     )
     return play(flow, handle)
+
+
+def _ids(envelopes: list[bytes]) -> list[bytes]:
+    return [parse_envelope(e).id for e in envelopes]
+
+
+def _pulled(events: list[Any]) -> list[tuple[Any, ...]]:
+    return [(e.envelopes, e.cursor, e.last_seq, e.more) for e in of_type(events, ChangesPulled)]
 
 
 # -- validate_page: one page against the cursor it answers (§9.1, §9.2)
@@ -140,20 +161,24 @@ def test_the_feed_is_pulled_page_by_page_and_each_page_is_a_persistable_event() 
     envelopes = sealed(org, 3)  # 4 envelopes
     view = org.view()
     queries: list[dict[str, str]] = []
+    log = HonestLog(org.server, _ids(envelopes))
 
     def server(request: Request) -> Response:
         assert request.path == f"{PATH}/changes" and request.accept == CBOR_MEDIA_TYPE
         queries.append(dict(request.query))
         if "cursor" not in request.query:
-            return feed_page(envelopes[:2], more=True)
-        return feed_page(envelopes[2:], after=2)
+            return feed_page(envelopes[:2], more=True, log=log)
+        return feed_page(envelopes[2:], after=2, log=log, since=int(request.query["since"]))
 
     result, events = _pull(view, server, bounds=Bounds(page_items=2))
-    assert queries == [{"limit": "2"}, {"limit": "2", "cursor": encode_cursor(EPOCH, 2)}]
-    assert events == [
-        ChangesPulled(tuple(envelopes[:2]), encode_cursor(EPOCH, 2), 2, True),
-        ChangesPulled(tuple(envelopes[2:]), encode_cursor(EPOCH, 4), 4, False),
+    # The second page is asked with the size of the checkpoint the first one carried.
+    second = {"limit": "2", "since": "4", "cursor": encode_cursor(EPOCH, 2)}
+    assert queries == [{"limit": "2"}, second]
+    assert _pulled(events) == [
+        (tuple(envelopes[:2]), encode_cursor(EPOCH, 2), 2, True),
+        (tuple(envelopes[2:]), encode_cursor(EPOCH, 4), 4, False),
     ]
+    assert of_type(events, ChangesPulled)[-1].log_frontier == log.frontier.to_bytes()
     assert result.finished and result.pages == 2 and result.pulled == 4
     assert result.cursor == encode_cursor(EPOCH, 4) and not result.rewound
     assert field_of(view, REPORT, "a").value == "2"
@@ -166,8 +191,8 @@ def test_a_page_pulled_again_adds_nothing() -> None:
     view = org.view()
     for data in envelopes:
         view.ingest(data)
-    result, events = _pull(view, lambda r: feed_page(envelopes))
-    assert events == [ChangesPulled((), encode_cursor(EPOCH, 2), 2, False)]
+    result, events = _pull(view, lambda r: feed_page(envelopes, server=org.server))
+    assert _pulled(events) == [((), encode_cursor(EPOCH, 2), 2, False)]
     assert result.pulled == 0
 
 
@@ -176,20 +201,26 @@ def test_a_bad_page_after_a_good_one_keeps_only_the_good_ones_progress() -> None
     org = Org()
     envelopes = sealed(org, 3)
     view = org.view()
+    log = HonestLog(org.server, _ids(envelopes))
 
     def server(request: Request) -> Response:
         if "cursor" not in request.query:
-            return feed_page(envelopes[:2], more=True)
+            return feed_page(envelopes[:2], more=True, log=log)
         items = [{"server_seq": 4, "envelope": envelopes[3], "flags": []}]  # 3 is dropped
+        page_log = {"checkpoint": log.checkpoint(), "prefix": [], "consistency": []}
         return Response.of_cbor(
-            200, {"items": items, "cursor": encode_cursor(EPOCH, 4), "more": False}
+            200,
+            {"items": items, "cursor": encode_cursor(EPOCH, 4), "more": False, "log": page_log},
         )
 
     events: list[Any] = []
-    flow = pull_flow(view, org_path=PATH, cursor=None, bounds=BOUNDS, clock=lambda: 0.0)
+    position = LogPosition(ORG, org.server.verify_key)
+    flow = pull_flow(
+        view, org_path=PATH, cursor=None, log=position, bounds=BOUNDS, clock=lambda: 0.0
+    )
     with pytest.raises(ServerMisbehaved, match="dropped"):
         drive(flow, server, events.append)
-    assert events == [ChangesPulled(tuple(envelopes[:2]), encode_cursor(EPOCH, 2), 2, True)]
+    assert _pulled(events) == [(tuple(envelopes[:2]), encode_cursor(EPOCH, 2), 2, True)]
     assert sorted(view.envelopes.values()) == sorted(envelopes[:2])
 
 
@@ -202,18 +233,21 @@ def test_a_cursor_from_a_restored_server_restarts_the_feed_and_says_so() -> None
     view.ingest(old[0])
     calls: list[dict[str, str]] = []
     stale = encode_cursor(OTHER_EPOCH, 9)
+    before = HonestLog(org.server, [filler_id(s) for s in range(1, 10)])
 
     def server(request: Request) -> Response:
         calls.append(dict(request.query))
         if request.query.get("cursor") == stale:
             return problem(409, "cursor_from_other_epoch", "restored")
-        return feed_page(envelopes)
+        return feed_page(envelopes, server=org.server)
 
-    result, events = _pull(view, server, cursor=stale)
+    held = before.position(org.server.verify_key, size=9)
+    result, events = _pull(view, server, cursor=stale, log=held)
     assert result.rewound and result.cursor == encode_cursor(EPOCH, 3) and result.finished
     assert calls[0]["cursor"] == stale and "cursor" not in calls[1]
-    assert [type(e) for e in events] == [ServerWentBackInTime, ChangesPulled]
-    assert len(events[1].envelopes) == 3
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["ServerWentBackInTime", "LogCheckpointAdopted", "ChangesPulled"]
+    assert len(events[2].envelopes) == 3
     assert field_of(view, REPORT, "a").value == "1"
     assert old[0] in view.envelopes.values()  # kept
 
@@ -228,8 +262,14 @@ def test_a_server_that_refuses_the_start_of_its_own_feed_is_misbehaving() -> Non
         assert len(calls) <= 3, "the client keeps restarting the feed"
         return problem(409, "cursor_from_other_epoch")
 
+    held = HonestLog(Org().server, [filler_id(s) for s in range(1, 4)])
     with pytest.raises(ServerMisbehaved, match="start of its own feed"):
-        _pull(view, server, cursor=encode_cursor(EPOCH, 3))
+        _pull(
+            view,
+            server,
+            cursor=encode_cursor(EPOCH, 3),
+            log=held.position(view.roster.roster.server_key, 3),
+        )
     assert len(calls) == 2
 
 
@@ -247,8 +287,8 @@ def test_a_feed_that_does_not_advance_but_claims_more_is_stopped() -> None:
 
     def stuck(request: Request) -> Response:
         if "cursor" not in request.query:
-            return feed_page(envelopes, more=True)
-        return feed_page([], after=2, more=True)
+            return feed_page(envelopes, more=True, server=org.server)
+        return feed_page([], after=2, more=True, server=org.server)
 
     with pytest.raises(ServerMisbehaved, match="does not advance"):
         _pull(view, stuck)
@@ -267,7 +307,7 @@ def test_an_oversized_page_is_asked_again_with_fewer_items() -> None:
         assert request.max_answer_bytes == 4096
         if limits[-1] > 2:
             return Response(200, b"", CBOR_MEDIA_TYPE, oversized=True)
-        return serve_feed(envelopes, request)
+        return serve_feed(envelopes, request, server=org.server)
 
     result, events = _pull(view, server, bounds=Bounds(page_items=8, max_answer_bytes=4096))
     assert limits == [8, 4, 2, 2]
@@ -290,12 +330,13 @@ def test_a_run_stops_after_its_page_budget_and_resumes_from_verified_progress() 
     envelopes = sealed(org, 3)
     view = org.view()
     bounds = Bounds(page_items=1, max_pages=2)
-    feed = lambda request: serve_feed(envelopes, request)  # noqa: E731
-    first, events = _pull(view, feed, bounds=bounds)
+    feed = lambda request: serve_feed(envelopes, request, server=org.server)  # noqa: E731
+    held = LogPosition(ORG, org.server.verify_key)  # persisted between the runs
+    first, events = _pull(view, feed, bounds=bounds, log=held)
     assert first.pages == 2 and not first.finished and first.cursor == encode_cursor(EPOCH, 2)
     assert isinstance(events[-1], RunBudgetSpent) and "2 feed pages" in events[-1].reason
     assert field_of(view, REPORT, "a").value == "0"
-    second, _ = _pull(view, feed, cursor=first.cursor, bounds=bounds)
+    second, _ = _pull(view, feed, cursor=first.cursor, bounds=bounds, log=held)
     assert second.finished and second.cursor == encode_cursor(EPOCH, 4) and second.pages == 2
     assert field_of(view, REPORT, "a").value == "2"
 
@@ -308,7 +349,7 @@ def test_a_run_stops_when_its_time_budget_is_spent() -> None:
 
     def server(request: Request) -> Response:
         now[0] += 40.0  # each page takes 40 s on a slow link
-        return serve_feed(envelopes, request)
+        return serve_feed(envelopes, request, server=org.server)
 
     result, events = _pull(
         view, server, bounds=Bounds(page_items=1, run_seconds=100.0), clock=lambda: now[0]

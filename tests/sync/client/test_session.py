@@ -22,6 +22,8 @@ from sync.client import (
     DeviceState,
     Event,
     ItemRefused,
+    LogCheckpointAdopted,
+    LogPosition,
     OwnRevisionsRepublished,
     PendingUpload,
     Request,
@@ -44,10 +46,12 @@ from tests.sync.client.support import (
     ORG,
     PATH,
     REPORT,
+    HonestLog,
     HonestServer,
     Org,
     content,
     field_of,
+    filler_id,
     invited,
     of_type,
     play,
@@ -117,7 +121,9 @@ class OrgServer:
         if route == ("GET", "/changes"):
             if request.query.get("cursor") in self.restored_from:
                 return problem(409, "cursor_from_other_epoch", "restored")
-            return serve_feed(list(self.push.raw.values()), request)
+            return serve_feed(list(self.push.raw.values()), request, server=self.org.server)
+        if route == ("GET", "/log"):
+            return self.push.log.answer(request)
         if route == ("GET", "/attachments"):
             return Response.of_json(200, {"uploads": [], "more": False})
         raise AssertionError(f"unexpected request {route}")
@@ -156,9 +162,20 @@ def test_a_field_sync_checks_the_roster_then_pushes() -> None:
     _edits(org, state, org.field, 2)
     server = OrgServer(org)
     report, events = play(sync_flow(_inputs(org, state)), server)
-    assert server.steps() == [("GET", "/v1/server"), ("GET", "/roster"), ("POST", "/push")]
+    assert server.steps() == [
+        ("GET", "/v1/server"),
+        ("GET", "/roster"),
+        ("GET", "/log"),
+        ("POST", "/push"),
+    ]
     assert server.requests[1].query == {"since": "1"}
-    assert [type(e) for e in events] == [RosterVerified, BatchAcknowledged]
+    # The empty log's checkpoint, then the receipt's (proven from it by ?since=0).
+    assert [type(e) for e in events] == [
+        RosterVerified,
+        LogCheckpointAdopted,
+        LogCheckpointAdopted,
+        BatchAcknowledged,
+    ]
     assert state.outbox == [] and report.push.purged == 3
     assert report.roster == org.roster and not report.revoked and report.pull is None
 
@@ -171,7 +188,12 @@ def test_a_coordinator_sync_admits_pulls_and_reads_the_upload_states() -> None:
     server = OrgServer(org)
     play(
         push_flow(
-            field, server_key=org.server.verify_key, max_items=100, max_bytes=10**6, org_path=PATH
+            field,
+            server_key=org.server.verify_key,
+            max_items=100,
+            max_bytes=10**6,
+            org_path=PATH,
+            log=LogPosition(ORG, org.server.verify_key),
         ),
         server.push,
     )
@@ -189,6 +211,7 @@ def test_a_coordinator_sync_admits_pulls_and_reads_the_upload_states() -> None:
     report, events = play(sync_flow(inputs), server)
     assert server.steps()[1:] == [
         ("GET", "/roster"),
+        ("GET", "/log"),
         ("GET", "/devices"),
         ("POST", "/roster"),
         ("GET", "/changes"),
@@ -196,8 +219,9 @@ def test_a_coordinator_sync_admits_pulls_and_reads_the_upload_states() -> None:
     ]
     assert [type(e) for e in events] == [
         RosterVerified,
+        LogCheckpointAdopted,  # the log of 3, from /log
         DevicesAdmitted,
-        ChangesPulled,
+        ChangesPulled,  # the feed's checkpoint is the same one: nothing new to adopt
         AttachmentStatesSeen,
     ]
     assert report.roster.roster.member(newcomer.verify_key.key_id) is not None
@@ -248,7 +272,16 @@ def test_a_coordinator_republishes_its_own_envelopes_after_the_server_went_back_
     stale = encode_cursor(b"e" * 16, 40)
     server = OrgServer(org)  # restored: it holds none of it
     server.restored_from.add(stale)
-    inputs = _inputs(org, own, role=Role.COORDINATOR, view=view, cursor=stale)
+    before = HonestLog(org.server, [filler_id(s) for s in range(1, 41)])
+    inputs = _inputs(
+        org,
+        own,
+        role=Role.COORDINATOR,
+        view=view,
+        cursor=stale,
+        log_checkpoint=before.checkpoint(),
+        log_frontier=before.frontier.to_bytes(),
+    )
     report, events = play(sync_flow(inputs), server)
     assert ServerWentBackInTime() in events and OwnRevisionsRepublished(2) in events
     assert report.republished == 2 and report.pull is not None and report.pull.rewound
@@ -374,6 +407,7 @@ class DeviceSync(RuleBasedStateMachine):
             max_items=batch,
             max_bytes=10**6,
             org_path=PATH,
+            log=LogPosition(ORG, self.org.server.verify_key),
         )
         exchanges = 0
 
