@@ -1,4 +1,5 @@
-"""Signed documents: rosters, invites, receipts and checkpoints share one detached layout.
+"""Signed documents: rosters, invites, receipts, checkpoints and freshness statements share one
+detached layout.
 
 Theory of operation (docs/PROTOCOL.md §3):
 
@@ -33,6 +34,7 @@ _PURPOSE_NAMES = {
     Purpose.RECEIPT_SIGNATURE: "receipt",
     Purpose.CHECKPOINT_SIGNATURE: "checkpoint",
     Purpose.ENROLLMENT_SIGNATURE: "enrollment",
+    Purpose.FRESHNESS_SIGNATURE: "freshness",
 }
 _BY_NAME = {name: purpose for purpose, name in _PURPOSE_NAMES.items()}
 

@@ -48,6 +48,7 @@ class Purpose(bytes, Enum):
     RECEIPT_SIGNATURE = b"sealbox/v1/sig/receipt"
     CHECKPOINT_SIGNATURE = b"sealbox/v1/sig/checkpoint"
     CHECKPOINT_CODE = b"sealbox/v1/checkpoint-code"
+    FRESHNESS_SIGNATURE = b"sealbox/v1/sig/freshness"
     SENDER_KEY_WRAP = b"sealbox/v1/hpke/sender-key"
     CHAIN_MESSAGE = b"sealbox/v1/chain/message"
     CHAIN_NEXT = b"sealbox/v1/chain/next"
