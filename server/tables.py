@@ -24,6 +24,7 @@ __all__ = [
     "Org",
     "ReceiptRow",
     "RequestNonce",
+    "RosterFreshness",
     "RosterVersion",
     "ServerMeta",
     "metadata",
@@ -85,6 +86,17 @@ class RosterVersion(SQLModel, table=True):
     org_id: bytes = Field(sa_type=LargeBinary, primary_key=True, foreign_key="orgs.id")
     version: int = Field(primary_key=True)
     hash: bytes = Field(sa_type=LargeBinary)
+    document: bytes = Field(sa_type=LargeBinary)
+
+
+class RosterFreshness(SQLModel, table=True):
+    """The newest coordinator-signed roster freshness statement of an organisation, exactly
+    as signed (PROTOCOL §18.2); ``version`` and ``issued_at`` are its ``v`` and ``t``."""
+
+    __tablename__ = "roster_freshness"
+    org_id: bytes = Field(sa_type=LargeBinary, primary_key=True, foreign_key="orgs.id")
+    version: int
+    issued_at: int = Field(sa_type=BigInteger)
     document: bytes = Field(sa_type=LargeBinary)
 
 

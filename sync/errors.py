@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     ORG_EXISTS = "org_exists"
     ROSTER_INVALID = "roster_invalid"
     ROSTER_CONFLICT = "roster_conflict"
+    FRESHNESS_INVALID = "freshness_invalid"
     INVITE_INVALID = "invite_invalid"
     INVITE_EXISTS = "invite_exists"
     ENROLLMENT_INVALID = "enrollment_invalid"
@@ -68,6 +69,7 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.ORG_EXISTS: "An organisation with this id already exists.",
     ErrorCode.ROSTER_INVALID: "The roster version is malformed or breaks a chain rule (R1-R6).",
     ErrorCode.ROSTER_CONFLICT: "Another roster version with this number exists; fetch and rebase.",
+    ErrorCode.FRESHNESS_INVALID: "Malformed, mis-signed, expired or unknown freshness statement.",
     ErrorCode.INVITE_INVALID: "The invite document is malformed, mis-signed or not for this org.",
     ErrorCode.INVITE_EXISTS: "An invite with this id is already registered.",
     ErrorCode.ENROLLMENT_INVALID: "Malformed, mis-signed or unbound enrollment, or a known key.",

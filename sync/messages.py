@@ -40,6 +40,8 @@ __all__ = [
     "EnrollRequest",
     "EnrollResponse",
     "FeedLog",
+    "FreshnessRequest",
+    "FreshnessResponse",
     "InviteRequest",
     "InviteResponse",
     "ItemStatus",
@@ -161,6 +163,18 @@ class CreateOrgResponse(_Wire):
 
 class RosterVersions(_Wire):
     versions: list[B64] = Field(description="SignedRoster bytes, ascending version")
+    freshness: B64 | None = Field(
+        default=None, description="The newest roster freshness statement (PROTOCOL §18.2)"
+    )
+
+
+class FreshnessRequest(_Wire):
+    freshness: B64 = Field(description="A coordinator-signed freshness statement")
+
+
+class FreshnessResponse(_Wire):
+    version: int = Field(description="The roster version of the statement now served")
+    issued_at: int
 
 
 class RosterRequest(_Wire):

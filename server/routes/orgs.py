@@ -23,6 +23,8 @@ from sync.messages import (
     DeviceList,
     EnrollRequest,
     EnrollResponse,
+    FreshnessRequest,
+    FreshnessResponse,
     InviteRequest,
     InviteResponse,
     RosterRequest,
@@ -76,10 +78,9 @@ def get_roster(
     caller: SignedCaller,
     since: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> RosterVersions:
-    """Every roster version newer than ``since`` (members)."""
-    return RosterVersions(
-        versions=orgs.roster_versions(engine=ctx.engine, org_id=org_id, since=since)
-    )
+    """Every roster version newer than ``since``, and the newest freshness statement (members)."""
+    versions, freshness = orgs.roster_answer(engine=ctx.engine, org_id=org_id, since=since)
+    return RosterVersions(versions=versions, freshness=freshness)
 
 
 @router.post("/{org}/roster", response_model=RosterResponse, responses=PROBLEMS)
@@ -91,6 +92,17 @@ def post_roster(
         engine=ctx.engine, org_id=org_id, roster_bytes=body.roster, server_key=ctx.server_key
     )
     return RosterResponse(version=version)
+
+
+@router.post("/{org}/roster/freshness", response_model=FreshnessResponse, responses=PROBLEMS)
+def post_freshness(
+    body: FreshnessRequest, ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller
+) -> FreshnessResponse:
+    """Keep a roster freshness statement if it is the newest (coordinators, PROTOCOL §18.2)."""
+    served = orgs.post_freshness(
+        engine=ctx.engine, org_id=org_id, document=body.freshness, now=int(time.time())
+    )
+    return FreshnessResponse(version=served.version, issued_at=served.issued_at)
 
 
 @router.post("/{org}/invites", status_code=201, response_model=InviteResponse, responses=PROBLEMS)

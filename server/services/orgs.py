@@ -17,9 +17,10 @@ from crypto import Purpose, SignedDocument, SigningKey, VerificationFailed
 from server.db import read_tx, write_tx
 from server.errors import ApiError
 from server.services.store import FLAG_REVOKED, lock_org
-from server.tables import Device, EnvelopeRow, InviteRow, Org, RosterVersion
+from server.tables import Device, EnvelopeRow, InviteRow, Org, RosterFreshness, RosterVersion
 from sync.dag import holes
 from sync.errors import ErrorCode
+from sync.freshness import MAX_SKEW, Freshness
 from sync.invite import Enrollment, Invite, InviteError, secret_hash
 from sync.roster import Role, RosterError, SignedRoster, check_successor
 
@@ -29,7 +30,9 @@ __all__ = [
     "create_org",
     "enroll",
     "list_devices",
+    "post_freshness",
     "post_roster",
+    "roster_answer",
     "register_invite",
     "roster_versions",
 ]
@@ -39,6 +42,7 @@ _rosters = RosterVersion.__table__  # type: ignore[attr-defined]
 _devices = Device.__table__  # type: ignore[attr-defined]
 _invites = InviteRow.__table__  # type: ignore[attr-defined]
 _envelopes = EnvelopeRow.__table__  # type: ignore[attr-defined]
+_freshness = RosterFreshness.__table__  # type: ignore[attr-defined]
 
 
 def _parse_roster(data: bytes) -> SignedRoster:
@@ -138,6 +142,71 @@ def roster_versions(*, engine: Engine, org_id: bytes, since: int) -> list[bytes]
             .order_by(_rosters.c.version)
         )
         return [row.document for row in rows]
+
+
+def roster_answer(*, engine: Engine, org_id: bytes, since: int) -> tuple[list[bytes], bytes | None]:
+    """The versions newer than ``since`` and the newest freshness statement, read together."""
+    with read_tx(engine) as conn:
+        rows = conn.execute(
+            select(_rosters.c.document)
+            .where(_rosters.c.org_id == org_id, _rosters.c.version > since)
+            .order_by(_rosters.c.version)
+        )
+        versions = [row.document for row in rows]
+        stored = conn.execute(
+            select(_freshness.c.document).where(_freshness.c.org_id == org_id)
+        ).first()
+        return versions, stored.document if stored is not None else None
+
+
+def post_freshness(*, engine: Engine, org_id: bytes, document: bytes, now: int) -> Freshness:
+    """Keep a coordinator-signed freshness statement if it is the newest (PROTOCOL §18.2);
+    returns the statement now served."""
+
+    def invalid(detail: str) -> ApiError:
+        return ApiError(ErrorCode.FRESHNESS_INVALID, 422, detail)
+
+    try:
+        claimed, _ = Freshness.peek(document)
+    except VerificationFailed:
+        raise invalid("not a well-formed signed freshness statement") from None
+    if claimed.org_id != org_id:
+        raise invalid("the statement is for another organisation")
+    if claimed.expires_at <= now:
+        raise invalid("the statement has expired")
+    if claimed.issued_at > now + MAX_SKEW:
+        raise invalid("the statement is dated in the future: check the coordinator's clock")
+    with write_tx(engine) as conn:
+        lock_org(conn, org_id)
+        latest = _latest(conn, org_id)
+        if claimed.version > latest.roster.version:
+            raise invalid("the statement names a roster version this server does not hold")
+        if claimed.version < latest.roster.version:
+            raise ApiError(
+                ErrorCode.ROSTER_CONFLICT,
+                409,
+                "a newer roster version exists; fetch the roster and sign for it",
+                current_version=latest.roster.version,
+            )
+        try:
+            statement = Freshness.verify(document, latest)
+        except VerificationFailed:
+            raise invalid(
+                "the statement is not signed by an active coordinator of the version it names,"
+                " or names another fingerprint"
+            ) from None
+        stored = conn.execute(select(_freshness).where(_freshness.c.org_id == org_id)).first()
+        if stored is not None and (stored.version, stored.issued_at) >= (
+            statement.version,
+            statement.issued_at,
+        ):
+            return Freshness.peek(stored.document)[0]
+        values = dict(version=statement.version, issued_at=statement.issued_at, document=document)
+        if stored is None:
+            conn.execute(insert(_freshness).values(org_id=org_id, **values))
+        else:
+            conn.execute(update(_freshness).where(_freshness.c.org_id == org_id).values(**values))
+        return statement
 
 
 def _latest(conn: Connection, org_id: bytes) -> SignedRoster:
