@@ -32,8 +32,10 @@ from sync.client.events import (
     LogCheckpointAdopted,
     LogMisbehaviour,
     OwnRevisionsRepublished,
+    RosterFresh,
     RosterReposted,
     RosterRolledBack,
+    RosterStale,
     RosterVerified,
     RunBudgetSpent,
     ServerWentBackInTime,
@@ -55,7 +57,13 @@ from sync.client.flow import (
 from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow, validate_page
 from sync.client.push import PushSummary, push_flow
-from sync.client.roster import RosterCheck, repair_roster_flow, roster_flow
+from sync.client.roster import (
+    FreshnessSettings,
+    RosterCheck,
+    freshness_flow,
+    repair_roster_flow,
+    roster_flow,
+)
 from sync.client.session import SyncInputs, SyncReport, sync_flow
 from sync.client.upload import (
     PendingUpload,
@@ -88,6 +96,7 @@ __all__ = [
     "Event",
     "Finding",
     "Flow",
+    "FreshnessSettings",
     "ItemRefused",
     "LogCheckpointAdopted",
     "LogMisbehaviour",
@@ -102,8 +111,10 @@ __all__ = [
     "Request",
     "Response",
     "RosterCheck",
+    "RosterFresh",
     "RosterReposted",
     "RosterRolledBack",
+    "RosterStale",
     "RosterVerified",
     "RunBudgetSpent",
     "ServerMisbehaved",
@@ -117,6 +128,7 @@ __all__ = [
     "devices_flow",
     "drive",
     "expect",
+    "freshness_flow",
     "pull_flow",
     "push_flow",
     "repair_roster_flow",

@@ -28,8 +28,10 @@ __all__ = [
     "LogCheckpointAdopted",
     "LogMisbehaviour",
     "OwnRevisionsRepublished",
+    "RosterFresh",
     "RosterReposted",
     "RosterRolledBack",
+    "RosterStale",
     "RosterVerified",
     "RunBudgetSpent",
     "ServerWentBackInTime",
@@ -50,6 +52,26 @@ class RosterRolledBack(Event):
 
     served: int
     trusted: int
+
+
+@dataclass(frozen=True, slots=True)
+class RosterFresh(Event):
+    """A fresh roster freshness statement verified for the trusted version (PROTOCOL §18.3),
+    or this coordinator's own was accepted: persist ``document`` as the held statement."""
+
+    version: int
+    issued_at: int
+    document: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RosterStale(Event):
+    """No fresh statement for the trusted roster within ``horizon`` seconds: a newer roster may
+    be withheld from this device (or it was offline). Say so; sealing and syncing go on.
+    ``last_fresh_at`` is the newest statement's ``t`` this client verified, if any."""
+
+    last_fresh_at: int | None
+    horizon: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Theory of operation:
    an unreachable description falls back to the protocol defaults).
 2. The roster (`roster_flow`): verified from the trusted version; a rollback is
    reported and the trusted roster kept; coordinators re-post what a restored server
-   lost (`repair_roster_flow`).
+   lost (`repair_roster_flow`).  Then its freshness (`freshness_flow`, §18.3):
+   coordinators post a statement, every client says `RosterFresh` or `RosterStale`.
 3. A device revoked in the verified roster stops here (`DeviceRevoked`), queue kept.
    Then the log (`log_flow`): the current checkpoint, proven to extend the held one.
 4. Push the outbox (`push_flow`); receipts purge once their checkpoint holds them.
@@ -41,7 +42,7 @@ from sync.client.flow import (
 from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow
 from sync.client.push import PushSummary, push_flow
-from sync.client.roster import repair_roster_flow, roster_flow
+from sync.client.roster import FreshnessSettings, freshness_flow, repair_roster_flow, roster_flow
 from sync.client.upload import PendingUpload, attachment_states_flow, upload_all_flow
 from sync.client.view import CoordinatorView
 from sync.cursor import decode_cursor
@@ -76,6 +77,7 @@ class SyncInputs:
     batch_size: int | None = None
     log_checkpoint: bytes | None = None  # the newest verified checkpoint (§17.4)
     log_frontier: bytes = b""  # coordinators: the pulled tree at ``cursor``
+    freshness: FreshnessSettings = field(default_factory=FreshnessSettings)  # §18.3
 
 
 @dataclass(slots=True)
@@ -92,6 +94,7 @@ class SyncReport:
     uploads_done: int = 0
     uploads_waiting: int = 0
     log: LogPosition | None = None
+    fresh: bool | None = None  # §18.3: a fresh statement for the trusted roster
 
 
 def _batch_limits(response: Response | tuple[Response, ...] | None) -> tuple[int, int]:
@@ -123,6 +126,10 @@ def sync_flow(inputs: SyncInputs) -> Flow[SyncReport]:
         report.revoked = True
         yield DeviceRevoked(me.revoked_after)
         return report
+    signer = inputs.signing_key if inputs.role is Role.COORDINATOR else None
+    report.fresh = yield from freshness_flow(
+        check, org_path=org_path, settings=inputs.freshness, signing_key=signer
+    )
     report.log = _log_position(inputs, roster)
     yield from log_flow(report.log, org_path=org_path)
     report.push = yield from push_flow(

@@ -28,8 +28,10 @@ from sync.client import (
     PendingUpload,
     Request,
     Response,
+    RosterFresh,
     RosterReposted,
     RosterRolledBack,
+    RosterStale,
     RosterVerified,
     ServerMisbehaved,
     ServerWentBackInTime,
@@ -40,6 +42,7 @@ from sync.client import (
     sync_flow,
 )
 from sync.cursor import encode_cursor
+from sync.freshness import Freshness
 from sync.messages import b64decode, b64encode
 from sync.roster import Role, SignedRoster
 from tests.sync.client.support import (
@@ -85,6 +88,7 @@ class OrgServer:
         self.devices: list[dict[str, Any]] = []
         self.requests: list[Request] = []
         self.restored_from: set[str] = set()  # cursors of the server before its restore
+        self.freshness: bytes | None = None  # the newest freshness statement (§18.2)
         self.description = Response.of_json(
             200,
             {
@@ -107,7 +111,17 @@ class OrgServer:
         if route == ("GET", "/roster"):
             since = int(request.query["since"])
             versions = [v for v in self.chain if v.roster.version > since]
-            return Response.of_json(200, {"versions": [b64encode(v.to_bytes()) for v in versions]})
+            answer: dict[str, Any] = {"versions": [b64encode(v.to_bytes()) for v in versions]}
+            if self.freshness is not None:
+                answer["freshness"] = b64encode(self.freshness)
+            return Response.of_json(200, answer)
+        if route == ("POST", "/roster/freshness"):
+            assert request.body is not None
+            self.freshness = b64decode(request.body["freshness"])
+            statement = Freshness.verify(self.freshness, self.chain[-1])
+            return Response.of_json(
+                200, {"version": statement.version, "issued_at": statement.issued_at}
+            )
         if route == ("POST", "/roster"):
             assert request.body is not None
             candidate = SignedRoster.parse(b64decode(request.body["roster"]))
@@ -172,6 +186,7 @@ def test_a_field_sync_checks_the_roster_then_pushes() -> None:
     # The empty log's checkpoint, then the receipt's (proven from it by ?since=0).
     assert [type(e) for e in events] == [
         RosterVerified,
+        RosterStale,  # no coordinator signed a freshness statement yet (§18.3)
         LogCheckpointAdopted,
         LogCheckpointAdopted,
         BatchAcknowledged,
@@ -211,6 +226,7 @@ def test_a_coordinator_sync_admits_pulls_and_reads_the_upload_states() -> None:
     report, events = play(sync_flow(inputs), server)
     assert server.steps()[1:] == [
         ("GET", "/roster"),
+        ("POST", "/roster/freshness"),
         ("GET", "/log"),
         ("GET", "/devices"),
         ("POST", "/roster"),
@@ -219,6 +235,7 @@ def test_a_coordinator_sync_admits_pulls_and_reads_the_upload_states() -> None:
     ]
     assert [type(e) for e in events] == [
         RosterVerified,
+        RosterFresh,  # its own statement, accepted (§18.3 item 4)
         LogCheckpointAdopted,  # the log of 3, from /log
         DevicesAdmitted,
         ChangesPulled,  # the feed's checkpoint is the same one: nothing new to adopt
