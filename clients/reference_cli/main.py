@@ -32,6 +32,7 @@ import typer
 from rich.table import Table
 
 from clients.reference_cli.attachment_commands import attachments_app
+from clients.reference_cli.checkpoint_command import checkpoint_app
 from clients.reference_cli.common import (
     Code,
     Exit,
@@ -89,6 +90,7 @@ app.add_typer(reports_app, name="reports")
 app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(devices_app, name="devices")
 app.add_typer(attachments_app, name="attachments")
+app.add_typer(checkpoint_app, name="checkpoint")
 
 
 def _version(value: bool) -> None:
