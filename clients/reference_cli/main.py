@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from clients.reference_cli import freshness
 from clients.reference_cli.attachment_commands import attachments_app
 from clients.reference_cli.checkpoint_command import checkpoint_app
 from clients.reference_cli.common import (
@@ -215,11 +215,7 @@ def status(home: Home = None, as_json: Json = False) -> None:
         roster = profile.roster
         state = profile.device_state()
         warnings = list(profile.meta.get("warnings", []))
-        checked = profile.meta.get("roster_checked")
-        if checked is None or time.time() - checked > 7 * 86400:
-            warnings.append(
-                "the roster has not been checked with the server for over 7 days (stale): sync"
-            )
+        warnings += freshness.status_warnings(profile)  # PROTOCOL §18.3
         me = roster.roster.member(profile.device_id)
         if me is None:
             warnings.append(

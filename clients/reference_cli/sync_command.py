@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
+from clients.reference_cli import freshness
 from clients.reference_cli.attachments import UploadEvents, pending_uploads, read_sealed_chunk
 from clients.reference_cli.common import Exit, Home, Json, _errors, _out, _profile, _transport, err
 from clients.reference_cli.profile import Profile
@@ -34,8 +35,10 @@ from sync.client import (
     LogCheckpointAdopted,
     LogMisbehaviour,
     OwnRevisionsRepublished,
+    RosterFresh,
     RosterReposted,
     RosterRolledBack,
+    RosterStale,
     RosterVerified,
     RunBudgetSpent,
     ServerWentBackInTime,
@@ -53,9 +56,6 @@ _LOG_FINDINGS = {
     "log-inconsistent": "the server's log does not extend a checkpoint it signed before"
     " (history rewritten)",
 }
-
-STALE_ROSTER_SECONDS = 7 * 86400
-"""A roster not confirmed by the server for this long is reported as stale."""
 
 
 def sync(
@@ -167,12 +167,13 @@ class _Persist:
                 f" verified version {event.trusted} (restored from a backup, or lying);"
                 " the verified roster is kept"
             )
-            checked = p.meta.get("roster_checked")
-            if not isinstance(checked, int) or time.time() - checked > STALE_ROSTER_SECONDS:
-                self.warn(
-                    "roster: not confirmed by the server for over 7 days (stale): a newer"
-                    " roster may be withheld from this device"
-                )
+        elif isinstance(event, RosterFresh):
+            p.meta[freshness.HELD_KEY] = event.document
+            p.save_meta()
+            self.summary["roster_fresh_at"] = event.issued_at
+        elif isinstance(event, RosterStale):  # said at every sync, not kept: `status` re-checks
+            self.summary["roster_stale"] = True
+            self.warnings.append(freshness.stale_text(event.last_fresh_at, event.horizon))
         elif isinstance(event, RosterReposted):
             self.summary["roster_reposted"] = event.count
         elif isinstance(event, DeviceRevoked):
@@ -273,6 +274,7 @@ def _sync(
             cursor=profile.meta.get("cursor") if coordinator else None,
             log_checkpoint=profile.meta.get("log_checkpoint"),
             log_frontier=bytes(profile.meta.get("log_frontier", b"")) if coordinator else b"",
+            freshness=freshness.settings(profile),
             invite_secrets={
                 i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")
             },
