@@ -288,7 +288,9 @@ class _TransactionsFirst:
     (`outside_transactions`); a slice does not start while a write transaction of
     this process is open, and a transaction waits for the running slices (a fraction
     of a millisecond) before it starts.  Transactions never wait for each other here,
-    nor slices for each other.
+    nor slices for each other.  A slice waits at most `_SLICE_MAX_WAIT`: on PostgreSQL
+    the transactions of several organisations (and the short nonce transactions of
+    signed reads) may overlap without pause, and parsing must not starve behind them.
     """
 
     def __init__(self) -> None:
@@ -313,8 +315,12 @@ class _TransactionsFirst:
     @contextmanager
     def slice(self) -> Iterator[None]:
         with self._cond:
+            deadline = time.monotonic() + _SLICE_MAX_WAIT
             while self._transactions:
-                self._cond.wait()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             self._slices += 1
         try:
             yield
@@ -325,6 +331,7 @@ class _TransactionsFirst:
                     self._cond.notify_all()
 
 
+_SLICE_MAX_WAIT = 0.05  # seconds; a push's transaction takes 5-20 ms
 _TURNS = _TransactionsFirst()
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
+import server.db as db
 from server.db import _TransactionsFirst
 
 
-def test_a_slice_waits_for_an_open_transaction_and_transactions_do_not_wait_for_each_other():
+def test_a_slice_waits_for_an_open_transaction_and_transactions_do_not_wait_for_each_other(
+    monkeypatch,
+):
+    monkeypatch.setattr(db, "_SLICE_MAX_WAIT", 30.0)
     turns = _TransactionsFirst()
     events: list[str] = []
     in_tx = threading.Event()
@@ -48,3 +52,13 @@ def test_a_transaction_waits_for_the_running_slice():
         events.append("transaction")
     t.join(5)
     assert events == ["slice ends", "transaction"]
+
+
+def test_a_slice_does_not_starve_behind_transactions_that_never_pause(monkeypatch):
+    monkeypatch.setattr(db, "_SLICE_MAX_WAIT", 0.1)
+    turns = _TransactionsFirst()
+    with turns.transaction():
+        start = time.monotonic()
+        with turns.slice():
+            waited = time.monotonic() - start
+    assert 0.09 <= waited < 5
