@@ -55,6 +55,7 @@ __all__ = [
     "MAX_ENVELOPE_LENGTH",
     "MAX_PARENTS",
     "MAX_RECIPIENTS",
+    "NO_WITNESS",
     "Envelope",
     "Header",
     "MalformedEnvelope",
@@ -75,6 +76,11 @@ MAX_BODY_LENGTH = 4 * 1024 * 1024
 MAX_ENVELOPE_LENGTH = MAX_BODY_LENGTH + 8192
 MAX_SEQ = 2**53
 ZERO_HASH = bytes(HASH_LENGTH)
+WITNESS_LENGTH = 8 + HASH_LENGTH
+MAX_LOG_SIZE = 2**63
+NO_WITNESS = bytes(8) + hashlib.sha256(b"").digest()
+"""A revision's log witness before its device verified any checkpoint: size 0, the empty
+tree's root (PROTOCOL §4.1 ``w``, §17.8)."""
 
 Kind = Literal["rev", "key"]
 
@@ -107,6 +113,14 @@ class Header:
     nonce: bytes | None = None
     recipients: tuple[bytes, ...] = ()
     commitment: bytes | None = None
+    witness: bytes | None = None  # rev: u64be(log size) || root, the device's newest checkpoint
+
+    @property
+    def witnessed_log(self) -> tuple[int, bytes] | None:
+        """(size, root) of the log checkpoint the author had verified when it sealed."""
+        if self.witness is None:
+            return None
+        return int.from_bytes(self.witness[:8], "big"), self.witness[8:]
 
     def to_cbor(self) -> bytes:
         fields: dict[str, Any] = {
@@ -120,7 +134,9 @@ class Header:
             "e": self.roster_version,
         }
         if self.kind == "rev":
-            fields.update(r=self.report, p=list(self.parents), c=self.key_seq, x=self.nonce)
+            fields.update(
+                r=self.report, p=list(self.parents), c=self.key_seq, x=self.nonce, w=self.witness
+            )
         else:
             fields.update(t=list(self.recipients), m=self.commitment)
         header_bytes = encoding.encode(fields)
@@ -149,7 +165,7 @@ def _sorted_unique(items: Any, length: int, limit: int, name: str) -> tuple[byte
     return values
 
 
-_REV_KEYS = frozenset("vskodnhe" + "rpcx")
+_REV_KEYS = frozenset("vskodnhe" + "rpcxw")
 _KEY_KEYS = frozenset("vskodnhe" + "tm")
 
 
@@ -190,12 +206,16 @@ def _validate(fields: Any) -> Header:
     key_seq = _int_of(fields["c"], 1, MAX_SEQ, "key seq")
     if key_seq >= seq:
         raise MalformedEnvelope("key seq must precede seq")
+    witness = _bytes_of(fields["w"], WITNESS_LENGTH, "log witness")
+    if int.from_bytes(witness[:8], "big") > MAX_LOG_SIZE:
+        raise MalformedEnvelope(f"the witnessed log size must be at most {MAX_LOG_SIZE}")
     return Header(
         kind="rev",
         report=_bytes_of(fields["r"], ID_LENGTH, "report"),
         parents=_sorted_unique(fields["p"], HASH_LENGTH, MAX_PARENTS, "parents"),
         key_seq=key_seq,
         nonce=_bytes_of(fields["x"], NONCE_LENGTH, "nonce"),
+        witness=witness,
         **common,  # type: ignore[arg-type]
     )
 
@@ -293,10 +313,14 @@ def seal_revision(
     message_key: MessageKey,
     content: bytes,
     signing_key: SigningKey,
+    witness: bytes = NO_WITNESS,
 ) -> Envelope:
     """Seal one report revision's ``content`` for the coordinators holding the epoch's chain key.
 
     ``message_key`` must be MK_(seq - key_seq) of the chain announced at ``key_seq``.
+    ``witness`` is ``u64be(size) || root`` of the newest log checkpoint the device verified
+    (PROTOCOL §17.8): signed with the revision, it carries the device's view of the log to
+    every coordinator that reads it.
     The caller must persist that the key is used before the envelope leaves the
     device; a fresh random nonce makes an accidental reuse harmless anyway.
     """
@@ -312,6 +336,7 @@ def seal_revision(
         content=content,
         signing_key=signing_key,
         nonce=secrets.token_bytes(NONCE_LENGTH),
+        witness=witness,
     )
 
 
@@ -328,6 +353,7 @@ def _seal_revision_from_parts(
     content: bytes,
     signing_key: SigningKey,
     nonce: bytes,
+    witness: bytes = NO_WITNESS,
 ) -> Envelope:
     if not isinstance(message_key, MessageKey) or not isinstance(signing_key, SigningKey):
         raise TypeError("message_key must be a MessageKey and signing_key a SigningKey")
@@ -344,6 +370,7 @@ def _seal_revision_from_parts(
         parents=tuple(sorted(set(parents))),
         key_seq=key_seq,
         nonce=nonce,
+        witness=witness,
     )
     header_bytes = header.to_cbor()
     body = ChaCha20Poly1305(message_key.raw).encrypt(

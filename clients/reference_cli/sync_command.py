@@ -42,7 +42,9 @@ from sync.client import (
     RosterVerified,
     RunBudgetSpent,
     ServerWentBackInTime,
+    SplitViewSeen,
     SyncInputs,
+    WitnessesChecked,
     drive,
     sync_flow,
 )
@@ -56,6 +58,9 @@ _LOG_FINDINGS = {
     "log-inconsistent": "the server's log does not extend a checkpoint it signed before"
     " (history rewritten)",
 }
+
+_WITNESSES_KEPT = 10_000
+"""Checked witnesses remembered (one per device sync); older ones may be checked again."""
 
 
 def sync(
@@ -196,10 +201,18 @@ class _Persist:
                 p.save_meta()
             self.summary["pulled"] = self.summary.get("pulled", 0) + len(event.envelopes)
         elif isinstance(event, LogCheckpointAdopted):
-            p.meta["log_checkpoint"] = event.checkpoint
-            p.save_meta()
+            with p.store.transaction():  # the device's witness follows it (§17.8)
+                p.meta["log_checkpoint"] = event.checkpoint
+                p.save_meta()
+                p.save_device(self.state)
         elif isinstance(event, LogMisbehaviour):
             self._log_misbehaviour(event)
+        elif isinstance(event, SplitViewSeen):
+            self._split_view(event)
+        elif isinstance(event, WitnessesChecked):
+            done = [*p.meta.get("witnesses_checked", []), *event.keys]
+            p.meta["witnesses_checked"] = done[-_WITNESSES_KEPT:]
+            p.save_meta()
         elif isinstance(event, OwnRevisionsRepublished):
             self.summary["republished"] = event.count
         elif isinstance(event, RunBudgetSpent):
@@ -227,6 +240,30 @@ class _Persist:
         self.warn(
             f"{event.kind}: {_LOG_FINDINGS[event.kind]};"
             " both signed checkpoints are kept as evidence"
+        )
+
+    def _split_view(self, event: SplitViewSeen) -> None:
+        """Keep the revision's id and the checkpoint it contradicts as evidence (§17.8)."""
+        name = hashlib.sha256(event.envelope_id + event.checkpoint).hexdigest()[:32]
+        self.profile.store.put_cbor(
+            "logfinding",
+            name,
+            {
+                "kind": "split-view",
+                "held": event.checkpoint,
+                "envelope": event.envelope_id,
+                "device": event.device,
+                "witnessed_size": event.witnessed_size,
+                "witnessed_root": event.witnessed_root,
+                "where": "witness",
+                "at": int(time.time()),
+            },
+        )
+        self.summary.setdefault("log_findings", []).append("split-view")
+        self.warn(
+            f"split-view: device {event.device.hex()} signed a revision after seeing a log of"
+            f" {event.witnessed_size} entries that is not part of the log the server shows you"
+            f" ({event.why}); the revision and the server's checkpoint are kept as evidence"
         )
 
     def _admitted(self, event: DevicesAdmitted) -> None:
@@ -275,6 +312,7 @@ def _sync(
             log_checkpoint=profile.meta.get("log_checkpoint"),
             log_frontier=bytes(profile.meta.get("log_frontier", b"")) if coordinator else b"",
             freshness=freshness.settings(profile),
+            witnesses_checked=frozenset(profile.meta.get("witnesses_checked", [])),
             invite_secrets={
                 i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")
             },

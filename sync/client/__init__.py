@@ -39,6 +39,8 @@ from sync.client.events import (
     RosterVerified,
     RunBudgetSpent,
     ServerWentBackInTime,
+    SplitViewSeen,
+    WitnessesChecked,
 )
 from sync.client.flow import (
     DEFAULT_BOUNDS,
@@ -119,6 +121,8 @@ __all__ = [
     "RunBudgetSpent",
     "ServerMisbehaved",
     "ServerWentBackInTime",
+    "SplitViewSeen",
+    "WitnessesChecked",
     "SyncInputs",
     "SyncRefused",
     "SyncReport",

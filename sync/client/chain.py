@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crypto import ChainKey, Envelope, SigningKey, seal_revision, seal_sender_key
+from crypto.envelope import NO_WITNESS
 from sync.report import ReportContent
 from sync.roster import SignedRoster
 
@@ -58,6 +59,7 @@ class DeviceState:
     receipts: list[bytes] = field(default_factory=list)
     sent: int = 0
     last_server_seq: int = 0
+    witness: bytes = NO_WITNESS  # the newest verified log checkpoint, sealed into revisions
 
     def to_cbor(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class DeviceState:
             "rc": list(self.receipts),
             "s": self.sent,
             "ss": self.last_server_seq,
+            "w": self.witness,
         }
 
     @classmethod
@@ -94,6 +97,7 @@ class DeviceState:
             receipts=list(raw["rc"]),
             sent=raw["s"],
             last_server_seq=raw["ss"],
+            witness=raw.get("w", NO_WITNESS),
         )
 
     def _append(self, envelope: Envelope, report: bytes | None) -> None:
@@ -157,6 +161,7 @@ def seal_edit(
         message_key=message_key,
         content=content.encode(),
         signing_key=signing_key,
+        witness=state.witness,
     )
     state._append(envelope, report)
     # Forward secrecy on the device: only the next chain key is kept.

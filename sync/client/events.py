@@ -35,6 +35,8 @@ __all__ = [
     "RosterVerified",
     "RunBudgetSpent",
     "ServerWentBackInTime",
+    "SplitViewSeen",
+    "WitnessesChecked",
 ]
 
 
@@ -214,3 +216,24 @@ class LogMisbehaviour(Event):
     held: bytes
     offered: bytes
     where: str
+
+
+@dataclass(frozen=True, slots=True)
+class SplitViewSeen(Event):
+    """A revision's witness (the log its device saw, §17.8) is not a prefix of the log this
+    coordinator is shown: ``checkpoint`` is the server-signed one it contradicts.  Persist
+    it with the revision's id as evidence and show it on every read."""
+
+    device: bytes
+    envelope_id: bytes
+    witnessed_size: int
+    witnessed_root: bytes
+    checkpoint: bytes
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessesChecked(Event):
+    """These witnesses (header ``w`` values) were checked; persist them so none is asked twice."""
+
+    keys: tuple[bytes, ...]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from crypto import MalformedEnvelope, VerificationFailed, VerifyKey, parse_envelope
 from sync.checkpoint import Checkpoint, is_fork
@@ -28,7 +29,10 @@ from sync.client.flow import Flow, Request, ServerMisbehaved, decode, expect
 from sync.merkle import Frontier, ProofError, leaf_hash, verify_consistency
 from sync.messages import ChangesPage, LogState
 
-__all__ = ["LogPosition", "advance", "check_page", "log_flow"]
+if TYPE_CHECKING:
+    from sync.client.chain import DeviceState
+
+__all__ = ["LogPosition", "advance", "check_page", "log_flow", "witness_of"]
 
 ROLLED_BACK = "log-rolled-back"
 FORKED = "log-forked"
@@ -45,6 +49,7 @@ class LogPosition:
     document: bytes | None = None
     checkpoint: Checkpoint | None = None
     frontier: Frontier = field(default_factory=Frontier.empty)
+    device: DeviceState | None = None  # its ``witness`` follows every adopted checkpoint
 
     @classmethod
     def restore(
@@ -53,10 +58,11 @@ class LogPosition:
         server_key: VerifyKey,
         document: bytes | None,
         frontier: Frontier | None = None,
+        device: DeviceState | None = None,
     ) -> LogPosition:
         """From what the client persisted; a held checkpoint that no longer verifies (the
         server key changed) is dropped, and the next one is adopted afresh."""
-        position = cls(org_id, server_key, frontier=frontier or Frontier.empty())
+        position = cls(org_id, server_key, frontier=frontier or Frontier.empty(), device=device)
         if document is not None:
             try:
                 position.checkpoint = Checkpoint.verify(document, server_key, org_id=org_id)
@@ -104,8 +110,15 @@ def advance(
                 )
     if held is None or held_document != document:
         position.checkpoint, position.document = offered, document
+        if position.device is not None:
+            position.device.witness = witness_of(offered)
         yield LogCheckpointAdopted(document)
     return offered
+
+
+def witness_of(checkpoint: Checkpoint) -> bytes:
+    """A revision header's ``w`` for ``checkpoint``: ``u64be(size) || root`` (§4.1, §17.8)."""
+    return checkpoint.size.to_bytes(8, "big") + checkpoint.root
 
 
 def _finding(held: Checkpoint, offered: Checkpoint, proof: Sequence[bytes]) -> str | None:

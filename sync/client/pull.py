@@ -30,6 +30,7 @@ from sync.client.events import ChangesPulled, RunBudgetSpent, ServerWentBackInTi
 from sync.client.flow import DEFAULT_BOUNDS, Bounds, Flow, Request, ServerMisbehaved, decode, expect
 from sync.client.log import LogPosition, check_page
 from sync.client.view import CoordinatorView
+from sync.client.witness import Witness, witnesses_in
 from sync.cursor import CursorError, decode_cursor
 from sync.merkle import Frontier
 from sync.messages import CBOR_MEDIA_TYPE, ChangesPage
@@ -38,7 +39,7 @@ __all__ = ["PullResult", "pull_flow", "validate_page"]
 
 
 class PullResult:
-    __slots__ = ("cursor", "pages", "pulled", "rewound", "finished")
+    __slots__ = ("cursor", "pages", "pulled", "rewound", "finished", "witnesses")
 
     def __init__(self) -> None:
         self.cursor: str | None = None
@@ -46,6 +47,7 @@ class PullResult:
         self.pulled = 0
         self.rewound = False
         self.finished = False
+        self.witnesses: list[Witness] = []  # of the fresh revisions, for `witness_flow`
 
 
 def _position(cursor: str | None) -> tuple[bytes | None, int]:
@@ -145,6 +147,7 @@ def pull_flow(
         fresh = tuple(item.envelope for item in page.items if view.ingest(item.envelope))
         result.cursor, result.pages = page.cursor, result.pages + 1
         result.pulled += len(fresh)
+        result.witnesses += witnesses_in(fresh)
         yield ChangesPulled(fresh, page.cursor, last, page.more, frontier.to_bytes())
         if not page.more:
             result.finished = True

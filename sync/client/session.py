@@ -11,7 +11,8 @@ Theory of operation:
    Then the log (`log_flow`): the current checkpoint, proven to extend the held one.
 4. Push the outbox (`push_flow`); receipts purge once their checkpoint holds them.
 5. Coordinators: the device list, once; admission (`admit_flow`); the feed
-   (`pull_flow`) into the view; after a server went back in time, re-publication
+   (`pull_flow`) into the view; the witnesses of the fresh revisions (`witness_flow`,
+   §17.8); after a server went back in time, re-publication
    of the coordinator's own envelopes; the upload states.
 6. Attachments last (a report never waits for its media), and only once this device
    is admitted: before that, `AttachmentsWaitForAdmission` and nothing is wrong.
@@ -45,6 +46,7 @@ from sync.client.push import PushSummary, push_flow
 from sync.client.roster import FreshnessSettings, freshness_flow, repair_roster_flow, roster_flow
 from sync.client.upload import PendingUpload, attachment_states_flow, upload_all_flow
 from sync.client.view import CoordinatorView
+from sync.client.witness import witness_flow
 from sync.cursor import decode_cursor
 from sync.merkle import Frontier
 from sync.messages import ServerInfo
@@ -78,6 +80,7 @@ class SyncInputs:
     log_checkpoint: bytes | None = None  # the newest verified checkpoint (§17.4)
     log_frontier: bytes = b""  # coordinators: the pulled tree at ``cursor``
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)  # §18.3
+    witnesses_checked: frozenset[bytes] = frozenset()  # coordinators: §17.8, done before
 
 
 @dataclass(slots=True)
@@ -164,7 +167,11 @@ def _log_position(inputs: SyncInputs, roster: SignedRoster) -> LogPosition:
         except ValueError:
             frontier = None  # not the tree at the cursor: the pull starts over (pull_flow)
     return LogPosition.restore(
-        inputs.state.org_id, roster.roster.server_key, inputs.log_checkpoint, frontier
+        inputs.state.org_id,
+        roster.roster.server_key,
+        inputs.log_checkpoint,
+        frontier,
+        device=inputs.state,
     )
 
 
@@ -193,6 +200,12 @@ def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[
         log=report.log,
         bounds=inputs.bounds,
         clock=inputs.clock,
+    )
+    yield from witness_flow(
+        report.log,
+        report.pull.witnesses,
+        org_path=inputs.org_path,
+        checked=inputs.witnesses_checked,
     )
     if report.pull.rewound:
         report.republished = yield from _republish_own(inputs, report, max_bytes)

@@ -144,6 +144,7 @@ def test_revision_envelope_vectors(vector: dict[str, Any]) -> None:
         content=h(inputs["content"]),
         signing_key=signing_key,
         nonce=h(inputs["nonce"]),
+        witness=h(inputs["witness"]),
     )
     assert envelope.header_bytes.hex() == vector["header"]
     assert envelope.header_hash.hex() == vector["header_hash"]
@@ -161,6 +162,7 @@ def test_revision_envelope_vectors_open(vector: dict[str, Any]) -> None:
     assert parsed.id.hex() == vector["id"]
     assert parsed.header.seq == inputs["seq"] and parsed.header.key_seq == inputs["key_seq"]
     assert [p.hex() for p in parsed.header.parents] == sorted(inputs["parents"])
+    assert parsed.header.witness is not None and parsed.header.witness.hex() == inputs["witness"]
     author = SigningKey(h(inputs["signing_seed"])).verify_key
     content = open_revision(parsed, author=author, message_key=MessageKey(h(inputs["message_key"])))
     assert content.hex() == inputs["content"]

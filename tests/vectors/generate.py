@@ -36,7 +36,7 @@ from crypto import (
     stream,
     wrap_keyfile,
 )
-from crypto.envelope import _seal_revision_from_parts, _seal_sender_key_from_parts
+from crypto.envelope import NO_WITNESS, _seal_revision_from_parts, _seal_sender_key_from_parts
 from crypto.padding import pad, padded_length, padme
 from sync.checkpoint import Checkpoint
 from sync.invite import Enrollment, Invite, InviteCode, seal_label, secret_hash
@@ -225,6 +225,8 @@ def envelopes() -> None:
         message_key = message_key_at(ck0, index)
         nonce = fixed(f"nonce {n}", 12)
         report = fixed(f"report id {n}", 16)
+        # The log the device had verified (§17.8): none yet for the first, then size 40 + n.
+        witness = NO_WITNESS if n == 0 else (40 + n).to_bytes(8, "big") + fixed(f"log root {n}")
         envelope = _seal_revision_from_parts(
             org=org,
             report=report,
@@ -237,6 +239,7 @@ def envelopes() -> None:
             content=case["content"],
             signing_key=device,
             nonce=nonce,
+            witness=witness,
         )
         vectors.append(
             {
@@ -254,6 +257,7 @@ def envelopes() -> None:
                     "content": case["content"].hex(),
                     "signing_seed": fixed("device 0").hex(),
                     "nonce": nonce.hex(),
+                    "witness": witness.hex(),
                 },
                 "header": envelope.header_bytes.hex(),
                 "header_hash": envelope.header_hash.hex(),
@@ -264,7 +268,7 @@ def envelopes() -> None:
             }
         )
         prev = envelope.id
-    write("envelope_v1.json", "Revision envelopes (kind rev)", "§4.1, §4.2, §4.4", vectors)
+    write("envelope_v1.json", "Revision envelopes (kind rev)", "§4.1, §4.2, §4.4, §17.8", vectors)
 
 
 def sender_keys() -> None:
