@@ -36,6 +36,7 @@ from sync.client import (
     LogMisbehaviour,
     OwnRevisionsRepublished,
     RosterFresh,
+    RosterKnownAt,
     RosterReposted,
     RosterRolledBack,
     RosterStale,
@@ -43,6 +44,7 @@ from sync.client import (
     RunBudgetSpent,
     ServerWentBackInTime,
     SplitViewSeen,
+    StaleRosterSeen,
     SyncInputs,
     WitnessesChecked,
     drive,
@@ -209,6 +211,13 @@ class _Persist:
             self._log_misbehaviour(event)
         elif isinstance(event, SplitViewSeen):
             self._split_view(event)
+        elif isinstance(event, RosterKnownAt):
+            known = dict(p.meta.get("roster_known_at", {}))
+            known.update((str(v), n) for v, n in event.sizes)
+            p.meta["roster_known_at"] = known
+            p.save_meta()
+        elif isinstance(event, StaleRosterSeen):
+            self._stale_roster(event)
         elif isinstance(event, WitnessesChecked):
             done = [*p.meta.get("witnesses_checked", []), *event.keys]
             p.meta["witnesses_checked"] = done[-_WITNESSES_KEPT:]
@@ -266,6 +275,32 @@ class _Persist:
             f" ({event.why}); the revision and the server's checkpoint are kept as evidence"
         )
 
+    def _stale_roster(self, event: StaleRosterSeen) -> None:
+        """Keep each envelope sealed to a superseded roster; warn once per device and version."""
+        self.profile.store.put_cbor(
+            "logfinding",
+            event.envelope_id.hex()[:32],
+            {
+                "kind": "stale-roster",
+                "envelope": event.envelope_id,
+                "device": event.device,
+                "sealed_to": event.sealed_to,
+                "superseded_by": event.superseded_by,
+                "server_seq": event.server_seq,
+                "where": "feed",
+                "at": int(time.time()),
+            },
+        )
+        findings = self.summary.setdefault("log_findings", [])
+        if "stale-roster" not in findings:
+            findings.append("stale-roster")
+        self.warn(
+            f"stale-roster: device {event.device.hex()} sealed to roster version"
+            f" {event.sealed_to} after you knew version {event.superseded_by} removed a"
+            " coordinator: that content is readable by the removed coordinator, and the device"
+            " was behind on the roster (offline, or the roster withheld from it)"
+        )
+
     def _admitted(self, event: DevicesAdmitted) -> None:
         p = self.profile
         invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in p.store.items("invite")}
@@ -313,6 +348,7 @@ def _sync(
             log_frontier=bytes(profile.meta.get("log_frontier", b"")) if coordinator else b"",
             freshness=freshness.settings(profile),
             witnesses_checked=frozenset(profile.meta.get("witnesses_checked", [])),
+            roster_known_at={int(v): n for v, n in profile.meta.get("roster_known_at", {}).items()},
             invite_secrets={
                 i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")
             },

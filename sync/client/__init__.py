@@ -33,6 +33,7 @@ from sync.client.events import (
     LogMisbehaviour,
     OwnRevisionsRepublished,
     RosterFresh,
+    RosterKnownAt,
     RosterReposted,
     RosterRolledBack,
     RosterStale,
@@ -40,6 +41,7 @@ from sync.client.events import (
     RunBudgetSpent,
     ServerWentBackInTime,
     SplitViewSeen,
+    StaleRosterSeen,
     WitnessesChecked,
 )
 from sync.client.flow import (
@@ -121,7 +123,9 @@ __all__ = [
     "RunBudgetSpent",
     "ServerMisbehaved",
     "ServerWentBackInTime",
+    "RosterKnownAt",
     "SplitViewSeen",
+    "StaleRosterSeen",
     "WitnessesChecked",
     "SyncInputs",
     "SyncRefused",

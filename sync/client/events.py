@@ -35,7 +35,9 @@ __all__ = [
     "RosterVerified",
     "RunBudgetSpent",
     "ServerWentBackInTime",
+    "RosterKnownAt",
     "SplitViewSeen",
+    "StaleRosterSeen",
     "WitnessesChecked",
 ]
 
@@ -237,3 +239,22 @@ class WitnessesChecked(Event):
     """These witnesses (header ``w`` values) were checked; persist them so none is asked twice."""
 
     keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterKnownAt(Event):
+    """Roster versions first held in this sync, with the log size then (§18.4): persist."""
+
+    sizes: tuple[tuple[int, int], ...]  # (roster version, log size)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRosterSeen(Event):
+    """An envelope stored after this coordinator knew roster ``superseded_by`` removed a
+    coordinator it was sealed to (``sealed_to``): ``stale-roster`` (§18.4).  Persist it."""
+
+    envelope_id: bytes
+    device: bytes
+    sealed_to: int
+    superseded_by: int
+    server_seq: int

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from crypto import parse_envelope
 from sync.client.events import ChangesPulled, RunBudgetSpent, ServerWentBackInTime
 from sync.client.flow import DEFAULT_BOUNDS, Bounds, Flow, Request, ServerMisbehaved, decode, expect
 from sync.client.log import LogPosition, check_page
+from sync.client.staleness import Stored
 from sync.client.view import CoordinatorView
-from sync.client.witness import Witness, witnesses_in
 from sync.cursor import CursorError, decode_cursor
 from sync.merkle import Frontier
 from sync.messages import CBOR_MEDIA_TYPE, ChangesPage
@@ -39,7 +40,7 @@ __all__ = ["PullResult", "pull_flow", "validate_page"]
 
 
 class PullResult:
-    __slots__ = ("cursor", "pages", "pulled", "rewound", "finished", "witnesses")
+    __slots__ = ("cursor", "pages", "pulled", "rewound", "finished", "stored")
 
     def __init__(self) -> None:
         self.cursor: str | None = None
@@ -47,7 +48,8 @@ class PullResult:
         self.pulled = 0
         self.rewound = False
         self.finished = False
-        self.witnesses: list[Witness] = []  # of the fresh revisions, for `witness_flow`
+        # The fresh envelopes' places in the log, for `witness_flow` and `stale_roster`.
+        self.stored: list[Stored] = []
 
 
 def _position(cursor: str | None) -> tuple[bytes | None, int]:
@@ -144,11 +146,15 @@ def pull_flow(
         last = validate_page(page, after_cursor=result.cursor, asked=asked, bounds=bounds)
         after = _position(result.cursor)[1]
         frontier = yield from check_page(log, page, after=after, last=last)
-        fresh = tuple(item.envelope for item in page.items if view.ingest(item.envelope))
+        fresh = []
+        for item in page.items:
+            if view.ingest(item.envelope):
+                fresh.append(item.envelope)
+                envelope = parse_envelope(item.envelope)  # it parsed in check_page
+                result.stored.append(Stored(item.server_seq, envelope.id, envelope.header))
         result.cursor, result.pages = page.cursor, result.pages + 1
         result.pulled += len(fresh)
-        result.witnesses += witnesses_in(fresh)
-        yield ChangesPulled(fresh, page.cursor, last, page.more, frontier.to_bytes())
+        yield ChangesPulled(tuple(fresh), page.cursor, last, page.more, frontier.to_bytes())
         if not page.more:
             result.finished = True
             return result

@@ -12,8 +12,8 @@ Theory of operation:
 4. Push the outbox (`push_flow`); receipts purge once their checkpoint holds them.
 5. Coordinators: the device list, once; admission (`admit_flow`); the feed
    (`pull_flow`) into the view; the witnesses of the fresh revisions (`witness_flow`,
-   §17.8); after a server went back in time, re-publication
-   of the coordinator's own envelopes; the upload states.
+   §17.8) and their rosters (`stale_roster`, §18.4); after a server went back in time,
+   re-publication of the coordinator's own envelopes; the upload states.
 6. Attachments last (a report never waits for its media), and only once this device
    is admitted: before that, `AttachmentsWaitForAdmission` and nothing is wrong.
 Everything the driver must persist arrives as an event, after its answer validated.
@@ -31,6 +31,7 @@ from sync.client.events import (
     AttachmentsWaitForAdmission,
     DeviceRevoked,
     OwnRevisionsRepublished,
+    RosterKnownAt,
 )
 from sync.client.flow import (
     DEFAULT_BOUNDS,
@@ -44,9 +45,10 @@ from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow
 from sync.client.push import PushSummary, push_flow
 from sync.client.roster import FreshnessSettings, freshness_flow, repair_roster_flow, roster_flow
+from sync.client.staleness import first_known, stale_roster
 from sync.client.upload import PendingUpload, attachment_states_flow, upload_all_flow
 from sync.client.view import CoordinatorView
-from sync.client.witness import witness_flow
+from sync.client.witness import witness_flow, witnesses_in
 from sync.cursor import decode_cursor
 from sync.merkle import Frontier
 from sync.messages import ServerInfo
@@ -81,6 +83,7 @@ class SyncInputs:
     log_frontier: bytes = b""  # coordinators: the pulled tree at ``cursor``
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)  # §18.3
     witnesses_checked: frozenset[bytes] = frozenset()  # coordinators: §17.8, done before
+    roster_known_at: Mapping[int, int] = field(default_factory=dict)  # coordinators: §18.4
 
 
 @dataclass(slots=True)
@@ -203,10 +206,15 @@ def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[
     )
     yield from witness_flow(
         report.log,
-        report.pull.witnesses,
+        witnesses_in(report.pull.stored),
         org_path=inputs.org_path,
         checked=inputs.witnesses_checked,
     )
+    known = first_known(view.history, inputs.roster_known_at, report.log.size)
+    known_at = {**inputs.roster_known_at, **known}
+    yield from stale_roster(report.pull.stored, view.history, known_at)
+    if known:
+        yield RosterKnownAt(tuple(sorted(known.items())))
     if report.pull.rewound:
         report.republished = yield from _republish_own(inputs, report, max_bytes)
     yield from attachment_states_flow(org_path=inputs.org_path)

@@ -27,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from crypto import MalformedEnvelope, VerificationFailed, parse_envelope
+from crypto import VerificationFailed
 from sync.checkpoint import Checkpoint
 from sync.client.events import SplitViewSeen, WitnessesChecked
 from sync.client.flow import Flow, Request, ServerMisbehaved, decode, expect
 from sync.client.log import LogPosition
+from sync.client.staleness import Stored
 from sync.merkle import ProofError, verify_consistency
 from sync.messages import LogState
 
@@ -57,16 +58,12 @@ class Witness:
         return self.key[8:]
 
 
-def witnesses_in(envelopes: Iterable[bytes]) -> Iterator[Witness]:
-    """The witnesses of the revisions among ``envelopes`` (size 0 says nothing: skipped)."""
-    for data in envelopes:
-        try:
-            envelope = parse_envelope(data)
-        except MalformedEnvelope:
-            continue
-        witness = envelope.header.witness
+def witnesses_in(stored: Iterable[Stored]) -> Iterator[Witness]:
+    """The witnesses of the revisions among ``stored`` (size 0 says nothing: skipped)."""
+    for item in stored:
+        witness = item.header.witness
         if witness is not None and any(witness[:8]):
-            yield Witness(witness, envelope.header.device, envelope.id)
+            yield Witness(witness, item.header.device, item.envelope_id)
 
 
 def witness_flow(

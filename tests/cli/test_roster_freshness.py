@@ -53,7 +53,8 @@ def test_a_withheld_revocation_makes_the_device_stale_past_the_horizon(server, d
     assert before[0] == 3
 
     coord.run("devices", "revoke", second_id)  # version 4: the second coordinator is out
-    assert coord.run("sync").json["roster_version"] == 4
+    revoked = coord.run("sync").json
+    assert revoked["roster_version"] == 4 and not revoked.get("log_findings")
     assert _statement(db)[0] == 4
     server.stop()
     _withhold(db, 4, before)
@@ -79,3 +80,10 @@ def test_a_withheld_revocation_makes_the_device_stale_past_the_horizon(server, d
 
     # The coordinators' own syncs stay fresh: they sign their own statements.
     assert not _stale(coord.run("status").json["warnings"])
+
+    # The coordinator, who knew version 4 before the server stored these, flags what the
+    # device sealed to version 3 since (PROTOCOL §18.4): readable by the revoked coordinator.
+    named = coord.run("sync").json
+    assert "stale-roster" in named["log_findings"]
+    warnings = coord.run("status").json["warnings"]
+    assert any(w.startswith("stale-roster") and field.device_id in w for w in warnings)

@@ -29,6 +29,7 @@ from sync.client import (
     Request,
     Response,
     RosterFresh,
+    RosterKnownAt,
     RosterReposted,
     RosterRolledBack,
     RosterStale,
@@ -239,8 +240,10 @@ def test_a_coordinator_sync_admits_pulls_and_reads_the_upload_states() -> None:
         LogCheckpointAdopted,  # the log of 3, from /log
         DevicesAdmitted,
         ChangesPulled,  # the feed's checkpoint is the same one: nothing new to adopt
+        RosterKnownAt,  # the versions the view holds, first held at log size 3 (§18.4)
         AttachmentStatesSeen,
     ]
+    assert of_type(events, RosterKnownAt) == [RosterKnownAt(((2, 3), (3, 3)))]
     assert report.roster.roster.member(newcomer.verify_key.key_id) is not None
     assert report.roster == server.chain[-1] and view.roster == report.roster
     assert report.pull is not None and report.pull.pulled == 3 and report.pull.finished

@@ -15,6 +15,7 @@ from sync.client import (
     seal_edit,
 )
 from sync.client.log import witness_of
+from sync.client.staleness import Stored
 from sync.client.witness import MAX_CHECKS_PER_RUN, Witness, witness_flow, witnesses_in
 from tests.sync.client.support import ORG, PATH, REPORT, HonestLog, Org, content, of_type, play
 
@@ -44,7 +45,8 @@ def test_a_device_seals_the_newest_checkpoint_it_verified_into_each_revision() -
     later = parse_envelope(_seal(org, state, "1"))
     assert later.header.witness == witness_of(position.checkpoint)
     assert later.header.witnessed_log == (12, log.frontier.root())
-    assert [w.size for w in witnesses_in([first.to_bytes(), later.to_bytes()])] == [12]
+    stored = [Stored(n, e.id, e.header) for n, e in enumerate((first, later), start=1)]
+    assert [w.size for w in witnesses_in(stored)] == [12]
 
 
 def _witness(size: int, root: bytes, n: int = 0) -> Witness:
