@@ -35,7 +35,13 @@ from server.auth import Caller, remember_nonce_in
 from server.db import Batch, outside_transactions, write_tx
 from server.errors import ApiError
 from server.services import tlog
-from server.services.store import lock_org_sql, org_row_or_404, queue_known, seq_runs
+from server.services.store import (
+    lock_org_sql,
+    org_log_of,
+    org_row_or_404,
+    queue_known,
+    seq_runs,
+)
 from server.settings import Settings
 from server.tables import EnvelopeRow, Head
 from sync.dag import Candidate, DeviceView, Plan, advance_watermark, classify, needs
@@ -191,7 +197,6 @@ def push(
             reads, caller, now=now, window=settings.replay_window_seconds
         )
         device_row = reads.add(_DEVICE_SQL, (org_id, device_id))
-        log_row = reads.add("SELECT log_frontier, checkpoint FROM orgs WHERE id = ?", (org_id,))
         seqs = (c.envelope.header.seq for c in candidates if c.envelope is not None)
         chain_above = [
             reads.add(_CHAIN_ABOVE_SQL, (org_id, device_id, org_id, device_id, lo, hi))
@@ -223,7 +228,7 @@ def push(
             for c, outcome in zip(candidates, plan.outcomes, strict=True)
             if outcome.status.stored and c.envelope is not None and outcome.server_seq is not None
         ]
-        ((frontier_bytes, stored_checkpoint),) = log_row.rows
+        frontier_bytes, stored_checkpoint = org_log_of(org_row)
         if plan.inserts:
             log = tlog.grow(
                 org_id=org_id,

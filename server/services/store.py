@@ -24,6 +24,7 @@ __all__ = [
     "FLAG_REVOKED",
     "lock_org",
     "lock_org_sql",
+    "org_log_of",
     "org_row_or_404",
     "queue_known",
     "seq_runs",
@@ -34,17 +35,28 @@ FLAG_REVOKED = 1
 
 
 def lock_org_sql(conn: Connection) -> str:
-    """The org row (sequence counter, roster version, bytes stored), locked for writing."""
-    sql = "SELECT last_seq, roster_version, bytes_stored FROM orgs WHERE id = ?"
+    """The org row (sequence counter, roster version, bytes stored, and the transparency
+    log's frontier and checkpoint, PROTOCOL §17), locked for writing."""
+    sql = (
+        "SELECT last_seq, roster_version, bytes_stored, log_frontier, checkpoint "
+        "FROM orgs WHERE id = ?"
+    )
     return sql + " FOR UPDATE" if conn.dialect.name == "postgresql" else sql
 
 
 def org_row_or_404(pending: Pending) -> tuple[int, int, int]:
-    """``(last_seq, roster_version, bytes_stored)`` from a run `lock_org_sql` statement."""
+    """``(last_seq, roster_version, bytes_stored)`` from a run `lock_org_sql` statement
+    (its log columns are `org_log_of`'s)."""
     if not pending.rows:
         raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
-    last_seq, roster_version, bytes_stored = pending.rows[0]
+    last_seq, roster_version, bytes_stored = pending.rows[0][:3]
     return last_seq, roster_version, bytes_stored
+
+
+def org_log_of(pending: Pending) -> tuple[bytes | None, bytes | None]:
+    """``(log_frontier, checkpoint)`` from a run `lock_org_sql` statement (after the 404)."""
+    frontier, checkpoint = pending.rows[0][3:]
+    return frontier, checkpoint
 
 
 def lock_org(conn: Connection, org_id: bytes) -> tuple[int, int, int]:
