@@ -96,6 +96,9 @@ def _live_server(root: Path) -> Iterator[LiveServer]:
         **os.environ,
         "SEALBOX_DATA_DIR": str(data_dir),
         "SEALBOX_ADMIN_TOKEN": token,
+        # Two workers, not the production default of four: a CLI scenario is one client at a
+        # time, and on CI's two cores each extra worker is start-up time and memory per test.
+        "SEALBOX_WORKERS": "2",
     }
     env.pop("SEALBOX_DATABASE_URL", None)
     live = LiveServer(f"http://127.0.0.1:{port}", data_dir, token, env, port=port)
