@@ -135,7 +135,7 @@ def _read_page(engine: Engine, request: PageRequest) -> _Page:
         )
     upto = min(after + limit, last_seq)
     rows = sorted(page.rows)
-    checkpoint, size = tlog.current_checkpoint(
+    checkpoint = tlog.current_checkpoint(
         org_id=org_id,
         last_seq=last_seq,
         frontier=frontier,
@@ -145,7 +145,7 @@ def _read_page(engine: Engine, request: PageRequest) -> _Page:
     )
     with read_tx(engine) as conn:
         _, (prefix, consistency) = tlog.prove(
-            conn, org_id, size=size, consistency_from=[max(upto, after), request.since]
+            conn, org_id, size=last_seq, consistency_from=[max(upto, after), request.since]
         )
     return _Page(
         rows=rows,
@@ -203,7 +203,7 @@ def log_state(
         if not org_row.rows:
             raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
         ((last_seq, frontier, stored),) = org_row.rows
-        checkpoint, size = tlog.current_checkpoint(
+        checkpoint = tlog.current_checkpoint(
             org_id=org_id,
             last_seq=last_seq,
             frontier=frontier,
@@ -211,7 +211,7 @@ def log_state(
             server_key=server_key,
             now=now,
         )
-        _, (consistency,) = tlog.prove(conn, org_id, size=size, consistency_from=[since])
+        _, (consistency,) = tlog.prove(conn, org_id, size=last_seq, consistency_from=[since])
     return checkpoint, consistency
 
 

@@ -240,7 +240,7 @@ def push(
             checkpoint, held_nodes = log.checkpoint, log.known
         else:
             log, held_nodes = None, tlog.frontier_nodes(tlog.frontier_of(last_seq, frontier_bytes))
-            checkpoint, _ = tlog.current_checkpoint(
+            checkpoint = tlog.current_checkpoint(
                 org_id=org_id,
                 last_seq=last_seq,
                 frontier=frontier_bytes,

@@ -81,12 +81,12 @@ def grow(
     now: int,
 ) -> LogGrowth:
     """Append the push's new envelopes (in server sequence order) and sign the checkpoint."""
-    leaves = [leaf_hash(e) for e in envelope_ids]
+    after, completed = frontier.append(leaf_hash(e) for e in envelope_ids)
+    # Every perfect subtree of the new tree that a proof could need from memory: the old
+    # right edge, and what the new leaves completed (themselves included, at level 0; the
+    # new right edge is made of these two).
     known = frontier_nodes(frontier)
-    known.update(((0, frontier.size + i), h) for i, h in enumerate(leaves))
-    after, completed = frontier.append(leaves)
     known.update(completed)
-    known.update(frontier_nodes(after))
     checkpoint = Checkpoint(org_id, after.size, after.root(), now).sign(server_key).to_bytes()
     stored = [(level, idx, h) for (level, idx), h in completed if level >= STORED_LEVEL]
     return LogGrowth(after, checkpoint, stored, known)
@@ -176,11 +176,11 @@ def current_checkpoint(
     stored: bytes | None,
     server_key: SigningKey,
     now: int,
-) -> tuple[bytes, int]:
-    """The checkpoint of the org's tree as it stands: the one its last push signed (written
+) -> bytes:
+    """The checkpoint of the org's tree at ``last_seq``: the one its last push signed (written
     with ``last_seq`` in one statement, so of that size), or (an empty org, or one whose log
     a migration built) a fresh one of the same size."""
     if stored is not None:
-        return stored, last_seq
+        return stored
     root = frontier_of(last_seq, frontier).root() if last_seq else EMPTY_ROOT
-    return Checkpoint(org_id, last_seq, root, now).sign(server_key).to_bytes(), last_seq
+    return Checkpoint(org_id, last_seq, root, now).sign(server_key).to_bytes()
