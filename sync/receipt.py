@@ -11,7 +11,7 @@ Theory of operation (docs/PROTOCOL.md §8.4, §17.3):
   the receipt is its proof of delivery, and a coordinator who later finds the
   envelope missing can show the server lied (docs/THREAT_MODEL.md §3.2); a server
   that later removes it from its log cannot prove the log consistent with the
-  receipt's checkpoint (§17.4).
+  receipt's checkpoint (§17.6).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class Receipt:
         cls, data: bytes, server_key: VerifyKey, *, org_id: bytes, device_id: bytes
     ) -> tuple[Receipt, Checkpoint]:
         """`verify`, and that the receipt's checkpoint is the server's, of this organisation,
-        and that its tree holds every item at leaf ``server_seq - 1`` (PROTOCOL §17.4 item 1).
+        and that its tree holds every item at leaf ``server_seq - 1`` (PROTOCOL §17.6 item 1).
 
         Raises:
             VerificationFailed: if any of it does not hold.

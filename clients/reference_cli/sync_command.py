@@ -232,7 +232,7 @@ class _Persist:
             self.uploads(event, self.summary)
 
     def _log_misbehaviour(self, event: LogMisbehaviour) -> None:
-        """Keep both signed checkpoints as evidence and say it on every read (§17.4)."""
+        """Keep both signed checkpoints as evidence and say it on every read (§17.6)."""
         name = hashlib.sha256(event.held + event.offered).hexdigest()[:32]
         self.profile.store.put_cbor(
             "logfinding",

@@ -141,7 +141,7 @@ class ServerWentBackInTime(Event):
 @dataclass(frozen=True, slots=True)
 class ChangesPulled(Event):
     """A fully validated feed page: persist ``envelopes``, ``cursor`` and ``log_frontier``
-    (the pulled tree's right edge at ``last_seq``, PROTOCOL §17.4) together."""
+    (the pulled tree's right edge at ``last_seq``, PROTOCOL §17.6) together."""
 
     envelopes: tuple[bytes, ...]
     cursor: str
@@ -210,7 +210,7 @@ class LogCheckpointAdopted(Event):
 
 @dataclass(frozen=True, slots=True)
 class LogMisbehaviour(Event):
-    """The server's log does not extend the held checkpoint (PROTOCOL §17.4): ``kind`` is
+    """The server's log does not extend the held checkpoint (PROTOCOL §17.6): ``kind`` is
     ``log-rolled-back``, ``log-forked`` or ``log-inconsistent``; ``held`` and ``offered``
     are both signed checkpoints, the evidence.  Persist it and show it on every read."""
 

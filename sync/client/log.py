@@ -1,4 +1,4 @@
-"""The organisation's transparency log as a client holds it (PROTOCOL §17.4).
+"""The organisation's transparency log as a client holds it (PROTOCOL §17.6).
 
 Rules:
 * A client keeps the newest checkpoint it verified (`LogPosition`) and adopts a newer
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from crypto import MalformedEnvelope, VerificationFailed, VerifyKey, parse_envelope
+from crypto import VerificationFailed, VerifyKey
 from sync.checkpoint import Checkpoint, is_fork
 from sync.client.events import LogCheckpointAdopted, LogMisbehaviour
 from sync.client.flow import Flow, Request, ServerMisbehaved, decode, expect
@@ -32,7 +32,7 @@ from sync.messages import ChangesPage, LogState
 if TYPE_CHECKING:
     from sync.client.chain import DeviceState
 
-__all__ = ["LogPosition", "advance", "check_page", "log_flow", "witness_of"]
+__all__ = ["LogPosition", "advance", "ask_log", "check_page", "log_flow", "verified", "witness_of"]
 
 ROLLED_BACK = "log-rolled-back"
 FORKED = "log-forked"
@@ -80,7 +80,8 @@ class LogPosition:
         return {"since": str(self.size)} if self.checkpoint is not None else {}
 
 
-def _verified(position: LogPosition, document: bytes, what: str) -> Checkpoint:
+def verified(position: LogPosition, document: bytes, what: str) -> Checkpoint:
+    """``document`` as a checkpoint of this org by the pinned server key; misbehaviour if not."""
     try:
         return Checkpoint.verify(document, position.server_key, org_id=position.org_id)
     except VerificationFailed:
@@ -98,7 +99,7 @@ def advance(
     """Adopt ``document`` if the held checkpoint is a prefix of it (``proof``); otherwise
     report the finding with both checkpoints, and adopt it all the same (module rules),
     or, ``strict``, stop the run with `ServerMisbehaved` and adopt nothing."""
-    offered = _verified(position, document, what)
+    offered = verified(position, document, what)
     held, held_document = position.checkpoint, position.document
     if held is not None and held_document is not None and held_document != document:
         kind = _finding(held, offered, proof)
@@ -134,31 +135,30 @@ def _finding(held: Checkpoint, offered: Checkpoint, proof: Sequence[bytes]) -> s
 
 
 def log_flow(position: LogPosition, *, org_path: str) -> Flow[Checkpoint]:
-    """Ask for the current checkpoint with a proof from the held one (§17.4 item 2)."""
-    response = yield Request(
-        "GET", f"{org_path}/log", query=position.query(), max_answer_bytes=64 * 1024
-    )
-    if isinstance(response, tuple) or response is None:
-        raise TypeError("the driver must send a Response back for a Request")
-    state = decode(expect(response, 200), LogState, what="log")
+    """Ask for the current checkpoint with a proof from the held one (§17.6 item 2)."""
+    state = yield from ask_log(org_path, position.query())
     return (yield from advance(position, state.checkpoint, state.consistency, what="log"))
 
 
+def ask_log(org_path: str, query: dict[str, str]) -> Flow[LogState]:
+    """``GET /log`` (§17.5): the current checkpoint, with a proof from ``since`` if given."""
+    response = yield Request("GET", f"{org_path}/log", query=query, max_answer_bytes=64 * 1024)
+    if isinstance(response, tuple) or response is None:
+        raise TypeError("the driver must send a Response back for a Request")
+    return decode(expect(response, 200), LogState, what="log")
+
+
 def check_page(
-    position: LogPosition, page: ChangesPage, *, after: int, last: int
+    position: LogPosition, page: ChangesPage, ids: Sequence[bytes], *, after: int, last: int
 ) -> Flow[Frontier]:
-    """The frontier after ``page`` if the page's items extend the pulled tree to a prefix of
-    the page's checkpoint (§17.4 item 3); the page is refused otherwise.  Adopts the page's
-    checkpoint through its ``consistency`` proof.  The caller persists the frontier with
-    the cursor."""
+    """The frontier after ``page`` (whose items' envelope ids are ``ids``) if the items extend
+    the pulled tree to a prefix of the page's checkpoint (§17.6 item 3); the page is refused
+    otherwise.  Adopts the page's checkpoint through its ``consistency`` proof.  The caller
+    persists the frontier with the cursor."""
     if position.frontier.size != after:
         raise ValueError("the pulled frontier does not match the cursor it pulls from")
-    try:
-        ids = [parse_envelope(item.envelope).id for item in page.items]
-    except MalformedEnvelope:
-        raise ServerMisbehaved("feed: an item is not an envelope the server could store") from None
     frontier, _ = position.frontier.append(leaf_hash(e) for e in ids)
-    checkpoint = _verified(position, page.log.checkpoint, "feed")
+    checkpoint = verified(position, page.log.checkpoint, "feed")
     if checkpoint.size < last:
         raise ServerMisbehaved("feed: the page's checkpoint does not cover its items")
     if not page.more and last < checkpoint.size:

@@ -16,7 +16,7 @@ Rules (each page is validated whole before anything of it is used or persisted):
   ends after `Bounds.max_pages` pages or `Bounds.run_seconds`, with `RunBudgetSpent`,
   and the next run resumes from the last validated page.
 * Each page also extends the pulled log and must be a prefix of the checkpoint it
-  carries (`sync.client.log.check_page`, §17.4): withholding the newest envelopes is then
+  carries (`sync.client.log.check_page`, §17.6): withholding the newest envelopes is then
   seen by whoever compares checkpoints, and a forked log by the coordinator itself.
 * A 409 means the server went back in time: said loudly, the feed restarts from the
   beginning once per run, nothing local is deleted (§15.6).
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from crypto import parse_envelope
+from crypto import MalformedEnvelope, parse_envelope
 from sync.client.events import ChangesPulled, RunBudgetSpent, ServerWentBackInTime
 from sync.client.flow import DEFAULT_BOUNDS, Bounds, Flow, Request, ServerMisbehaved, decode, expect
 from sync.client.log import LogPosition, check_page
@@ -36,7 +36,7 @@ from sync.cursor import CursorError, decode_cursor
 from sync.merkle import Frontier
 from sync.messages import CBOR_MEDIA_TYPE, ChangesPage
 
-__all__ = ["PullResult", "pull_flow", "validate_page"]
+__all__ = ["PullResult", "cursor_position", "pull_flow", "validate_page"]
 
 
 class PullResult:
@@ -52,7 +52,7 @@ class PullResult:
         self.stored: list[Stored] = []
 
 
-def _position(cursor: str | None) -> tuple[bytes | None, int]:
+def cursor_position(cursor: str | None) -> tuple[bytes | None, int]:
     """(epoch, seq) of a cursor this client adopted earlier (None, 0 for the start)."""
     if not cursor:
         return None, 0
@@ -76,7 +76,7 @@ def validate_page(
     if decoded is None:
         raise ServerMisbehaved("feed: the page's cursor is empty")
     epoch, last = decoded
-    asked_epoch, after = _position(after_cursor)
+    asked_epoch, after = cursor_position(after_cursor)
     if asked_epoch is not None and epoch != asked_epoch:
         raise ServerMisbehaved("feed: the page's cursor is from another server epoch")
     if len(page.items) > asked:
@@ -109,7 +109,7 @@ def pull_flow(
     ``log.frontier`` must be the pulled tree at ``cursor``; when it is not (a store from
     before the log, or a lost frontier), the feed is pulled again from the start."""
     result = PullResult()
-    if log.frontier.size != _position(cursor)[1]:
+    if log.frontier.size != cursor_position(cursor)[1]:
         cursor, log.frontier = None, Frontier.empty()
     result.cursor = cursor
     started = clock()
@@ -144,13 +144,19 @@ def pull_flow(
             continue
         page = decode(expect(response, 200), ChangesPage, what="feed", max_depth=bounds.max_depth)
         last = validate_page(page, after_cursor=result.cursor, asked=asked, bounds=bounds)
-        after = _position(result.cursor)[1]
-        frontier = yield from check_page(log, page, after=after, last=last)
+        try:  # once per item: the log's leaves, the witnesses and the rosters need them
+            envelopes = [parse_envelope(item.envelope) for item in page.items]
+        except MalformedEnvelope:
+            raise ServerMisbehaved(
+                "feed: an item is not an envelope the server could store"
+            ) from None
+        after = cursor_position(result.cursor)[1]
+        ids = [e.id for e in envelopes]
+        frontier = yield from check_page(log, page, ids, after=after, last=last)
         fresh = []
-        for item in page.items:
+        for item, envelope in zip(page.items, envelopes, strict=True):
             if view.ingest(item.envelope):
                 fresh.append(item.envelope)
-                envelope = parse_envelope(item.envelope)  # it parsed in check_page
                 result.stored.append(Stored(item.server_seq, envelope.id, envelope.header))
         result.cursor, result.pages = page.cursor, result.pages + 1
         result.pulled += len(fresh)

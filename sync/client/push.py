@@ -9,7 +9,7 @@ Rules:
   else is `ServerMisbehaved`: nothing of that answer is applied.
 * The receipt's checkpoint must hold its items (its batch inclusion proof) and extend
   the checkpoint the client holds (the answer's consistency proof from ``since``); else
-  nothing of the answer is applied (§17.4 item 1).
+  nothing of the answer is applied (§17.6 item 1).
 * Stored results (`ItemStatus.stored`) are purged only when the receipt lists the
   envelope with its device sequence number; retryable ones stay queued; terminal ones
   leave the queue for `rejected`, where they are kept and shown (never dropped).

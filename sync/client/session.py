@@ -42,14 +42,13 @@ from sync.client.flow import (
     decode,
 )
 from sync.client.log import LogPosition, log_flow
-from sync.client.pull import PullResult, pull_flow
+from sync.client.pull import PullResult, cursor_position, pull_flow
 from sync.client.push import PushSummary, push_flow
 from sync.client.roster import FreshnessSettings, freshness_flow, repair_roster_flow, roster_flow
 from sync.client.staleness import first_known, stale_roster
 from sync.client.upload import PendingUpload, attachment_states_flow, upload_all_flow
 from sync.client.view import CoordinatorView
 from sync.client.witness import witness_flow, witnesses_in
-from sync.cursor import decode_cursor
 from sync.merkle import Frontier
 from sync.messages import ServerInfo
 from sync.roster import Role, SignedRoster
@@ -79,7 +78,7 @@ class SyncInputs:
     read_chunk: Callable[[PendingUpload, int], bytes] | None = None
     bounds: Bounds = DEFAULT_BOUNDS
     batch_size: int | None = None
-    log_checkpoint: bytes | None = None  # the newest verified checkpoint (§17.4)
+    log_checkpoint: bytes | None = None  # the newest verified checkpoint (§17.6)
     log_frontier: bytes = b""  # coordinators: the pulled tree at ``cursor``
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)  # §18.3
     witnesses_checked: frozenset[bytes] = frozenset()  # coordinators: §17.8, done before
@@ -166,7 +165,8 @@ def _log_position(inputs: SyncInputs, roster: SignedRoster) -> LogPosition:
     frontier = None
     if inputs.cursor:
         try:
-            frontier = Frontier.from_bytes(_cursor_seq(inputs.cursor), inputs.log_frontier)
+            size = cursor_position(inputs.cursor)[1]
+            frontier = Frontier.from_bytes(size, inputs.log_frontier)
         except ValueError:
             frontier = None  # not the tree at the cursor: the pull starts over (pull_flow)
     return LogPosition.restore(
@@ -176,11 +176,6 @@ def _log_position(inputs: SyncInputs, roster: SignedRoster) -> LogPosition:
         frontier,
         device=inputs.state,
     )
-
-
-def _cursor_seq(cursor: str) -> int:
-    decoded = decode_cursor(cursor)
-    return decoded[1] if decoded is not None else 0
 
 
 def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[None]:

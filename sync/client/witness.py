@@ -27,14 +27,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from crypto import VerificationFailed
-from sync.checkpoint import Checkpoint
 from sync.client.events import SplitViewSeen, WitnessesChecked
-from sync.client.flow import Flow, Request, ServerMisbehaved, decode, expect
-from sync.client.log import LogPosition
+from sync.client.flow import Flow
+from sync.client.log import LogPosition, ask_log, verified
 from sync.client.staleness import Stored
 from sync.merkle import ProofError, verify_consistency
-from sync.messages import LogState
 
 __all__ = ["MAX_CHECKS_PER_RUN", "Witness", "witness_flow", "witnesses_in"]
 
@@ -95,16 +92,8 @@ def witness_flow(
 
 
 def _check(witness: Witness, position: LogPosition, org_path: str) -> Flow[None]:
-    response = yield Request(
-        "GET", f"{org_path}/log", query={"since": str(witness.size)}, max_answer_bytes=64 * 1024
-    )
-    if isinstance(response, tuple) or response is None:
-        raise TypeError("the driver must send a Response back for a Request")
-    state = decode(expect(response, 200), LogState, what="log")
-    try:
-        shown = Checkpoint.verify(state.checkpoint, position.server_key, org_id=position.org_id)
-    except VerificationFailed:
-        raise ServerMisbehaved("log: the log checkpoint does not verify") from None
+    state = yield from ask_log(org_path, {"since": str(witness.size)})
+    shown = verified(position, state.checkpoint, "log")
     if shown.size < witness.size:
         yield _split(witness, position, "the device was shown a longer log than you are")
         return
