@@ -582,15 +582,16 @@ GENERATORS = {
 }
 
 
-def main(argv: list[str]) -> int:
-    """Regenerate every file, or only the ones named (e.g. ``generate.py stream``)."""
-    names = argv or list(GENERATORS)
-    unknown = [n for n in names if n not in GENERATORS]
+def main(argv: list[str], generators: dict[str, Any] = GENERATORS) -> int:
+    """Regenerate every file of ``generators``, or only the ones named (``generate.py
+    stream``); the other generator scripts pass their own."""
+    names = argv or list(generators)
+    unknown = [n for n in names if n not in generators]
     if unknown:
-        print(f"unknown vector sets {unknown}; choose from {sorted(GENERATORS)}", file=sys.stderr)
+        print(f"unknown vector sets {unknown}; choose from {sorted(generators)}", file=sys.stderr)
         return 2
     for name in names:
-        GENERATORS[name]()
+        generators[name]()
     return 0
 
 

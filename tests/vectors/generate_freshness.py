@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from generate import HERE, fixed, write
+from generate import HERE, fixed, main, write
 
 from crypto import Purpose, SigningKey, digest
 from sync.freshness import DEFAULT_HORIZON, MAX_SKEW, Freshness
@@ -87,16 +87,5 @@ def freshness() -> None:
 GENERATORS = {"freshness": freshness}
 
 
-def main(argv: list[str]) -> int:
-    names = argv or list(GENERATORS)
-    unknown = [n for n in names if n not in GENERATORS]
-    if unknown:
-        print(f"unknown vector sets {unknown}; choose from {sorted(GENERATORS)}", file=sys.stderr)
-        return 2
-    for name in names:
-        GENERATORS[name]()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], GENERATORS))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from generate import fixed, write
+from generate import fixed, main, write
 
 from crypto import Purpose, SigningKey, digest
 from sync.checkpoint import Checkpoint
@@ -104,16 +104,5 @@ def checkpoints() -> None:
 GENERATORS = {"merkle": merkle, "checkpoint": checkpoints}
 
 
-def main(argv: list[str]) -> int:
-    names = argv or list(GENERATORS)
-    unknown = [n for n in names if n not in GENERATORS]
-    if unknown:
-        print(f"unknown vector sets {unknown}; choose from {sorted(GENERATORS)}", file=sys.stderr)
-        return 2
-    for name in names:
-        GENERATORS[name]()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], GENERATORS))

@@ -99,8 +99,9 @@ def content(**fields: str) -> ReportContent:
     return ReportContent(client_time=1_700_000_000, fields=fields)
 
 
-def sealed(org: Org, n: int, report: bytes = REPORT) -> list[bytes]:
-    """``n`` revisions of ``report`` by the field device: a key envelope, then seqs 2..n+1."""
+def device_with(org: Org, n: int, report: bytes = REPORT) -> DeviceState:
+    """The field device after sealing ``n`` revisions of ``report``: its outbox holds a key
+    envelope, then seqs 2..n+1."""
     state = org.device()
     for i in range(n):
         seal_edit(
@@ -110,7 +111,17 @@ def sealed(org: Org, n: int, report: bytes = REPORT) -> list[bytes]:
             report=report,
             content=content(a=str(i)),
         )
-    return [i.data for i in state.outbox]
+    return state
+
+
+def sealed(org: Org, n: int, report: bytes = REPORT) -> list[bytes]:
+    """The envelopes of `device_with`'s outbox."""
+    return [i.data for i in device_with(org, n, report).outbox]
+
+
+def fake_ids(n: int, salt: bytes = b"") -> list[bytes]:
+    """``n`` distinct 32-byte stand-ins for envelope ids (leaves of a log, §17.1)."""
+    return [hashlib.sha256(salt + b"%d" % i).digest() for i in range(n)]
 
 
 def play(flow: Flow[T], handle: Callable[[Request], Response]) -> tuple[T, list[Event]]:

@@ -9,7 +9,6 @@ evidence; nothing honest is flagged.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pytest
@@ -43,16 +42,14 @@ from tests.sync.client.support import (
     HonestServer,
     Org,
     content,
+    device_with,
+    fake_ids,
     feed_page,
     of_type,
     play,
     pushed_envelopes,
     sealed,
 )
-
-
-def _ids(n: int, salt: bytes = b"") -> list[bytes]:
-    return [hashlib.sha256(salt + b"%d" % i).digest() for i in range(n)]
 
 
 def _held(org: Org, log: HonestLog, size: int) -> LogPosition:
@@ -71,8 +68,8 @@ def _answering(log: HonestLog, since_seen: list[str] | None = None):
 def test_an_honest_log_that_grew_is_adopted_without_a_finding() -> None:
     """PROTOCOL §17.6 item 2: the consistency proof from the held size verifies: adopt."""
     org = Org()
-    log = HonestLog(org.server, _ids(40))
-    position = _held(org, HonestLog(org.server, _ids(13)), 13)
+    log = HonestLog(org.server, fake_ids(40))
+    position = _held(org, HonestLog(org.server, fake_ids(13)), 13)
     asked: list[str] = []
     checkpoint, events = play(log_flow(position, org_path=PATH), _answering(log, asked))
     assert asked == ["13"] and checkpoint.size == 40
@@ -100,11 +97,11 @@ def test_a_log_that_does_not_extend_the_held_checkpoint_is_a_finding_with_both_c
     differs are each named, with both signed checkpoints; the client goes on with the
     server's (a restored server is worked with), and the finding stays on record."""
     org = Org()
-    honest = HonestLog(org.server, _ids(20))
+    honest = HonestLog(org.server, fake_ids(20))
     other = {
-        "log-rolled-back": HonestLog(org.server, _ids(9)),
-        "log-forked": HonestLog(org.server, _ids(20, b"fork")),
-        "log-inconsistent": HonestLog(org.server, _ids(19, b"rewritten") + _ids(30)[19:]),
+        "log-rolled-back": HonestLog(org.server, fake_ids(9)),
+        "log-forked": HonestLog(org.server, fake_ids(20, b"fork")),
+        "log-inconsistent": HonestLog(org.server, fake_ids(19, b"rewritten") + fake_ids(30)[19:]),
     }[kind]
     position = _held(org, honest, 20)
     _, events = play(log_flow(position, org_path=PATH), _answering(other))
@@ -122,28 +119,15 @@ def test_a_log_that_does_not_extend_the_held_checkpoint_is_a_finding_with_both_c
 def test_a_log_checkpoint_that_does_not_verify_stops_the_sync() -> None:
     """PROTOCOL §17.6: only the pinned server key signs checkpoints, for this organisation."""
     org = Org()
-    impostor = HonestLog(Org().server, _ids(5))
+    impostor = HonestLog(Org().server, fake_ids(5))
     with pytest.raises(ServerMisbehaved, match="checkpoint does not verify"):
         play(log_flow(LogPosition(ORG, org.server.verify_key), org_path=PATH), impostor.answer)
-    elsewhere = HonestLog(org.server, _ids(5), org=b"X" * 16)
+    elsewhere = HonestLog(org.server, fake_ids(5), org=b"X" * 16)
     with pytest.raises(ServerMisbehaved, match="checkpoint does not verify"):
         play(log_flow(LogPosition(ORG, org.server.verify_key), org_path=PATH), elsewhere.answer)
 
 
 # -- receipts (§17.6 item 1)
-
-
-def _device(org: Org, n: int) -> Any:
-    state = org.device()
-    for i in range(n):
-        seal_edit(
-            state,
-            roster=org.roster,
-            signing_key=org.field,
-            report=REPORT,
-            content=content(a=str(i)),
-        )
-    return state
 
 
 def _push(org: Org, state: Any, server: Any, log: LogPosition) -> Any:
@@ -164,7 +148,7 @@ def test_a_push_proves_its_receipt_from_the_held_checkpoint() -> None:
     org = Org()
     server = HonestServer(org)
     position = LogPosition(ORG, org.server.verify_key)
-    state = _device(org, 2)  # a key envelope and 2 revisions
+    state = device_with(org, 2)  # a key envelope and 2 revisions
     _push(org, state, server, position)
     assert position.size == 3 and state.outbox == []
     for i in range(2):
@@ -184,9 +168,9 @@ def test_a_receipt_whose_log_does_not_extend_the_held_one_purges_nothing() -> No
     """PROTOCOL §17.6 item 1: a receipt from a rewritten log is a finding and a refusal."""
     org = Org()
     server = HonestServer(org)
-    server.log.extend(_ids(7, b"rewritten"))  # the server's log no longer starts as held
-    position = _held(org, HonestLog(org.server, _ids(7)), 7)
-    state = _device(org, 2)
+    server.log.extend(fake_ids(7, b"rewritten"))  # the server's log no longer starts as held
+    position = _held(org, HonestLog(org.server, fake_ids(7)), 7)
+    state = device_with(org, 2)
     before = list(state.outbox)
     events: list[Any] = []
     with pytest.raises(ServerMisbehaved, match="log-inconsistent"):
@@ -212,7 +196,7 @@ def test_a_receipt_whose_checkpoint_does_not_hold_its_items_purges_nothing() -> 
     log (it means to drop them once the device purged): refused before any purge."""
     org = Org()
     honest = HonestServer(org)
-    state = _device(org, 2)
+    state = device_with(org, 2)
     before = list(state.outbox)
 
     def lying(request: Request) -> Response:
@@ -222,7 +206,7 @@ def test_a_receipt_whose_checkpoint_does_not_hold_its_items_purges_nothing() -> 
             ReceiptItem(parse_envelope(e).id, parse_envelope(e).header.seq, n)
             for n, e in enumerate(pushed_envelopes(request), start=1)
         )
-        elsewhere = HonestLog(org.server, _ids(3, b"without them"))
+        elsewhere = HonestLog(org.server, fake_ids(3, b"without them"))
         forged = Receipt(ORG, org.field.verify_key.key_id, 1, items, elsewhere.checkpoint(), ())
         receipt = b64encode(forged.sign(org.server).to_bytes())
         return Response.of_json(200, {**body, "receipt": receipt})
@@ -280,7 +264,7 @@ def test_a_page_from_a_forked_log_is_a_finding_and_the_frontier_is_persisted_wit
     org = Org()
     envelopes = sealed(org, 1)  # 2 envelopes
     log = HonestLog(org.server, (parse_envelope(e).id for e in envelopes))
-    held = _held(org, HonestLog(org.server, _ids(2, b"fork")), 2)
+    held = _held(org, HonestLog(org.server, fake_ids(2, b"fork")), 2)
     _, events = _pull(org, lambda r: feed_page(envelopes, log=log, since=2), held)
     (finding,) = of_type(events, LogMisbehaviour)
     assert finding.kind == "log-forked" and finding.offered == log.checkpoint()

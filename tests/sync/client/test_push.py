@@ -19,7 +19,6 @@ from sync.client import (
     ServerMisbehaved,
     SyncRefused,
     push_flow,
-    seal_edit,
 )
 from sync.messages import ItemStatus, b64encode
 from sync.receipt import ReceiptItem
@@ -29,26 +28,13 @@ from tests.sync.client.support import (
     REPORT,
     HonestServer,
     Org,
-    content,
+    device_with,
     of_type,
     play,
     problem,
     pushed_envelopes,
     receipt_bytes,
 )
-
-
-def _device_with(org: Org, edits: int) -> DeviceState:
-    state = org.device()
-    for i in range(edits):
-        seal_edit(
-            state,
-            roster=org.roster,
-            signing_key=org.field,
-            report=REPORT,
-            content=content(a=str(i)),
-        )
-    return state
 
 
 def _push(
@@ -93,7 +79,7 @@ def _snapshot(state: DeviceState) -> dict[str, Any]:
 def test_push_purges_only_what_a_valid_receipt_covers() -> None:
     # PROTOCOL §15.3 item 2.
     org = Org()
-    state = _device_with(org, 5)
+    state = device_with(org, 5)
     server = HonestServer(org)
     summary, events = play(_push(org, state), server)
     assert state.outbox == [] and state.sent == 6 and summary.purged == 6
@@ -106,13 +92,13 @@ def test_push_purges_only_what_a_valid_receipt_covers() -> None:
 def test_batches_stay_within_the_servers_item_and_byte_limits() -> None:
     # PROTOCOL §15.2 item 1.
     org = Org()
-    state = _device_with(org, 6)
+    state = device_with(org, 6)
     server = HonestServer(org)
     play(_push(org, state, max_items=3), server)
     assert [len(pushed_envelopes(r)) for r in server.requests] == [3, 3, 1]
     assert state.outbox == []
 
-    state = _device_with(org, 6)
+    state = device_with(org, 6)
     server = HonestServer(org)
     sizes = [len(i.data) for i in state.outbox]  # a key envelope, then revisions
     byte_limit = 1024 + max(sizes[0], 2 * max(sizes[1:]))  # 1024: the CBOR framing
@@ -126,7 +112,7 @@ def test_batches_stay_within_the_servers_item_and_byte_limits() -> None:
 def test_push_splits_a_batch_the_server_finds_too_large() -> None:
     # PROTOCOL §15.2 item 1: on 413 the batch is halved and retried.
     org = Org()
-    state = _device_with(org, 7)
+    state = device_with(org, 7)
     server = HonestServer(org, max_items=3)
     summary, events = play(_push(org, state), server)
     assert state.outbox == [] and summary.splits == 2
@@ -138,7 +124,7 @@ def test_push_splits_a_batch_the_server_finds_too_large() -> None:
 def test_an_envelope_refused_alone_as_too_large_is_kept_aside() -> None:
     # PROTOCOL §15.2 item 1: a single envelope refused with 413 is set aside, not retried.
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     first, second = state.outbox
     honest = HonestServer(org)
 
@@ -164,7 +150,7 @@ def test_an_envelope_refused_alone_as_too_large_is_kept_aside() -> None:
 def test_a_receipt_that_does_not_verify_for_this_device_purges_nothing(forgery: str) -> None:
     # PROTOCOL §15.3 item 1: verified with the pinned server key, naming this org and device.
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     before = _snapshot(state)
     key, device, org_id = org.server, org.field.verify_key.key_id, ORG
     if forgery == "impostor key":
@@ -190,7 +176,7 @@ def test_a_receipt_that_does_not_verify_for_this_device_purges_nothing(forgery: 
 def test_results_decide_item_by_item_terminal_ones_are_kept_aside_not_lost() -> None:
     # PROTOCOL §15.2 item 2.
     org = Org()
-    state = _device_with(org, 3)
+    state = device_with(org, 3)
     ids = [i.envelope_id for i in state.outbox]
 
     def mixed(request: Request) -> Response:
@@ -230,7 +216,7 @@ def test_the_terminal_item_statuses_are_exactly_invalid_equivocation_and_revoked
 def test_a_terminal_result_consumes_the_item_and_keeps_it_aside(status: str) -> None:
     # PROTOCOL §15.2 item 2: one poisoned item never stalls the outbox; it is never dropped.
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     key_item, revision = state.outbox
 
     def poison(body: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -248,7 +234,7 @@ def test_a_terminal_result_consumes_the_item_and_keeps_it_aside(status: str) -> 
 def test_stored_but_unreceipted_items_stay_queued() -> None:
     # PROTOCOL §15.3 item 2: only a receipt listing the id with its device seq purges.
     org = Org()
-    state = _device_with(org, 2)
+    state = device_with(org, 2)
     ids = [i.envelope_id for i in state.outbox]
 
     def partial(body: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -270,7 +256,7 @@ def test_stored_but_unreceipted_items_stay_queued() -> None:
 def test_each_item_is_tried_at_most_once_per_run() -> None:
     # PROTOCOL §15.2 item 2: a retryable item waits for the next sync, it does not loop.
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
 
     def retry(body: dict[str, Any], request: Request) -> dict[str, Any]:
         results = [{**r, "status": "missing_parents", "retryable": True} for r in body["results"]]
@@ -297,7 +283,7 @@ def test_each_item_is_tried_at_most_once_per_run() -> None:
 def test_results_that_are_not_one_per_item_in_request_order_are_refused(change: Any) -> None:
     # PROTOCOL §15.2 item 3: nothing of such an answer is applied.
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     before = _snapshot(state)
     with pytest.raises(ServerMisbehaved, match="push results"):
         play(_push(org, state), _tampered(HonestServer(org), lambda b, r: change(b)))
@@ -327,7 +313,7 @@ def test_results_that_are_not_one_per_item_in_request_order_are_refused(change: 
 def test_a_push_answer_of_the_wrong_shape_is_refused_and_nothing_applied(answer: Any) -> None:
     # PROTOCOL §15.3 item 1: every answer is parsed by its wire model before use.
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     before = _snapshot(state)
     with pytest.raises(ServerMisbehaved, match="push"):
         play(_push(org, state), _tampered(HonestServer(org), lambda b, r: answer(b)))
@@ -336,7 +322,7 @@ def test_a_push_answer_of_the_wrong_shape_is_refused_and_nothing_applied(answer:
 
 def test_a_push_answer_that_is_not_json_is_refused() -> None:
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     with pytest.raises(ServerMisbehaved, match="does not decode"):
         play(_push(org, state), lambda r: Response(200, b"{not json", "application/json"))
     assert len(state.outbox) == 2
@@ -345,7 +331,7 @@ def test_a_push_answer_that_is_not_json_is_refused() -> None:
 def test_a_refusal_raises_and_keeps_the_outbox() -> None:
     # PROTOCOL §15.2 item 4.
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     before = _snapshot(state)
     with pytest.raises(SyncRefused) as info:
         play(_push(org, state), lambda r: problem(403, "device_revoked", "revoked"))
@@ -369,7 +355,7 @@ def test_an_empty_outbox_sends_nothing() -> None:
 def test_the_push_answer_is_read_with_a_bound() -> None:
     # PROTOCOL §15.3: the answer is bounded before it is decoded (an oversized one is refused).
     org = Org()
-    state = _device_with(org, 1)
+    state = device_with(org, 1)
     seen: list[Request] = []
 
     def huge(request: Request) -> Response:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from crypto import KemPrivateKey, SigningKey, parse_envelope
-from sync.client import StaleRosterSeen, seal_edit
+from sync.client import StaleRosterSeen
 from sync.client.staleness import Stored, first_known, stale_roster
 from sync.roster import Member, Role
-from tests.sync.client.support import REPORT, Org, content
+from tests.sync.client.support import Org, sealed
 
 
 def _history(org: Org) -> dict:
@@ -14,17 +14,8 @@ def _history(org: Org) -> dict:
 
 
 def _sealed(org: Org, n: int) -> list:
-    """``n`` revisions by the field device, sealed to the newest roster of ``org``."""
-    state = org.device()
-    for i in range(n):
-        seal_edit(
-            state,
-            roster=org.roster,
-            signing_key=org.field,
-            report=REPORT,
-            content=content(a=str(i)),
-        )
-    return [parse_envelope(i.data) for i in state.outbox]
+    """``n`` revisions by the field device, sealed to the newest roster of ``org``, parsed."""
+    return [parse_envelope(data) for data in sealed(org, n)]
 
 
 def _with_a_second_coordinator_removed() -> tuple[Org, list]:

@@ -3,8 +3,6 @@ had verified; a coordinator checks every witness it pulls against the log it is 
 
 from __future__ import annotations
 
-import hashlib
-
 from crypto import parse_envelope
 from crypto.envelope import NO_WITNESS
 from sync.client import (
@@ -17,11 +15,17 @@ from sync.client import (
 from sync.client.log import witness_of
 from sync.client.staleness import Stored
 from sync.client.witness import MAX_CHECKS_PER_RUN, Witness, witness_flow, witnesses_in
-from tests.sync.client.support import ORG, PATH, REPORT, HonestLog, Org, content, of_type, play
-
-
-def _ids(n: int, salt: bytes = b"") -> list[bytes]:
-    return [hashlib.sha256(salt + b"%d" % i).digest() for i in range(n)]
+from tests.sync.client.support import (
+    ORG,
+    PATH,
+    REPORT,
+    HonestLog,
+    Org,
+    content,
+    fake_ids,
+    of_type,
+    play,
+)
 
 
 def _seal(org: Org, state, value: str) -> bytes:
@@ -38,7 +42,7 @@ def test_a_device_seals_the_newest_checkpoint_it_verified_into_each_revision() -
     state = org.device()
     first = parse_envelope(_seal(org, state, "0"))
     assert first.header.witness == NO_WITNESS and first.header.witnessed_log == (0, NO_WITNESS[8:])
-    log = HonestLog(org.server, _ids(12))
+    log = HonestLog(org.server, fake_ids(12))
     position = LogPosition(ORG, org.server.verify_key, device=state)
     play(log_flow(position, org_path=PATH), log.answer)
     assert position.checkpoint is not None
@@ -60,8 +64,8 @@ def _coordinator(org: Org, log: HonestLog) -> LogPosition:
 def test_a_witness_of_a_prefix_of_the_coordinators_log_is_consistent() -> None:
     """PROTOCOL §17.8: the server proves the witnessed log a prefix of the one shown here."""
     org = Org()
-    log = HonestLog(org.server, _ids(30))
-    seen = HonestLog(org.server, _ids(11))
+    log = HonestLog(org.server, fake_ids(30))
+    seen = HonestLog(org.server, fake_ids(11))
     asked: list[dict[str, str]] = []
 
     def server(request):
@@ -85,8 +89,8 @@ def test_a_witness_of_another_history_is_a_split_view() -> None:
     """PROTOCOL §17.8: the device saw a log whose first 11 entries differ from this
     coordinator's: the server showed the two sides different histories."""
     org = Org()
-    log = HonestLog(org.server, _ids(30))
-    other = HonestLog(org.server, _ids(11, b"the device's view"))
+    log = HonestLog(org.server, fake_ids(30))
+    other = HonestLog(org.server, fake_ids(11, b"the device's view"))
     _, events = play(
         witness_flow(
             _coordinator(org, log),
@@ -104,8 +108,8 @@ def test_a_witness_of_another_history_is_a_split_view() -> None:
 def test_a_witness_of_a_longer_log_than_the_coordinator_is_shown_is_a_split_view() -> None:
     """PROTOCOL §17.8: the device was shown 40 entries, this coordinator only 30: withheld."""
     org = Org()
-    log = HonestLog(org.server, _ids(30))
-    longer = HonestLog(org.server, _ids(40))
+    log = HonestLog(org.server, fake_ids(30))
+    longer = HonestLog(org.server, fake_ids(40))
     calls: list[object] = []
     _, events = play(
         witness_flow(
@@ -124,8 +128,8 @@ def test_a_witness_of_a_longer_log_than_the_coordinator_is_shown_is_a_split_view
 def test_witnesses_checked_before_are_not_asked_again_and_a_run_is_bounded() -> None:
     """PROTOCOL §17.8: each witness once; at most MAX_CHECKS_PER_RUN requests per sync."""
     org = Org()
-    log = HonestLog(org.server, _ids(200))
-    prefixes = [HonestLog(org.server, _ids(n)) for n in range(1, 101)]
+    log = HonestLog(org.server, fake_ids(200))
+    prefixes = [HonestLog(org.server, fake_ids(n)) for n in range(1, 101)]
     witnesses = [_witness(p.size, p.frontier.root()) for p in prefixes]
     asked: list[object] = []
 
