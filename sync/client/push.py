@@ -100,6 +100,7 @@ def push_flow(
             continue
         answer = decode(expect(response, 200, 201), PushResponse, what="push")
         receipt = _verified_receipt(answer, state, server_key)
+        _check_results(batch, answer)  # before anything of the answer is adopted
         yield from advance(
             log, receipt.checkpoint, answer.consistency or [], what="push", strict=True
         )
@@ -126,6 +127,15 @@ def _verified_receipt(answer: PushResponse, state: DeviceState, server_key: Veri
         raise ServerMisbehaved("the server's receipt does not verify") from exc
 
 
+def _check_results(batch: list[OutboxItem], answer: PushResponse) -> None:
+    """One result per item, in request order, each naming its envelope (§15.2 item 3)."""
+    if len(answer.results) != len(batch):
+        raise ServerMisbehaved("push results do not match the batch")
+    for item, result in zip(batch, answer.results, strict=True):
+        if result.envelope_id != item.envelope_id:
+            raise ServerMisbehaved("push results are not in request order")
+
+
 def _apply_results(
     state: DeviceState,
     batch: list[OutboxItem],
@@ -133,12 +143,8 @@ def _apply_results(
     receipt: Receipt,
     summary: PushSummary,
 ) -> list[tuple[OutboxItem, str, str]]:
-    """Apply a validated answer; the items refused for good (already moved aside)."""
-    if len(answer.results) != len(batch):
-        raise ServerMisbehaved("push results do not match the batch")
-    for item, result in zip(batch, answer.results, strict=True):
-        if result.envelope_id != item.envelope_id:
-            raise ServerMisbehaved("push results are not in request order")
+    """Apply a validated answer (`_check_results`); the items refused for good (already
+    moved aside)."""
     covered = {i.envelope_id: i for i in receipt.items}
     state.receipts.append(answer.receipt)
     purge: set[bytes] = set()

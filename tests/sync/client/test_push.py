@@ -285,9 +285,11 @@ def test_results_that_are_not_one_per_item_in_request_order_are_refused(change: 
     org = Org()
     state = device_with(org, 1)
     before = _snapshot(state)
+    log = LogPosition(ORG, org.server.verify_key, device=state)
     with pytest.raises(ServerMisbehaved, match="push results"):
-        play(_push(org, state), _tampered(HonestServer(org), lambda b, r: change(b)))
+        play(_push(org, state, log=log), _tampered(HonestServer(org), lambda b, r: change(b)))
     assert _snapshot(state) == before and len(state.outbox) == 2
+    assert log.checkpoint is None  # nor is the refused answer's checkpoint adopted (§17.6)
 
 
 @pytest.mark.parametrize(
