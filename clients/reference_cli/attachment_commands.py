@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from clients.local.transport import Transport
 from clients.reference_cli.attachments import (
     SEALED_DIR,
     AttachmentFailed,
@@ -40,7 +41,6 @@ from clients.reference_cli.common import (
 )
 from clients.reference_cli.render import plural, safe, shown
 from clients.reference_cli.render import progress as render_progress
-from clients.reference_cli.transport import Transport
 from crypto import VerificationFailed
 from crypto.stream import CHUNK_SIZE, open_chunks
 from sync.attachments import UploadStatus

@@ -31,13 +31,13 @@ from rich.progress import (
     Progress,
 )
 
+from clients.local.transport import Transport
 from clients.reference_cli.common import (
     Exit,
     err,
 )
 from clients.reference_cli.render import progress as render_progress
 from clients.reference_cli.render import shown
-from clients.reference_cli.transport import Transport
 from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key
 from crypto.stream import seal_chunks as _seal_chunks
 from sync.attachments import SealedTransfer, chunk_offset

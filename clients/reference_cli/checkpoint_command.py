@@ -32,8 +32,8 @@ from typing import Annotated, Any
 
 import typer
 
+from clients.local.profile import Profile
 from clients.reference_cli.common import Code, Exit, Home, Json, _errors, _out, _profile, _when, err
-from clients.reference_cli.profile import Profile
 from clients.reference_cli.render import safe, shown
 from crypto import Purpose, SignedDocument, VerificationFailed, encoding
 from sync.checkpoint import CODE_DIGITS, Checkpoint

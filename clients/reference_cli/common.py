@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 import typer
 
-from clients.reference_cli.profile import Profile, default_home
+from clients.local.profile import Profile, default_home
+from clients.local.store import StoreError
+from clients.local.transport import NetworkError, Transport
 from clients.reference_cli.render import console, safe, shown
-from clients.reference_cli.store import StoreError
-from clients.reference_cli.transport import NetworkError, Transport
 from sync.client import (
     CoordinatorView,
     DeviceState,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from clients.local.profile import Profile
 from clients.reference_cli.attachments import attachment_state
 from clients.reference_cli.common import (
     Code,
@@ -28,7 +29,6 @@ from clients.reference_cli.common import (
     _seal,
     err,
 )
-from clients.reference_cli.profile import Profile
 from clients.reference_cli.render import cell, console, csv_writer, plural, safe, shown
 from sync.client import (
     CoordinatorView,

@@ -30,7 +30,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from clients.reference_cli import freshness
+from clients.local import freshness
+from clients.local.store import wipe
 from clients.reference_cli.attachment_commands import attachments_app
 from clients.reference_cli.checkpoint_command import checkpoint_app
 from clients.reference_cli.common import (
@@ -53,7 +54,6 @@ from clients.reference_cli.device_commands import devices_app
 from clients.reference_cli.org_commands import enroll, invite_app, org_app
 from clients.reference_cli.render import console, safe, shown
 from clients.reference_cli.report_commands import report_app
-from clients.reference_cli.store import wipe
 from clients.reference_cli.sync_command import sync
 from sync.roster import Role, format_fingerprint
 

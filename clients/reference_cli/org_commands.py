@@ -14,6 +14,9 @@ from typing import Annotated
 
 import typer
 
+from clients.local.profile import Profile
+from clients.local.store import Secrets
+from clients.local.transport import Transport
 from clients.reference_cli.common import (
     Code,
     Exit,
@@ -32,10 +35,7 @@ from clients.reference_cli.common import (
     invite_lifetime,
     server_url,
 )
-from clients.reference_cli.profile import Profile
 from clients.reference_cli.render import shown
-from clients.reference_cli.store import Secrets
-from clients.reference_cli.transport import Transport
 from crypto import VerifyKey
 from sync.client import Request, SyncRefused, decode, verify_enrollment
 from sync.invite import Enrollment, Invite, InviteCode, seal_label

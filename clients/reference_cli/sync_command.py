@@ -13,13 +13,13 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
-from clients.reference_cli import freshness
+from clients.local import freshness
+from clients.local.profile import Profile
+from clients.local.transport import Transport
 from clients.reference_cli.attachments import UploadEvents, pending_uploads, read_sealed_chunk
 from clients.reference_cli.common import Exit, Home, Json, _errors, _out, _profile, _transport, err
-from clients.reference_cli.profile import Profile
 from clients.reference_cli.render import plural, shown
 from clients.reference_cli.render import progress as render_progress
-from clients.reference_cli.transport import Transport
 from crypto import encoding
 from sync.client import (
     DEFAULT_BOUNDS,

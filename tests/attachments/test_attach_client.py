@@ -24,6 +24,8 @@ from attach_support import AttachEnv, attach_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clients.local.store import Secrets, Store
+from clients.local.transport import NetworkError, Transport
 from clients.reference_cli.attachment_commands import download_attachment
 from clients.reference_cli.attachments import (
     PENDING_KIND,
@@ -34,8 +36,6 @@ from clients.reference_cli.attachments import (
     seal_for_report,
     upload_pending,
 )
-from clients.reference_cli.store import Secrets, Store
-from clients.reference_cli.transport import NetworkError, Transport
 from crypto import VerificationFailed
 from crypto.padding import padded_length
 from crypto.stream import open_chunks, sealed_size

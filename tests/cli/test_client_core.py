@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from clients.reference_cli.transport import Transport
+from clients.local.transport import Transport
 from crypto import SigningKey
 from sync.client import (
     DeviceState,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from clients.reference_cli.transport import Transport
+from clients.local.transport import Transport
 from crypto import ChainKey, SigningKey, message_key_at, seal_revision
 from crypto.envelope import _seal_sender_key_from_parts
 from sync.client import (

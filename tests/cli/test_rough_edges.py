@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from clients.reference_cli import profile as profile_module
-from clients.reference_cli.store import PassphraseUnavailable
+from clients.local import profile as profile_module
+from clients.local.store import PassphraseUnavailable
 from tests.cli.conftest import SEALBOX, Device
 
 

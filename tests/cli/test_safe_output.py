@@ -14,7 +14,7 @@ import csv
 import io
 import json
 
-from clients.reference_cli.profile import Profile
+from clients.local.profile import Profile
 from tests.cli.conftest import PASSPHRASE
 
 ESC = "\x1b"

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from clients.reference_cli.store import ProfileMissing, Secrets, Store, StoreError, wipe
+from clients.local.store import ProfileMissing, Secrets, Store, StoreError, wipe
 from tests.cli.conftest import grep_tree
 
 PASS = b"a long enough passphrase"

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from clients.reference_cli.transport import NetworkError, Transport
+from clients.local.transport import NetworkError, Transport
 from crypto import SigningKey
 from sync.client import Request
 

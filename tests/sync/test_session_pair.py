@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attachments"))
 from attach_support import attach_env  # noqa: E402
 from server_api import Org  # noqa: E402
 
-from clients.reference_cli.transport import Transport  # noqa: E402
+from clients.local.transport import Transport  # noqa: E402
 from crypto import parse_envelope  # noqa: E402
 from server.blobstore import FilesystemBlobStore  # noqa: E402
 from sync.client import (  # noqa: E402

@@ -23,7 +23,7 @@ from typing import Any
 
 import typer
 
-from clients.reference_cli.store import PassphraseUnavailable, Secrets, Store, StoreError
+from clients.local.store import PassphraseUnavailable, Secrets, Store, StoreError
 from crypto import KemPrivateKey, SigningKey, encoding
 from sync.client import CoordinatorView, DeviceState, OutboxItem
 from sync.invite import Enrollment

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from clients.reference_cli.profile import Profile
+from clients.local.profile import Profile
 from crypto import VerificationFailed
 from sync.client import FreshnessSettings
 from sync.freshness import DEFAULT_HORIZON, DEFAULT_LIFETIME, MAX_LIFETIME, Freshness
