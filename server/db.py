@@ -375,6 +375,17 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+@contextmanager
+def stable_reads(engine: Engine) -> Iterator[Connection]:
+    """Reads of rows that never change once committed (a complete subtree of the log, the
+    envelope ids under a checkpoint): no snapshot is needed, so PostgreSQL runs them in
+    autocommit, one round trip each batch, without the BEGIN and COMMIT of `read_tx`."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
 def fetch(engine: Engine, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of one read statement (``?`` placeholders), outside any transaction.
 
@@ -459,6 +470,11 @@ class Batch:
         self._conn = conn
         self._postgres = conn.dialect.name == "postgresql"
         self._queued: list[_Op] = []
+
+    @property
+    def postgres(self) -> bool:
+        """Whether statements go to PostgreSQL (callers may then use its array forms)."""
+        return self._postgres
 
     def add(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> Pending:
         """Queue one statement (``many``: ``params`` is a list of parameter rows; with no

@@ -18,7 +18,7 @@ import cbor2
 from sqlalchemy import Engine, select
 
 from crypto import SigningKey
-from server.db import Batch, read_tx
+from server.db import Batch, read_tx, stable_reads
 from server.errors import ApiError
 from server.services import tlog
 from server.services.store import FLAG_REVOKED
@@ -143,9 +143,13 @@ def _read_page(engine: Engine, request: PageRequest) -> _Page:
         server_key=request.server_key,
         now=request.now,
     )
-    with read_tx(engine) as conn:
+    with stable_reads(engine) as conn:  # complete subtrees: no snapshot needed
         _, (prefix, consistency) = tlog.prove(
-            conn, org_id, size=last_seq, consistency_from=[max(upto, after), request.since]
+            conn,
+            org_id,
+            size=last_seq,
+            consistency_from=[max(upto, after), request.since],
+            known=tlog.frontier_nodes(tlog.frontier_of(last_seq, frontier)),
         )
     return _Page(
         rows=rows,

@@ -321,11 +321,7 @@ def push(
                     org_id,
                 ),
             )
-            writes.add(
-                "INSERT INTO log_nodes (org_id, level, idx, hash) VALUES (?, ?, ?, ?)",
-                [(org_id, level, idx, h) for level, idx, h in log.stored],
-                many=True,
-            )
+            tlog.store_nodes(writes, org_id, log.stored)
         if items:
             writes.add(
                 "INSERT INTO receipts (org_id, device_id, document) VALUES (?, ?, ?)",

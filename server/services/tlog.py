@@ -28,12 +28,13 @@ from sync.merkle import (
     EMPTY_ROOT,
     Frontier,
     Node,
-    batch_inclusion_proof,
-    batch_nodes,
+    batch_ranges,
     consistency_nodes,
     consistency_proof,
     leaf_hash,
     node_hash,
+    range_nodes,
+    subtree_hash,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "grow",
     "prove",
     "read_nodes",
+    "store_nodes",
 ]
 
 STORED_LEVEL = 4
@@ -90,6 +92,27 @@ def grow(
     checkpoint = Checkpoint(org_id, after.size, after.root(), now).sign(server_key).to_bytes()
     stored = [(level, idx, h) for (level, idx), h in completed if level >= STORED_LEVEL]
     return LogGrowth(after, checkpoint, stored, known)
+
+
+def store_nodes(writes: Batch, org_id: bytes, stored: list[tuple[int, int, bytes]]) -> None:
+    """Queue the push's new ``log_nodes`` rows.  PostgreSQL: one ``INSERT ... SELECT`` from
+    three arrays, as the heads are (`Batch.add_rows`): about a dozen rows per push of 100,
+    each a statement of its own in the pipeline otherwise.  SQLite: ``executemany``."""
+    if not stored:
+        return
+    if writes.postgres:
+        levels, idxs, hashes = (list(column) for column in zip(*stored, strict=True))
+        writes.add(
+            "INSERT INTO log_nodes (org_id, level, idx, hash) SELECT ?, l, i, h FROM "
+            "unnest(CAST(? AS integer[]), CAST(? AS bigint[]), CAST(? AS bytea[])) AS t(l, i, h)",
+            (org_id, levels, idxs, hashes),
+        )
+        return
+    writes.add(
+        "INSERT INTO log_nodes (org_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+        [(org_id, level, idx, h) for level, idx, h in stored],
+        many=True,
+    )
 
 
 def read_nodes(conn: Connection, org_id: bytes, needed: Iterable[Node]) -> dict[Node, bytes]:
@@ -157,13 +180,14 @@ def prove(
     tree of ``size``, with at most one batch of reads for the nodes ``known`` lacks."""
     leaves = sorted(set(batch_of))
     olds = list(consistency_from)
-    needed = batch_nodes(leaves, size) if leaves else set()
+    ranges = batch_ranges(leaves, size) if leaves else []  # one walk for nodes and proof
+    needed = {n for lo, hi in ranges for n in range_nodes(lo, hi)}
     for old in olds:
         if 0 < old < size:
             needed |= consistency_nodes(old, size)
     have = dict(known or {})
     have.update(read_nodes(conn, org_id, needed - have.keys()))
-    inclusion = batch_inclusion_proof(leaves, size, have) if leaves else []
+    inclusion = [subtree_hash(lo, hi, have) for lo, hi in ranges]
     consistency = [consistency_proof(old, size, have) if 0 < old < size else [] for old in olds]
     return inclusion, consistency
 

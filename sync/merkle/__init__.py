@@ -24,6 +24,7 @@ from __future__ import annotations
 from sync.merkle.proofs import (
     batch_inclusion_proof,
     batch_nodes,
+    batch_ranges,
     consistency_nodes,
     consistency_proof,
     inclusion_nodes,
@@ -57,6 +58,7 @@ __all__ = [
     "ProofError",
     "batch_inclusion_proof",
     "batch_nodes",
+    "batch_ranges",
     "consistency_nodes",
     "consistency_proof",
     "inclusion_nodes",

@@ -201,10 +201,18 @@ def _batch_indices(indices: Iterable[int], size: int) -> list[int]:
     return out
 
 
+def batch_ranges(indices: Iterable[int], size: int) -> list[tuple[int, int]]:
+    """The leaf ranges ``[lo, hi)`` of the maximal subtrees holding none of ``indices``, in
+    the order of a left-to-right depth-first walk of the tree shape: one per hash of their
+    batch inclusion proof.  A prover walks the tree once and takes both the nodes it must
+    read (`range_nodes` of each) and the proof (`subtree_hash` of each) from the result."""
+    walk = _batch_walk(_batch_indices(indices, size), size)
+    return [step for step in walk if isinstance(step, tuple)]
+
+
 def batch_nodes(indices: Iterable[int], size: int) -> set[Node]:
     """The perfect subtrees `batch_inclusion_proof` needs."""
-    walk = _batch_walk(_batch_indices(indices, size), size)
-    return {n for step in walk if isinstance(step, tuple) for n in range_nodes(*step)}
+    return {n for lo, hi in batch_ranges(indices, size) for n in range_nodes(lo, hi)}
 
 
 def batch_inclusion_proof(
@@ -214,8 +222,7 @@ def batch_inclusion_proof(
     left-to-right depth-first walk of the tree shape. For one leaf these are its RFC 9162
     inclusion path ordered by position (left siblings top-down, then right siblings
     bottom-up); for a contiguous run, at most about 2 * log2(size) hashes."""
-    walk = _batch_walk(_batch_indices(indices, size), size)
-    return [subtree_hash(*step, nodes) for step in walk if isinstance(step, tuple)]
+    return [subtree_hash(lo, hi, nodes) for lo, hi in batch_ranges(indices, size)]
 
 
 def verify_batch_inclusion(
