@@ -20,7 +20,6 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from crypto import (
     ChainKey,
@@ -35,6 +34,13 @@ from crypto import (
     open_sender_key,
     parse_envelope,
 )
+from sync.client.findings import (
+    KCM,
+    KCM_KIND,
+    VERIFICATION_STATES,
+    Finding,
+    ReportVerification,
+)
 from sync.invite import Enrollment
 from sync.merge import MergeError, ReportDag, ReportState, Revision
 from sync.report import ContentError, ReportContent
@@ -42,40 +48,7 @@ from sync.roster import Member, SignedRoster
 
 __all__ = ["VERIFICATION_STATES", "CoordinatorView", "Finding", "ReportVerification"]
 
-_KCM_KIND = "key-commitment-mismatch"
-_KCM = (
-    "its author gave coordinators different keys (the key this coordinator unwrapped is not "
-    "the one the signed header commits to); nothing sealed under it is shown"
-)
-
-VERIFICATION_STATES = ("verified", "pending-admission", "after-revocation", "with-findings")
-"""A report's verification state, worst last but one: content from a device not yet
-admitted outranks the rest, since it may come from a key the server enrolled itself."""
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Finding:
-    """Something a coordinator must see: a gap, a fork, a revoked signer, a forgery."""
-
-    kind: str
-    device: bytes
-    seq: int
-    detail: str
-
-    def text(self) -> str:
-        return f"{self.kind}: device {self.device.hex()[:12]} seq {self.seq}: {self.detail}"
-
-
-@dataclass(frozen=True, slots=True)
-class ReportVerification:
-    """How far a report's content can be trusted, and why."""
-
-    state: str
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def verified(self) -> bool:
-        return self.state == "verified"
+_KCM_KIND, _KCM = KCM_KIND, KCM
 
 
 class CoordinatorView:
@@ -97,6 +70,11 @@ class CoordinatorView:
         self._refused: set[Finding] = set()  # about envelopes not taken in (kept by replays)
         self.held: dict[bytes, bytes] = {}
         self._replaying = False
+        # Reports whose rows may differ since the caller last looked (all after a replay),
+        # and whether a newer roster was adopted: then only a rebuild equals this view.
+        self.changed: set[bytes] = set()
+        self.changed_all = False
+        self.trust_moved = False
         self._clear()
 
     def _clear(self) -> None:
@@ -122,6 +100,7 @@ class CoordinatorView:
             return False
         self._replaying, stored = True, list(self.envelopes.values())
         self._clear()
+        self.changed_all = True
         try:
             for data in sorted(stored, key=lambda d: parse_envelope(d).header.seq):
                 self.ingest(data)
@@ -131,6 +110,7 @@ class CoordinatorView:
 
     def update_trust(self, roster: SignedRoster, enrollments: Iterable[Enrollment] = ()) -> None:
         """Adopt a newer verified roster and enrollments, and retry held envelopes."""
+        self.trust_moved |= roster.roster.version != self.roster.roster.version
         self.roster = roster
         self.history[roster.roster.version] = roster.roster
         self.enrollments.update({e.device_id: e for e in enrollments})
@@ -174,6 +154,8 @@ class CoordinatorView:
             self._refused.add(Finding("forged", header.device, header.seq, "bad signature"))
             return False
         self.envelopes[envelope.id] = envelope.to_bytes()
+        if header.report is not None:
+            self.changed.add(header.report)
         slot = self._chains.setdefault(header.device, {}).setdefault(header.seq, set())
         slot.add(envelope.id)
         self._prev[envelope.id] = header.prev
@@ -277,6 +259,7 @@ class CoordinatorView:
     def _take_revision(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header
         assert header.report is not None and header.key_seq is not None
+        self.changed.add(header.report)
         key = self._key_envelope(envelope)
         if key in self._mismatched:
             self._flag(header.report, "key-commitment-mismatch")
@@ -314,6 +297,7 @@ class CoordinatorView:
             self._flag(header.report, "pending-admission")
 
     def _flag(self, report: bytes, reason: str) -> None:
+        self.changed.add(report)
         self._report_flags.setdefault(report, set()).add(reason)
 
     # -- queries
