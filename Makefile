@@ -34,7 +34,7 @@ run: $(VENV)/.installed
 	exec $(BIN)/sealbox-server serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not browser"
 
 test-slow: $(VENV)/.installed
 	$(BIN)/python -m pytest -m slow

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from clients.desk.command import desk
 from clients.local import freshness
 from clients.local.store import wipe
 from clients.reference_cli.attachment_commands import attachments_app
@@ -83,6 +84,7 @@ app = _Sealbox(
 )
 app.command()(sync)
 app.command()(enroll)
+app.command()(desk)
 app.add_typer(org_app, name="org")
 app.add_typer(invite_app, name="invite")
 app.add_typer(report_app, name="report")

@@ -6,63 +6,19 @@ records to `SyncInputs`, persists each event's facts in the local store, and pri
 
 from __future__ import annotations
 
-import hashlib
-import time
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress
 
-from clients.local import freshness
 from clients.local.profile import Profile
+from clients.local.syncing import run_sync
 from clients.local.transport import Transport
-from clients.reference_cli.attachments import UploadEvents, pending_uploads, read_sealed_chunk
 from clients.reference_cli.common import Exit, Home, Json, _errors, _out, _profile, _transport, err
 from clients.reference_cli.render import plural, shown
 from clients.reference_cli.render import progress as render_progress
-from crypto import encoding
 from sync.client import (
     DEFAULT_BOUNDS,
-    AdmissionRefused,
-    AttachmentsWaitForAdmission,
-    BatchAcknowledged,
-    Bounds,
-    ChangesPulled,
-    DeviceRevoked,
-    DevicesAdmitted,
-    Event,
-    ItemRefused,
-    LogCheckpointAdopted,
-    LogMisbehaviour,
-    OwnRevisionsRepublished,
-    RosterFresh,
-    RosterKnownAt,
-    RosterReposted,
-    RosterRolledBack,
-    RosterStale,
-    RosterVerified,
-    RunBudgetSpent,
-    ServerWentBackInTime,
-    SplitViewSeen,
-    StaleRosterSeen,
-    SyncInputs,
-    WitnessesChecked,
-    drive,
-    sync_flow,
 )
-from sync.invite import Enrollment
-from sync.roster import Role
-
-_LOG_FINDINGS = {
-    "log-rolled-back": "the server's log is smaller than a checkpoint it signed before"
-    " (restored from a backup, or history removed)",
-    "log-forked": "the server signed two different logs of the same size (a split view)",
-    "log-inconsistent": "the server's log does not extend a checkpoint it signed before"
-    " (history rewritten)",
-}
-
-_WITNESSES_KEPT = 10_000
-"""Checked witnesses remembered (one per device sync); older ones may be checked again."""
 
 
 def sync(
@@ -142,184 +98,6 @@ def _sync_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class _Persist:
-    """Persists what each event names, in the local store, and notes it for the summary."""
-
-    def __init__(self, profile: Profile, summary: dict[str, Any], progress: Progress) -> None:
-        self.profile = profile
-        self.summary = summary
-        self.progress = progress
-        self.state = profile.device_state()
-        self.total = len(self.state.outbox)
-        self.task = progress.add_task("Sending", total=self.total, visible=self.total > 0)
-        self.uploads = UploadEvents(profile, progress)
-        self.warnings: list[str] = summary.setdefault("warnings", [])
-
-    def warn(self, text: str) -> None:
-        self.profile.warn(text)
-        self.warnings.append(text)
-
-    def __call__(self, event: Event) -> None:
-        p = self.profile
-        if isinstance(event, RosterVerified):
-            with p.store.transaction():
-                for version in event.fresh:
-                    p.set_roster(version)
-                p.meta["roster_checked"] = int(time.time())
-                p.save_meta()
-        elif isinstance(event, RosterRolledBack):
-            self.summary["roster_rollback"] = event.served
-            self.warn(
-                f"roster: the server serves roster version {event.served}, older than the"
-                f" verified version {event.trusted} (restored from a backup, or lying);"
-                " the verified roster is kept"
-            )
-        elif isinstance(event, RosterFresh):
-            p.meta[freshness.HELD_KEY] = event.document
-            p.save_meta()
-            self.summary["roster_fresh_at"] = event.issued_at
-        elif isinstance(event, RosterStale):  # said at every sync, not kept: `status` re-checks
-            self.summary["roster_stale"] = True
-            self.warnings.append(freshness.stale_text(event.last_fresh_at, event.horizon))
-        elif isinstance(event, RosterReposted):
-            self.summary["roster_reposted"] = event.count
-        elif isinstance(event, DeviceRevoked):
-            self.summary["revoked"] = True
-        elif isinstance(event, (BatchAcknowledged, ItemRefused)):
-            p.save_device(self.state)
-            self.progress.update(self.task, completed=self.total - len(self.state.outbox))
-        elif isinstance(event, DevicesAdmitted):
-            self._admitted(event)
-        elif isinstance(event, AdmissionRefused):
-            self.warn(f"admission refused: {event.reason}")
-        elif isinstance(event, ServerWentBackInTime):
-            self.summary["server_went_back"] = True
-            self.warn("the server went back in time (restored?): re-pulled from the start")
-        elif isinstance(event, ChangesPulled):
-            with p.store.transaction():
-                p.keep_envelopes(event.envelopes)
-                p.meta["cursor"] = event.cursor
-                p.meta["log_frontier"] = event.log_frontier
-                p.save_meta()
-            self.summary["pulled"] = self.summary.get("pulled", 0) + len(event.envelopes)
-        elif isinstance(event, LogCheckpointAdopted):
-            with p.store.transaction():  # the device's witness follows it (§17.8)
-                p.meta["log_checkpoint"] = event.checkpoint
-                p.save_meta()
-                p.save_device(self.state)
-        elif isinstance(event, LogMisbehaviour):
-            self._log_misbehaviour(event)
-        elif isinstance(event, SplitViewSeen):
-            self._split_view(event)
-        elif isinstance(event, RosterKnownAt):
-            known = dict(p.meta.get("roster_known_at", {}))
-            known.update((str(v), n) for v, n in event.sizes)
-            p.meta["roster_known_at"] = known
-            p.save_meta()
-        elif isinstance(event, StaleRosterSeen):
-            self._stale_roster(event)
-        elif isinstance(event, WitnessesChecked):
-            done = [*p.meta.get("witnesses_checked", []), *event.keys]
-            p.meta["witnesses_checked"] = done[-_WITNESSES_KEPT:]
-            p.save_meta()
-        elif isinstance(event, OwnRevisionsRepublished):
-            self.summary["republished"] = event.count
-        elif isinstance(event, RunBudgetSpent):
-            self.warn(f"sync stopped early: {event.reason}; run it again to go on")
-        elif isinstance(event, AttachmentsWaitForAdmission):
-            self.summary["attachments_waiting"] = event.count
-        else:
-            self.uploads(event, self.summary)
-
-    def _log_misbehaviour(self, event: LogMisbehaviour) -> None:
-        """Keep both signed checkpoints as evidence and say it on every read (§17.6)."""
-        name = hashlib.sha256(event.held + event.offered).hexdigest()[:32]
-        self.profile.store.put_cbor(
-            "logfinding",
-            name,
-            {
-                "kind": event.kind,
-                "held": event.held,
-                "offered": event.offered,
-                "where": event.where,
-                "at": int(time.time()),
-            },
-        )
-        self.summary.setdefault("log_findings", []).append(event.kind)
-        self.warn(
-            f"{event.kind}: {_LOG_FINDINGS[event.kind]};"
-            " both signed checkpoints are kept as evidence"
-        )
-
-    def _split_view(self, event: SplitViewSeen) -> None:
-        """Keep the revision's id and the checkpoint it contradicts as evidence (§17.8)."""
-        name = hashlib.sha256(event.envelope_id + event.checkpoint).hexdigest()[:32]
-        self.profile.store.put_cbor(
-            "logfinding",
-            name,
-            {
-                "kind": "split-view",
-                "held": event.checkpoint,
-                "envelope": event.envelope_id,
-                "device": event.device,
-                "witnessed_size": event.witnessed_size,
-                "witnessed_root": event.witnessed_root,
-                "where": "witness",
-                "at": int(time.time()),
-            },
-        )
-        self.summary.setdefault("log_findings", []).append("split-view")
-        self.warn(
-            f"split-view: device {event.device.hex()} signed a revision after seeing a log of"
-            f" {event.witnessed_size} entries that is not part of the log the server shows you"
-            f" ({event.why}); the revision and the server's checkpoint are kept as evidence"
-        )
-
-    def _stale_roster(self, event: StaleRosterSeen) -> None:
-        """Keep each envelope sealed to a superseded roster; warn once per device and version."""
-        self.profile.store.put_cbor(
-            "logfinding",
-            event.envelope_id.hex()[:32],
-            {
-                "kind": "stale-roster",
-                "envelope": event.envelope_id,
-                "device": event.device,
-                "sealed_to": event.sealed_to,
-                "superseded_by": event.superseded_by,
-                "server_seq": event.server_seq,
-                "where": "feed",
-                "at": int(time.time()),
-            },
-        )
-        findings = self.summary.setdefault("log_findings", [])
-        if "stale-roster" not in findings:
-            findings.append("stale-roster")
-        self.warn(
-            f"stale-roster: device {event.device.hex()} sealed to roster version"
-            f" {event.sealed_to} after you knew version {event.superseded_by} removed a"
-            " coordinator: that content is readable by the removed coordinator, and the device"
-            " was behind on the roster (offline, or the roster withheld from it)"
-        )
-
-    def _admitted(self, event: DevicesAdmitted) -> None:
-        p = self.profile
-        invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in p.store.items("invite")}
-        documents = {}
-        for document in event.enrollments:
-            enrollment, _ = Enrollment.parse_and_verify(document)
-            documents[enrollment.device_id] = (enrollment, document)
-        with p.store.transaction():
-            p.set_roster(event.roster)
-            p.save_enrollments(
-                [e for e, _ in documents.values()], {d: doc for d, (_, doc) in documents.items()}
-            )
-            for invite_id, device_id in event.admitted:
-                # An invite admits at most one device (PROTOCOL §6.5).
-                record = dict(invites[invite_id], admitted=device_id)
-                p.store.put_cbor("invite", invite_id.hex(), record)
-        self.summary["admitted"] = [device.hex() for _, device in event.admitted]
-
-
 def _sync(
     profile: Profile,
     transport: Transport,
@@ -329,53 +107,5 @@ def _sync(
     *,
     quiet: bool,
 ) -> None:
-    coordinator = profile.role is Role.COORDINATOR
-    invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in profile.store.items("invite")}
     with render_progress(quiet=quiet, transfer=False, console=err) as progress:
-        persist = _Persist(profile, summary, progress)
-        view = profile.view() if coordinator else None
-        inputs = SyncInputs(
-            org_path=profile.org_path,
-            role=profile.role,
-            signing_key=profile.signing_key,
-            trusted=profile.roster,
-            roster_chain=profile.roster_chain(),
-            state=persist.state,
-            clock=time.monotonic,
-            view=view,
-            cursor=profile.meta.get("cursor") if coordinator else None,
-            log_checkpoint=profile.meta.get("log_checkpoint"),
-            log_frontier=bytes(profile.meta.get("log_frontier", b"")) if coordinator else b"",
-            freshness=freshness.settings(profile),
-            witnesses_checked=frozenset(profile.meta.get("witnesses_checked", [])),
-            roster_known_at={int(v): n for v, n in profile.meta.get("roster_known_at", {}).items()},
-            invite_secrets={
-                i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")
-            },
-            uploads=pending_uploads(profile.store),
-            read_chunk=lambda pending, index: read_sealed_chunk(profile, pending, index),
-            bounds=Bounds(run_seconds=time_budget),
-            batch_size=batch_size,
-        )
-        report = drive(sync_flow(inputs), transport.send, persist, send_many=transport.send_many)
-    push = report.push
-    summary.update(
-        stored=push.stored,
-        purged=push.purged,
-        rejected=push.rejected,
-        outbox=len(persist.state.outbox),
-        splits=push.splits,
-    )
-    if view is not None and not report.revoked:
-        reports = view.reports()
-        summary.update(
-            pulled=summary.get("pulled", 0),
-            reports=len(reports),
-            conflicts=sum(1 for s in reports.values() if s.conflicts),
-            findings=[f.text() for f in view.findings()],
-            roster_version=report.roster.roster.version,
-        )
-    summary.setdefault("attachments_uploaded", 0)
-    summary["attachments_pending"] = len(pending_uploads(profile.store))
-    profile.meta["last_sync"] = int(time.time())
-    profile.save_meta()
+        run_sync(profile, transport, batch_size, time_budget, summary, progress)

@@ -1,0 +1,230 @@
+"""Every write the Desk makes, through the same functions the CLI commands call.
+
+Sealing goes through `clients.reference_cli.common._seal` (as `report edit` and
+`conflicts resolve`), syncing through `clients.local.syncing.run_sync` (as `sealbox sync`),
+devices and invites through the same `sync.client` flows as `devices`/`invite` commands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.progress import Progress
+
+from clients.local.profile import Profile
+from clients.local.syncing import run_sync
+from clients.reference_cli.common import Code, Exit, _call, _fields, _seal, _transport
+from clients.reference_cli.coordinator import _export_csv, _export_json
+from crypto import encoding
+from sync.client import (
+    DEFAULT_BOUNDS,
+    Request,
+    RosterVerified,
+    devices_flow,
+    drive,
+    revoke_flow,
+    roster_flow,
+)
+from sync.invite import Enrollment, Invite, open_label
+from sync.merge import ReportState
+from sync.messages import b64encode
+from sync.report import ReportContent
+from sync.roster import Role, format_fingerprint
+
+from .reading import Row
+
+MAX_TEXT = 100_000
+
+
+def edit(profile: Profile, state: ReportState, name: str, value: str, note: str) -> bytes | None:
+    """A revision on top of ``state``'s heads changing field ``name`` and/or adding ``note``."""
+    fields = _fields([f"{name}={value}"]) if name else {}
+    notes = (note,) if note.strip() else ()
+    if not fields and not notes:
+        raise Exit(Code.LOCAL, "nothing to write: give a field or a note")
+    content = ReportContent(client_time=int(time.time()), fields=fields, notes=notes)
+    return _seal(profile, state.report, content, state.heads)
+
+
+def resolve(profile: Profile, state: ReportState, choices: dict[str, str]) -> list[str]:
+    """A resolving revision (parents: all heads) with ``choices``; the fields still in conflict.
+
+    The same checks as `sealbox conflicts resolve`: only fields in conflict, at least one.
+    """
+    in_conflict = {f.name for f in state.conflicts}
+    if not choices:
+        raise Exit(Code.LOCAL, "choose a value for at least one field in conflict")
+    others = sorted(set(choices) - in_conflict)
+    if others:
+        raise Exit(Code.LOCAL, f"field {others[0]!r} is not in conflict in this report")
+    fields = _fields([f"{k}={v}" for k, v in choices.items()])
+    content = ReportContent(client_time=int(time.time()), fields=fields, resolves=True)
+    _seal(profile, state.report, content, state.heads)
+    return [f.name for f in state.conflicts if f.name not in choices]
+
+
+@dataclass
+class SyncRun:
+    """The last sync's summary and progress, kept for the sync page."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    steps: list[tuple[str, float, float]] = field(default_factory=list)
+    error: str = ""
+    at: float = 0.0
+
+
+def sync(profile: Profile) -> SyncRun:
+    run = SyncRun(at=time.time())
+    transport = _transport(profile, retries=2)
+    progress = Progress(disable=True)
+    try:
+        run_sync(profile, transport, None, DEFAULT_BOUNDS.run_seconds, run.summary, progress)
+    finally:
+        run.summary["requests"] = transport.requests
+        transport.close()
+        run.steps = [(t.description, t.completed, t.total or 0) for t in progress.tasks]
+    return run
+
+
+def devices(profile: Profile) -> list[dict[str, Any]]:
+    """The server's device list with labels opened and roster state (as `devices list`)."""
+    transport = _transport(profile)
+    try:
+        listed = drive(devices_flow(org_path=profile.org_path), transport.send)
+    finally:
+        transport.close()
+    invites = {bytes.fromhex(n): encoding.decode(p) for n, p in profile.store.items("invite")}
+    roster = profile.roster.roster
+    out = []
+    for d in listed.devices:
+        label = None
+        if d.enrollment:
+            try:
+                enrollment, _ = Enrollment.parse_and_verify(d.enrollment)
+                known = invites.get(enrollment.invite_id)
+                if known is not None:
+                    label = open_label(
+                        enrollment.sealed_label,
+                        secret=known["secret"],
+                        invite_id=enrollment.invite_id,
+                        device_id=d.device_id,
+                    )
+            except Exception:  # noqa: BLE001 - an unreadable label is shown as unknown
+                label = None
+        if d.device_id == profile.device_id:
+            label = profile.meta.get("label")
+        member = roster.member(d.device_id)
+        out.append(
+            {
+                "device_id": d.device_id.hex(),
+                "code": format_fingerprint(d.device_id),
+                "label": label,
+                "role": d.role,
+                "state": d.state,
+                "in_roster": member is not None,
+                "revoked_after": member.revoked_after if member else None,
+                "flags": list(d.flags),
+                "me": d.device_id == profile.device_id,
+            }
+        )
+    return out
+
+
+def revoke(profile: Profile, device_hex: str) -> int:
+    """Revoke the roster member ``device_hex``; the new roster version (as `devices revoke`)."""
+    transport = _transport(profile)
+    try:
+
+        def adopt(event: object) -> None:
+            if isinstance(event, RosterVerified):
+                for version in event.fresh:
+                    profile.set_roster(version)
+
+        roster = drive(
+            roster_flow(org_path=profile.org_path, trusted=profile.roster), transport.send, adopt
+        ).roster
+        matches = [m.device_id for m in roster.roster.members if m.device_id.hex() == device_hex]
+        if len(matches) != 1:
+            raise Exit(Code.LOCAL, "no roster member has this id (admit it first: sync)")
+        if matches[0] == profile.device_id:
+            raise Exit(Code.LOCAL, "a coordinator cannot revoke itself here")
+        new = drive(
+            revoke_flow(
+                org_path=profile.org_path,
+                trusted=roster,
+                signing_key=profile.signing_key,
+                device_id=matches[0],
+            ),
+            transport.send,
+        )
+    finally:
+        transport.close()
+    profile.set_roster(new)
+    return new.roster.version
+
+
+def create_invite(profile: Profile, role: Role, seconds: int) -> dict[str, Any]:
+    """Sign and register a one-time invite (as `invite create`); its code and expiry."""
+    expires_at = int(time.time()) + seconds
+    document, code = Invite.create(
+        org_id=profile.org_id,
+        role=role,
+        expires_at=expires_at,
+        roster_fingerprint=profile.roster.hash,
+        server_url=profile.server_url,
+        signing_key=profile.signing_key,
+    )
+    transport = _transport(profile)
+    try:
+        _call(
+            transport,
+            Request(
+                "POST", f"{profile.org_path}/invites", {"invite": b64encode(document.to_bytes())}
+            ),
+        )
+    finally:
+        transport.close()
+    profile.store.put_cbor(
+        "invite",
+        code.invite_id.hex(),
+        {"secret": code.secret, "role": str(role), "expires_at": expires_at},
+    )
+    return {"code": code.encode(), "invite_id": code.invite_id.hex(), "expires_at": expires_at}
+
+
+def invites(profile: Profile) -> list[dict[str, Any]]:
+    out = []
+    for name, raw in profile.store.items("invite"):
+        record = encoding.decode(raw)
+        admitted = record.get("admitted")
+        out.append(
+            {
+                "invite_id": name,
+                "role": record.get("role", "?"),
+                "expires_at": record.get("expires_at"),
+                "admitted": bytes(admitted).hex() if admitted else None,
+            }
+        )
+    return out
+
+
+def cancel_invite(profile: Profile, invite_hex: str) -> None:
+    """Forget an invite's secret: a device enrolled with it is never admitted by this profile.
+
+    The server keeps the signed invite until it expires (it has no cancel route); without the
+    secret this coordinator cannot open the enrolled device's label, so never admits it.
+    """
+    record = profile.store.get_cbor("invite", invite_hex) if invite_hex else None
+    if record is None:
+        raise Exit(Code.LOCAL, "no such invite")
+    if record.get("admitted"):
+        raise Exit(Code.LOCAL, "this invite already admitted a device: revoke the device instead")
+    profile.store.delete("invite", invite_hex)
+
+
+def export(rows: list[Row], fmt: str) -> str:
+    """The CLI's export (`reports export`): JSON exact, CSV through the formula-safe writer."""
+    pairs = [(r.state, r.verification) for r in rows]
+    return _export_csv(pairs) if fmt == "csv" else _export_json(pairs)

@@ -1,0 +1,61 @@
+"""`sealbox desk`: serve Sealbox Desk on 127.0.0.1 and open the browser on a one-time URL."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import webbrowser
+from typing import Annotated
+
+import typer
+
+from clients.local.store import Store
+from clients.reference_cli.common import Home, Json, _errors, _home
+
+from .edge import Gate
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def desk(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = 0,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the address; do not open a browser.")
+    ] = False,
+    idle_minutes: Annotated[
+        float, typer.Option(help="Lock (close the profile, drop keys) after this idle time.")
+    ] = 10,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Serve Sealbox Desk, the coordinators' web console, on this computer only."""
+    import uvicorn  # the web stack loads only for `sealbox desk`, not every command
+
+    from .app import Desk, create_app, passphrase_from_env
+
+    with _errors(as_json):
+        path = _home(home)
+        Store.check(path)
+        gate = Gate(port=port or _free_port())
+        state = Desk(path, gate, idle_seconds=idle_minutes * 60)
+        env_passphrase = passphrase_from_env()
+        if env_passphrase is not None:
+            state.worker.submit(state.unlock, env_passphrase).result()
+        app = create_app(state)
+        # The one-time address goes to the terminal only (never to a log file).
+        sys.stdout.write(f"Sealbox Desk: {gate.url}\n")
+        sys.stdout.flush()
+        if not no_browser:
+            webbrowser.open(gate.url)
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=gate.port,
+            log_level="warning",
+            access_log=False,  # the access log would hold the one-time token
+            server_header=False,
+        )
