@@ -8,6 +8,8 @@ Records (all inside `Store`, so encrypted; kinds and names are HMAC'd on disk):
   env/<id>       coordinators: every verified envelope pulled (re-verified on load)
   enroll/<id>    coordinators: enrollment documents verified against an invite
   invite/<id>    coordinators: invites this profile issued (to open device labels)
+  index/gen      coordinators: the generation of HOME/index.sealed (clients/local/index.py),
+                 changed in the same transaction as the envelopes, rosters and enrollments
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import secrets
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -23,9 +26,18 @@ from typing import Any
 
 import typer
 
+from clients.local.index import INDEX_FILE, Index, IndexRefused, index_aad, index_key
 from clients.local.store import PassphraseUnavailable, Secrets, Store, StoreError
-from crypto import KemPrivateKey, SigningKey, encoding
-from sync.client import CoordinatorView, DeviceState, OutboxItem
+from crypto import KemPrivateKey, SigningKey, encoding, parse_envelope
+from sync.client import (
+    CoordinatorView,
+    DeviceState,
+    OutboxItem,
+    SnapshotRefused,
+    restore_view,
+    trust_digest,
+    view_trust,
+)
 from sync.invite import Enrollment
 from sync.messages import b64encode
 from sync.roster import Role, SignedRoster
@@ -80,6 +92,9 @@ class Profile:
     store: Store
     meta: dict[str, Any]
     _outbox_names: set[str] = field(default_factory=set)
+    _view: CoordinatorView | None = None
+    _index: Index | None = None
+    _index_dirty: bool = False
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -140,7 +155,10 @@ class Profile:
         return cls(home, store, meta)
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            self.flush_index()
+        finally:
+            self.store.close()
 
     # --- identity --------------------------------------------------------------------------
     @property
@@ -192,6 +210,7 @@ class Profile:
     def set_roster(self, roster: SignedRoster) -> None:
         """Trust ``roster`` (already verified) and keep it in the chain of verified versions."""
         with self.store.transaction():
+            self._next_generation()
             self.store.put("roster", "trusted", roster.to_bytes())
             self.store.put("rosterv", f"{roster.roster.version:08d}", roster.to_bytes())
 
@@ -236,32 +255,115 @@ class Profile:
     def save_enrollments(
         self, enrollments: list[Enrollment], documents: dict[bytes, bytes]
     ) -> None:
+        self._next_generation()
         for enrollment in enrollments:
             data = documents.get(enrollment.device_id)
             if data is not None:
                 self.store.put("enroll", enrollment.device_id.hex(), data)
 
-    def view(self) -> CoordinatorView:
-        view = CoordinatorView(
-            roster=self.roster,
-            kem_key=self.kem_key,
-            enrollments=self.enrollments(),
-            history=self.roster_chain(),
-        )
-        envelopes = [payload for _, payload in self.store.items("env")]
-        # Device order makes the ratchet walk each chain once.
-        from crypto import parse_envelope
+    # --- the verified view and its encrypted index (clients/local/index.py) ------------------
+    def _next_generation(self) -> None:
+        """Make the sealed index stale: what it was computed from is changing."""
+        if self.store.secrets.kem_seed is not None:
+            self.store.put("index", "gen", secrets.token_bytes(16))
+            self._index_dirty = True
 
-        envelopes.sort(
-            key=lambda d: (parse_envelope(d).header.device, parse_envelope(d).header.seq)
-        )
-        for data in envelopes:
-            view.ingest(data)
+    def _index_aad(self) -> bytes:
+        generation = self.store.get("index", "gen") or b""
+        return index_aad(self.org_id, self.device_id, generation)
+
+    def _sealed_index(self) -> Index | None:
+        """The index on disk, if it opens under this generation (else None: rebuild)."""
+        try:
+            blob = (self.home / INDEX_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return Index.open(blob, index_key(self.store.secrets.store_key), self._index_aad())
+        except IndexRefused:
+            return None
+
+    def _trust(self) -> dict[str, Any]:
+        return {
+            "roster": self.roster,
+            "kem_key": self.kem_key,
+            "enrollments": self.enrollments(),
+            "history": self.roster_chain(),
+        }
+
+    def view(self) -> CoordinatorView:
+        """The verified view: restored from the index's snapshot when it is current (new
+        envelopes are verified and taken in), else rebuilt from every envelope kept."""
+        if self._view is not None:
+            return self._view
+        trust = self._trust()
+        envelopes = {bytes.fromhex(name): data for name, data in self.store.items("env")}
+        index = self._index or self._sealed_index()
+        view = None
+        if index is not None:
+            try:
+                view = restore_view(index.snapshot(), envelopes=envelopes, **trust)
+            except SnapshotRefused:
+                index = None
+        if view is None:
+            view = CoordinatorView(**trust)
+            # Device order makes the ratchet walk each chain once.
+            for data in sorted(envelopes.values(), key=_chain_order):
+                view.ingest(data)
+        self._index_dirty |= index is None or bool(view.changed)
+        self._view, self._index = view, index
         return view
 
-    def keep_envelopes(self, envelopes: tuple[bytes, ...] | list[bytes]) -> None:
-        from crypto import parse_envelope
+    def index(self) -> Index:
+        """The index of verified, merged state, current with the store (built if needed)."""
+        if self._index is None and not self._index_dirty:
+            self._index = self._sealed_index()
+        if self._index is None or self._index_dirty:
+            self.flush_index(force=True)
+        assert self._index is not None
+        return self._index
 
+    def flush_index(self, *, force: bool = False) -> None:
+        """Bring the index up to date with the view and write it sealed (at command end)."""
+        view = self._view
+        if not (self._index_dirty or force) or self.store.secrets.kem_seed is None:
+            return
+        if view is None:
+            view = self.view()
+        trust = self._trust()
+        current = trust_digest(
+            trust["roster"], trust["kem_key"], trust["enrollments"],
+            {r.roster.version for r in trust["history"]} | {trust["roster"].roster.version},
+        )  # fmt: skip
+        if view.trust_moved or current != view_trust(view):
+            # The view adopted a newer roster, or the trust changed beside it: rebuild.
+            self._view = None
+            self._index, self._index_dirty = None, True
+            view = self.view()
+        if self._index is None or view.changed_all:
+            self._index = Index.build(view)
+        elif view.changed:
+            self._index.update(view, view.changed)
+        view.changed.clear()
+        view.changed_all = False
+        key = index_key(self.store.secrets.store_key)
+        self._index.write(self.home / INDEX_FILE, key, self._index_aad())
+        self._index_dirty = False
+
+    def keep_envelopes(self, envelopes: tuple[bytes, ...] | list[bytes]) -> None:
+        """Keep verified envelopes and take them into the view (the index follows at close)."""
+        if not envelopes:
+            return
+        view = self.view()  # from the index of the current generation, before it changes
         with self.store.transaction():
             for data in envelopes:
                 self.store.put("env", parse_envelope(data).id.hex(), data)
+            self._next_generation()
+        for data in sorted(envelopes, key=_chain_order):
+            view.ingest(data)
+        self._index_dirty = True
+
+
+def _chain_order(data: bytes) -> tuple[bytes, int]:
+    header = parse_envelope(data).header
+    return header.device, header.seq

@@ -75,6 +75,7 @@ from sync.client.snapshot import (
     restore_view,
     snapshot_view,
     trust_digest,
+    view_trust,
 )
 from sync.client.upload import (
     PendingUpload,
@@ -158,6 +159,7 @@ __all__ = [
     "trust_digest",
     "upload_all_flow",
     "upload_flow",
+    "view_trust",
     "validate_page",
     "verify_enrollment",
 ]

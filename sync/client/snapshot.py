@@ -29,7 +29,14 @@ from sync.merge import ReportDag, Revision
 from sync.report import ReportContent
 from sync.roster import SignedRoster
 
-__all__ = ["SNAPSHOT_VERSION", "SnapshotRefused", "restore_view", "snapshot_view", "trust_digest"]
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "SnapshotRefused",
+    "restore_view",
+    "snapshot_view",
+    "trust_digest",
+    "view_trust",
+]
 
 SNAPSHOT_VERSION = 1
 
@@ -58,7 +65,8 @@ def trust_digest(
     ).digest()
 
 
-def _digest(view: CoordinatorView) -> bytes:
+def view_trust(view: CoordinatorView) -> bytes:
+    """The `trust_digest` of the trust ``view`` holds now."""
     return trust_digest(view.roster, view.kem_key, view.enrollments.values(), view.history)
 
 
@@ -81,7 +89,7 @@ def snapshot_view(view: CoordinatorView) -> bytes:
     ]
     raw: dict[str, Any] = {
         "v": SNAPSHOT_VERSION,
-        "t": _digest(view),
+        "t": view_trust(view),
         "held": sorted(view.held),
         "f": sorted([f.kind, f.device, f.seq, f.detail] for f in view._findings),
         "ch": chains,
@@ -117,7 +125,7 @@ def restore_view(
         raw = encoding.decode(data)
         if not isinstance(raw, dict) or raw.get("v") != SNAPSHOT_VERSION:
             raise SnapshotRefused("not a view snapshot of this version")
-        if raw["t"] != _digest(view):
+        if raw["t"] != view_trust(view):
             raise SnapshotRefused("the snapshot was computed under another trust")
         _fill(view, raw, envelopes)
     except SnapshotRefused:

@@ -349,6 +349,11 @@ class CoordinatorView:
         dags = self._dags if include_unverified else self._member_dags
         return {report: dag.state() for report, dag in sorted(dags.items())}
 
+    def revisions(self, report: bytes) -> list[Revision]:
+        """The report's decrypted, verified revisions, by id (its history)."""
+        dag = self._dags.get(report)
+        return [] if dag is None else sorted(dag.revisions.values(), key=lambda r: r.id)
+
     def report(self, report: bytes) -> ReportState | None:
         dag = self._dags.get(report)
         return dag.state() if dag is not None else None
