@@ -65,8 +65,12 @@ class Gate:
         return host is not None and host.lower() in self.hosts
 
     def origin_ok(self, origin: str | None, fetch_site: str | None) -> bool:
-        """A state change from the Desk's own pages (a form or fetch of its origin)."""
-        if origin is not None:
+        """A state change from the Desk's own pages (a form or fetch of its origin).
+
+        Under ``Referrer-Policy: no-referrer`` a browser sends ``Origin: null`` on form
+        posts, even same-origin ones; then `Sec-Fetch-Site` (which no page can set) decides.
+        """
+        if origin is not None and origin != "null":
             return origin.lower() in self.origins
         return fetch_site == "same-origin"
 

@@ -152,6 +152,8 @@ def test_a_peer_off_this_machine_is_refused(home: Path) -> None:
     [
         {"Origin": "https://evil.example"},
         {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
         {"Origin": f"http://127.0.0.1:{PORT + 1}"},
         {"Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "same-site"},
@@ -166,6 +168,20 @@ def test_a_state_change_from_another_origin_is_refused_csrf(desk, headers) -> No
     )
     assert answer.status_code == 403
     assert d.profile is None, "a cross-site form must not unlock"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": ORIGIN}, {"Origin": "null", "Sec-Fetch-Site": "same-origin"}],
+)
+def test_a_form_from_the_desk_itself_is_accepted(desk, headers) -> None:
+    """What Chromium sends for the Desk's own form under Referrer-Policy: no-referrer."""
+    d, client = desk
+    login(d, client)
+    answer = client.post(
+        "/unlock", data={"csrf": d.gate.csrf, "passphrase": PASSPHRASE}, headers=headers
+    )
+    assert answer.status_code == 303 and d.profile is not None
 
 
 def test_a_form_without_the_csrf_token_is_refused_even_from_the_desk_origin(desk) -> None:

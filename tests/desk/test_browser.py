@@ -1,0 +1,189 @@
+"""The coordinator's story in Sealbox Desk, in Chromium, against a real server process.
+
+A field device writes a report with the CLI and syncs; the coordinator opens the Desk on
+its one-time address, unlocks it, admits the device (after comparing its code), syncs,
+reads the report, edits it into a conflict, resolves it, adds a note, exports, and revokes
+the device. Throughout, every request the page makes is recorded: any host but the Desk's
+fails the test, as does any dialog the story did not ask for (a value run as script).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx2
+import pytest
+
+from tests.desk.test_edge import CSP
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(280)]
+
+HOSTILE_SCRIPT = "<script>alert('xss')</script><img src=x onerror=alert(1)>"
+HOSTILE_FORMULA = '=HYPERLINK("http://evil.example","click")'
+
+
+def _org(coordinator, field, server) -> None:
+    coordinator.run("org", "create", "--server", server.url, "--name", "Legal aid clinic")
+    code = coordinator.run("invite", "create", "--role", "field", "--expires", "1h").json["code"]
+    field.run("enroll", code, "--label", "Amina's laptop")
+
+
+def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> None:
+    coordinator, field = devices("coordinator"), devices("field")
+    _org(coordinator, field, server)
+    field_id = field.run("status").json["device_id"]
+    report = field.run(
+        "report", "new", "-f", "place=Checkpoint 4", "-f", "detained=2",
+        "-f", f"remark={HOSTILE_SCRIPT}", "-f", f"contact={HOSTILE_FORMULA}",
+        "--note", "Seen from the bus stop",
+    ).json["report_id"]  # fmt: skip
+    field.run("sync")
+
+    desk = desk_for(coordinator)
+    requests: list[str] = []
+    dialogs: list[str] = []
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()))
+
+    def on_dialog(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", on_dialog)
+    # A reference the CSP blocks never reaches the route recorder: the console says it.
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.set_default_timeout(30_000)
+    try:
+        # Open on the one-time address: the token becomes a cookie, then the lock page.
+        first = page.goto(desk.url)
+        assert page.url == f"{desk.origin}/unlock"
+        headers = first.all_headers() if first else {}
+        assert headers["content-security-policy"] == CSP
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["cache-control"] == "no-store"
+        assert headers["x-content-type-options"] == "nosniff"
+        cookies = context.cookies()
+        assert [(c["httpOnly"], c["sameSite"]) for c in cookies] == [(True, "Strict")]
+        page.fill("#passphrase", "not the passphrase")
+        page.click("main button[type=submit]")
+        expect(page.locator("[role=alert]")).to_be_visible()
+        page.fill("#passphrase", field.env["SEALBOX_PASSPHRASE"])
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{desk.origin}/")
+        expect(page.locator("main")).to_contain_text("0 of 0 reports")
+
+        # Devices: the field device is pending admission, with its code to compare by phone.
+        page.click("nav >> text=Devices")
+        row = page.locator(f"tr[data-device='{field_id}']")
+        assert "pending admission" in row.inner_text()
+        assert "Amina" in row.inner_text()  # its label, opened with the invite's secret
+        code = row.locator("code.code").inner_text().replace(" ", "").lower()
+        assert field_id.startswith(code[:32])
+        row.locator("text=Admit (sync)").click()
+        page.wait_for_url(f"{desk.origin}/sync")
+        result = page.locator("#sync-result").inner_text()
+        assert f"Admitted device {field_id[:12]}" in result
+        assert "1 reports" in result or "1 report" in result
+
+        # The report, read after local decryption; hostile values shown as text, not run.
+        page.click("nav >> text=Reports")
+        page.click(f"a[href='/reports/{report}']")
+        page.wait_for_url(f"{desk.origin}/reports/{report}")
+        body = page.locator("main").inner_text()
+        assert "Checkpoint 4" in body and "Seen from the bus stop" in body
+        assert HOSTILE_SCRIPT in body
+        assert page.locator("main script, main img").count() == 0
+        assert "verified" in body
+
+        # Full-text search and a filter find it; another word does not.
+        page.goto(f"{desk.origin}/?q=bus+stop")
+        assert page.locator(f"a[href='/reports/{report}']").count() == 1
+        page.goto(f"{desk.origin}/?q=nowhere-to-be-found")
+        assert page.locator(f"a[href='/reports/{report}']").count() == 0
+        page.goto(f"{desk.origin}/?field=place&value=checkpoint&verification=verified")
+        assert page.locator(f"a[href='/reports/{report}']").count() == 1
+
+        # Both edit `detained` while apart: a conflict. The coordinator's edit adds a note.
+        field.run("report", "edit", report, "--field", "detained=3")
+        field.run("sync")
+        page.goto(f"{desk.origin}/reports/{report}")
+        page.fill("#edit-field", "detained")
+        page.fill("#edit-value", "4")
+        page.fill("#edit-note", "Confirmed by phone")
+        page.click("form.edit button")
+        expect(page.locator("ul.notes")).to_contain_text("Confirmed by phone")
+        page.click("nav >> text=Sync")
+        page.click("#sync-button")
+        expect(page.locator("#sync-result")).to_contain_text("1 with conflicts")
+
+        # Conflicts side by side; the coordinator chooses the field device's value.
+        page.click("nav >> text=Conflicts")
+        section = page.locator(f"#r-{report}")
+        choices = section.locator("label.choice")
+        assert choices.count() == 3  # two values and "another value"
+        choice = section.locator("label.choice", has_text=f"by {field_id[:12]}")
+        assert choice.locator("span.value").inner_text() == "3"
+        choice.locator("input").check()
+        section.locator("text=Resolve").click()
+        page.wait_for_url(f"{desk.origin}/reports/{report}")
+        assert "CONFLICT" not in page.locator("main table").inner_text()
+        page.click("nav >> text=Sync")
+        page.click("#sync-button")
+        expect(page.locator("#sync-result")).to_contain_text("0 with conflicts")
+        shown = coordinator.run("reports", "show", report).json
+        assert shown["fields"]["detained"] in ("3", {"value": "3"}) or "3" in json.dumps(
+            shown["fields"]["detained"]
+        )
+
+        # Export: CSV with the formula neutralised, and JSON exact.
+        page.click("nav >> text=Reports")
+        with page.expect_download() as download:
+            page.click("#export-csv")
+        text = Path(download.value.path()).read_text(encoding="utf-8")
+        cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+        assert "Checkpoint 4" in cells
+        assert HOSTILE_FORMULA not in cells and any(c.endswith(HOSTILE_FORMULA) for c in cells)
+        with page.expect_download() as download:
+            page.click("#export-json")
+        exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+        assert [r["report_id"] for r in exported] == [report]
+
+        # Revoke the (seized) field device; its next sync is refused.
+        page.click("nav >> text=Devices")
+        row = page.locator(f"tr[data-device='{field_id}']")
+        row.locator("text=Revoke").click()
+        expect(page.locator(f"tr[data-device='{field_id}']")).to_contain_text("revoked after seq")
+        assert dialogs == ["Revoke this device? Its later uploads will be refused."]
+        field.run("report", "new", "-f", "place=after the raid")
+        assert field.run("sync", check=False).code == 3
+
+        # Lock: the profile closes; the pages answer the unlock form only.
+        page.click("header button >> text=Lock")
+        page.wait_for_url(f"{desk.origin}/unlock")
+        page.goto(f"{desk.origin}/reports/{report}")
+        assert page.url == f"{desk.origin}/unlock"
+        assert "Checkpoint 4" not in page.content()
+    finally:
+        context.close()
+
+    blocked = [m for m in console if "Content Security Policy" in m or "Refused to" in m]
+    assert blocked == [], blocked
+    hosts = {urlsplit(u).netloc for u in requests}
+    assert hosts == {f"127.0.0.1:{desk.port}"}, requests
+    assert requests, "the recorder saw nothing: the interception is not in place"
+
+    # The spent token, a foreign Host and a foreign Origin are refused by the live process.
+    assert httpx2.get(desk.url).status_code == 403
+    assert httpx2.get(desk.origin + "/", headers={"Host": "evil.example"}).status_code == 421
+    answer = httpx2.post(
+        desk.origin + "/unlock", data={"passphrase": "x"}, headers={"Origin": "http://evil.example"}
+    )
+    assert answer.status_code == 403
