@@ -22,7 +22,12 @@ import jinja2
 from babel.support import NullTranslations, Translations
 from fastapi import FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -178,6 +183,7 @@ def create_app(desk: Desk) -> FastAPI:
             unlocked=unlocked,
             org=(desk.profile.meta.get("name", "") if desk.profile else ""),
             path=request.url.path,
+            idle_ms=int(desk.idle.seconds * 1000) + 500,
             **context,
         )
         return HTMLResponse(html, status_code=status)

@@ -39,7 +39,9 @@ class DeskProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_desk(device: Device, *, env_passphrase: bool = False) -> DeskProcess:
+def start_desk(
+    device: Device, *, env_passphrase: bool = False, idle_minutes: float = 10
+) -> DeskProcess:
     """`sealbox desk --no-browser` on a free port; ready once its address is printed and it
     answers (no fixed sleep)."""
     port = free_port()
@@ -48,7 +50,17 @@ def start_desk(device: Device, *, env_passphrase: bool = False) -> DeskProcess:
         env.pop("SEALBOX_PASSPHRASE", None)  # the browser unlocks it
     with (device.home.parent / f"desk-{port}.log").open("ab") as log:
         process = subprocess.Popen(
-            [SEALBOX, "desk", "--no-browser", "--port", str(port), "--home", str(device.home)],
+            [
+                SEALBOX,
+                "desk",
+                "--no-browser",
+                "--port",
+                str(port),
+                "--home",
+                str(device.home),
+                "--idle-minutes",
+                str(idle_minutes),
+            ],  # fmt: skip
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 
+from sync.invite import InviteCode
 from tests.desk.test_edge import CSP
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -187,3 +188,77 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         desk.origin + "/unlock", data={"passphrase": "x"}, headers={"Origin": "http://evil.example"}
     )
     assert answer.status_code == 403
+
+
+def test_invites_from_the_desk_enroll_a_device_and_a_cancelled_one_is_never_admitted(
+    server, devices, desk_for, browser
+) -> None:
+    coordinator, field, intruder = devices("coordinator"), devices("field"), devices("intruder")
+    coordinator.run("org", "create", "--server", server.url, "--name", "Clinic")
+    desk = desk_for(coordinator, env_passphrase=True)  # unlocked from SEALBOX_PASSPHRASE
+    requests: list[str] = []
+    context = browser.new_context()
+    context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()))
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(desk.url)
+        page.wait_for_url(f"{desk.origin}/")
+        codes = []
+        for _ in range(2):
+            page.goto(f"{desk.origin}/invites")
+            page.select_option("#role", "field")
+            page.fill("#expires", "2h")
+            page.click("main form button >> text=Create invite")
+            expect(page.locator("#invite-code")).to_be_visible()
+            assert page.locator(".qr svg").count() == 1  # inline SVG, no image request
+            codes.append(page.locator("#invite-code").inner_text())
+        page.reload()  # the code is shown once
+        assert page.locator("#invite-code").count() == 0
+        assert all(c.startswith("sbx1:") for c in codes) and codes[0] != codes[1]
+
+        field.run("enroll", codes[0], "--label", "Field laptop")
+        intruder.run("enroll", codes[1], "--label", "Intercepted code")
+        # The second code leaked: cancel it before the next sync admits its device.
+        assert page.locator("tbody tr").count() == 2
+        leaked = InviteCode.decode(codes[1]).invite_id.hex()[:12]
+        page.locator("tbody tr", has_text=leaked).locator("text=Cancel").click()
+        expect(page.locator("tbody")).not_to_contain_text(leaked)
+
+        page.goto(f"{desk.origin}/sync")
+        page.click("#sync-button")
+        field_id = field.run("status").json["device_id"]
+        intruder_id = intruder.run("status").json["device_id"]
+        expect(page.locator("#sync-result")).to_contain_text(f"Admitted device {field_id[:12]}")
+        assert intruder_id[:12] not in page.locator("#sync-result").inner_text()
+        page.goto(f"{desk.origin}/devices")
+        assert "admitted" in page.locator(f"tr[data-device='{field_id}']").inner_text()
+        intruder_row = page.locator(f"tr[data-device='{intruder_id}']").inner_text()
+        assert "pending admission" in intruder_row and "Intercepted" not in intruder_row
+
+        page.goto(f"{desk.origin}/findings")
+        expect(page.locator("main h1")).to_have_text("Findings")
+    finally:
+        context.close()
+    assert {urlsplit(u).netloc for u in requests} == {f"127.0.0.1:{desk.port}"}, requests
+
+
+def test_the_desk_locks_itself_when_idle(server, devices, desk_for, browser) -> None:
+    coordinator = devices("coordinator")
+    coordinator.run("org", "create", "--server", server.url, "--name", "Clinic")
+    desk = desk_for(coordinator, env_passphrase=True, idle_minutes=0.02)  # 1.2 s
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(desk.url)
+        page.wait_for_url(f"{desk.origin}/")
+        # Left alone, the open page leaves for the lock page by itself once the idle period
+        # has passed, and the Desk has closed the profile by then (the unlock form shows).
+        page.wait_for_url(f"{desk.origin}/unlock", timeout=30_000)
+        expect(page.locator("#passphrase")).to_be_visible()
+        assert page.locator("nav").count() == 0
+        page.fill("#passphrase", coordinator.env["SEALBOX_PASSPHRASE"])
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{desk.origin}/")
+    finally:
+        context.close()

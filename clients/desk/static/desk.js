@@ -12,3 +12,14 @@ document.addEventListener("submit", function (event) {
     document.getElementById("sync-busy").hidden = false;
   }
 });
+
+// Once the Desk has locked (no request for the idle period, which this page's load reset),
+// a page still open must not keep showing plaintext: it leaves for the lock page.
+(function () {
+  var after = Number(document.body.getAttribute("data-idle-ms"));
+  if (!after) return;
+  window.setTimeout(function () {
+    document.querySelector("main").textContent = "";
+    window.location.assign("/unlock");
+  }, after);
+})();
