@@ -14,6 +14,7 @@ Records (all inside `Store`, so encrypted; kinds and names are HMAC'd on disk):
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import os
@@ -347,7 +348,13 @@ class Profile:
         view.changed.clear()
         view.changed_all = False
         key = index_key(self.store.secrets.store_key)
-        self._index.write(self.home / INDEX_FILE, key, self._index_aad())
+        try:
+            self._index.write(self.home / INDEX_FILE, key, self._index_aad())
+        except OSError:
+            # A cache: a read-only or full disk costs a rebuild next time, not this command.
+            with contextlib.suppress(OSError):
+                (self.home / (INDEX_FILE + ".tmp")).unlink(missing_ok=True)
+            return
         self._index_dirty = False
 
     def keep_envelopes(self, envelopes: tuple[bytes, ...] | list[bytes]) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import typer
 
+from clients.local.index import Index
 from clients.local.profile import Profile, default_home
 from clients.local.store import StoreError
 from clients.local.transport import NetworkError, Transport
@@ -328,9 +329,11 @@ def _save_sealed(profile: Profile, state: DeviceState, sealed: set[bytes]) -> No
             )
 
 
-def _resolve_report(view: CoordinatorView | None, profile: Profile, prefix: str) -> bytes:
+def _resolve_report(view: CoordinatorView | Index | None, profile: Profile, prefix: str) -> bytes:
     candidates = set(profile.device_state().heads)
-    if view is not None:
+    if isinstance(view, Index):
+        candidates |= set(view.report_ids())
+    elif view is not None:
         candidates |= set(view.reports())
     matches = [r for r in candidates if r.hex().startswith(prefix.lower())]
     if len(matches) != 1:

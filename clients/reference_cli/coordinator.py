@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from clients.local.index import Index
 from clients.local.profile import Profile
 from clients.reference_cli.attachments import attachment_state
 from clients.reference_cli.common import (
@@ -30,10 +31,7 @@ from clients.reference_cli.common import (
     err,
 )
 from clients.reference_cli.render import cell, console, csv_writer, plural, safe, shown
-from sync.client import (
-    CoordinatorView,
-    ReportVerification,
-)
+from sync.client import CoordinatorView, Finding, ReportVerification
 from sync.merge import ReportState
 from sync.report import DELETED, ReportContent
 
@@ -84,21 +82,33 @@ def _state_lines(
 def _coordinator_view(profile: Profile) -> CoordinatorView:
     _require_coordinator(profile)
     view = profile.view()
-    for finding in view.findings():
-        err.print(f"[bold red]WARNING[/] {shown(finding.text())}", highlight=False)
+    _warn(view.findings())
     return view
+
+
+def _coordinator_index(profile: Profile) -> Index:
+    """The encrypted index (verified once, then read without verifying again)."""
+    _require_coordinator(profile)
+    index = profile.index()
+    _warn(index.findings())
+    return index
+
+
+def _warn(findings: list[Finding]) -> None:
+    for finding in findings:
+        err.print(f"[bold red]WARNING[/] {shown(finding.text())}", highlight=False)
 
 
 @reports_app.command("list")
 def reports_list(home: Home = None, as_json: Json = False) -> None:
     """Every report, merged, with conflicts counted."""
     with _errors(as_json), _profile(home) as profile:
-        view = _coordinator_view(profile)
-        states = view.reports()
+        index = _coordinator_index(profile)
+        states = index.reports()
         data: list[dict[str, Any]] = [
             {
                 "report_id": r.hex(),
-                "verification": view.verification(r).state,
+                "verification": index.verification(r).state,
                 "revisions": s.revision_count,
                 "conflicts": [f.name for f in s.conflicts],
                 "fields": {
@@ -145,12 +155,12 @@ def reports_show(
 ) -> None:
     """One report's merged state: every field, conflicting values with author and time, notes."""
     with _errors(as_json), _profile(home) as profile:
-        view = _coordinator_view(profile)
-        report = _resolve_report(view, profile, report_id)
-        state = view.report(report)
-        if state is None:
+        index = _coordinator_index(profile)
+        report = _resolve_report(index, profile, report_id)
+        found = index.state(report)
+        if found is None:
             raise Exit(1, "this report has no readable revision yet (sync first)")
-        verification = view.verification(report)
+        state, verification = found
         # Upload states as of the last sync (PROTOCOL §13.5): "pending" until complete.
         states = {a.attachment_id: attachment_state(profile, a.attachment_id)["state"]
                   for a in state.attachments}  # fmt: skip
@@ -269,9 +279,9 @@ def _export_csv(rows: list[tuple[ReportState, ReportVerification]]) -> str:
 def conflicts_list(home: Home = None, as_json: Json = False) -> None:
     """Fields with concurrent values, per report."""
     with _errors(as_json), _profile(home) as profile:
-        view = _coordinator_view(profile)
+        index = _coordinator_index(profile)
         data: list[dict[str, Any]] = []
-        for report, state in view.reports().items():
+        for report, state in index.reports().items():
             for f in state.conflicts:
                 data.append(
                     {
@@ -314,11 +324,12 @@ def conflicts_resolve(
 ) -> None:
     """Write a resolving revision whose parents are all the heads."""
     with _errors(as_json), _profile(home) as profile:
-        view = _coordinator_view(profile)
-        report = _resolve_report(view, profile, report_id)
-        state = view.report(report)
-        if state is None:
+        index = _coordinator_index(profile)
+        report = _resolve_report(index, profile, report_id)
+        found = index.state(report)
+        if found is None:
             raise Exit(1, "this report has no readable revision yet (sync first)")
+        state = found[0]
         choices = _fields(field)
         in_conflict = {f.name for f in state.conflicts}
         if not in_conflict:
