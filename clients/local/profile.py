@@ -96,6 +96,7 @@ class Profile:
     _view: CoordinatorView | None = None
     _index: Index | None = None
     _index_dirty: bool = False
+    _generation: bytes | None = None  # the store's index generation the view is current with
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -266,7 +267,8 @@ class Profile:
     def _next_generation(self) -> None:
         """Make the sealed index stale: what it was computed from is changing."""
         if self.store.secrets.kem_seed is not None:
-            self.store.put("index", "gen", secrets.token_bytes(16))
+            self._generation = secrets.token_bytes(16)
+            self.store.put("index", "gen", self._generation)
             self._index_dirty = True
 
     def _index_aad(self) -> bytes:
@@ -297,6 +299,7 @@ class Profile:
         envelopes are verified and taken in), else rebuilt from every envelope kept."""
         if self._view is not None:
             return self._view
+        self._generation = self.store.get("index", "gen")
         trust = self._trust()
         envelopes = {bytes.fromhex(name): data for name, data in self.store.items("env")}
         index = self._index or self._sealed_index()
@@ -347,6 +350,8 @@ class Profile:
             self._index.update(view, view.changed)
         view.changed.clear()
         view.changed_all = False
+        if self.store.get("index", "gen") != self._generation:
+            return  # another process changed the store since: its index, or a rebuild, wins
         key = index_key(self.store.secrets.store_key)
         try:
             self._index.write(self.home / INDEX_FILE, key, self._index_aad())

@@ -263,3 +263,26 @@ def test_filters_search_and_paging(tmp_path: Path) -> None:
         }
     finally:
         profile.close()
+
+
+def test_a_profile_open_twice_never_writes_an_index_that_misses_the_other_s_envelopes(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path / "c")
+    world.edit(0, b"A" * 16, place="first")
+    world.keep(world.take())
+    desk, cli = world.open(), world.open()  # e.g. the Desk open while `sealbox sync` runs
+    try:
+        world.edit(0, b"X" * 16, place="by the desk")
+        desk.keep_envelopes(world.take())
+        world.edit(1, b"Y" * 16, place="by the sync")
+        cli.keep_envelopes(world.take())
+        cli.close()
+    finally:
+        desk.close()  # last to close: its view does not hold the sync's envelope
+    profile = world.open()
+    try:
+        _, rows = profile.index().query(ReportQuery())
+    finally:
+        profile.close()
+    assert {r["fields"]["place"] for r in rows} == {"first", "by the desk", "by the sync"}
