@@ -7,6 +7,7 @@ devices and invites through the same `sync.client` flows as `devices`/`invite` c
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +16,12 @@ from rich.progress import Progress
 
 from clients.local.profile import Profile
 from clients.local.syncing import run_sync
+from clients.reference_cli.attachment_commands import _fetch_chunks
+from clients.reference_cli.attachments import AttachmentFailed
 from clients.reference_cli.common import Code, Exit, _call, _fields, _seal, _transport
 from clients.reference_cli.coordinator import _export_csv, _export_json
-from crypto import encoding
+from crypto import VerificationFailed, encoding
+from crypto.stream import open_chunks
 from sync.client import (
     DEFAULT_BOUNDS,
     Request,
@@ -30,7 +34,7 @@ from sync.client import (
 from sync.invite import Enrollment, Invite, open_label
 from sync.merge import ReportState
 from sync.messages import b64encode
-from sync.report import ReportContent
+from sync.report import AttachmentManifest, ReportContent
 from sync.roster import Role, format_fingerprint
 
 from .reading import Row
@@ -228,3 +232,45 @@ def export(rows: list[Row], fmt: str) -> str:
     """The CLI's export (`reports export`): JSON exact, CSV through the formula-safe writer."""
     pairs = [(r.state, r.verification) for r in rows]
     return _export_csv(pairs) if fmt == "csv" else _export_json(pairs)
+
+
+INLINE_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "audio/mpeg", "audio/ogg",
+     "audio/wav", "audio/webm", "audio/mp4", "video/mp4", "video/webm", "video/ogg"}
+)  # fmt: skip
+"""Media types the Desk shows inline. The type is the field device's word (hostile input):
+anything else (text/html, image/svg+xml, PDF...) is never served on the Desk's origin."""
+
+INLINE_MAX = 64 * 1024 * 1024
+"""Attachments larger than this are not decrypted into memory for display."""
+
+
+def attachment_bytes(profile: Profile, entry: AttachmentManifest) -> bytes:
+    """Fetch, verify and decrypt one attachment in memory (never on disk), as `attachments get`
+    does to a file: each chunk checked against the sealed manifest, then size and hash."""
+    transfer = entry.transfer
+    if transfer is None:
+        raise AttachmentFailed(f"attachment {entry.name!r} has no sealed transfer entry")
+    if entry.size > INLINE_MAX:
+        raise Exit(Code.LOCAL, "too large to show here: use `sealbox attachments get`")
+    m = transfer.manifest
+    base = f"{profile.org_path}/attachments/{b64encode(entry.attachment_id)}"
+    transport = _transport(profile)
+    out = bytearray()
+    try:
+        chunks = _fetch_chunks(transport, base, entry.name, m.chunk_count, lambda n: None)
+        try:
+            for piece in open_chunks(
+                transfer.key, entry.attachment_id, chunks, chunk_size=m.chunk_size, expected=m
+            ):
+                out += piece
+        except VerificationFailed:
+            raise AttachmentFailed(
+                f"attachment {entry.name!r} failed verification: the chunks the server sent"
+                " are not the ones sealed (tampered, reordered or truncated)"
+            ) from None
+    finally:
+        transport.close()
+    if len(out) != entry.size or hashlib.sha256(out).digest() != entry.sha256:
+        raise AttachmentFailed(f"attachment {entry.name!r} does not match the report's hash")
+    return bytes(out)

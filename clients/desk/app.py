@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from clients.local.profile import Profile
 from clients.local.store import StoreError
 from clients.local.transport import NetworkError
+from clients.reference_cli.attachments import AttachmentFailed, attachment_state
 from clients.reference_cli.common import Exit, _explain_refusal, _parse_duration
 from sync.client import ServerMisbehaved, SyncRefused
 from sync.invite import InviteError
@@ -121,8 +122,8 @@ class Locked(Exception):
 
 
 EXPECTED: tuple[type[Exception], ...] = (
-    Exit, StoreError, ContentError, InviteError, SyncRefused, NetworkError, ServerMisbehaved,
-    RosterError, sqlite3.Error, OSError, ValueError,
+    AttachmentFailed, Exit, StoreError, ContentError, InviteError, SyncRefused, NetworkError,
+    ServerMisbehaved, RosterError, sqlite3.Error, OSError, ValueError,
 )  # fmt: skip
 
 
@@ -314,7 +315,7 @@ def create_app(desk: Desk) -> FastAPI:
     @app.get("/reports/{report_id}")
     async def report(request: Request, report_id: str) -> Response:
         def work() -> Response:
-            with desk.unlocked() as (_, reading):
+            with desk.unlocked() as (profile, reading):
                 row = reading.report(report_id)
                 if row is None:
                     raise StarletteHTTPException(404)
@@ -325,7 +326,38 @@ def create_app(desk: Desk) -> FastAPI:
                 for n in row.state.notes:
                     revisions[n.revision] = (n.author, n.client_time)
                 history = sorted(revisions.items(), key=lambda kv: kv[1][1])
-                return page(request, "report.html", row=row, history=history, explain=explain)
+                return page(
+                    request,
+                    "report.html",
+                    row=row,
+                    history=history,
+                    explain=explain,
+                    inline=actions.INLINE_TYPES,
+                    states={
+                        a.attachment_id: attachment_state(profile, a.attachment_id)["state"]
+                        for a in row.state.attachments
+                    },
+                )
+
+        return await desk.call(work)
+
+    @app.get("/reports/{report_id}/attachments/{attachment_id}")
+    async def attachment(report_id: str, attachment_id: str) -> Response:
+        def work() -> Response:
+            with desk.unlocked() as (profile, reading):
+                row = reading.report(report_id)
+                listed = row.state.attachments if row is not None else ()
+                entry = next((a for a in listed if a.attachment_id.hex() == attachment_id), None)
+                if entry is None:
+                    raise StarletteHTTPException(404)
+                if entry.media_type not in actions.INLINE_TYPES:
+                    raise StarletteHTTPException(415)
+                data = actions.attachment_bytes(profile, entry)
+            return Response(
+                data,
+                media_type=entry.media_type,
+                headers={"Content-Disposition": 'inline; filename="attachment"'},
+            )
 
         return await desk.call(work)
 

@@ -262,3 +262,80 @@ def test_the_desk_locks_itself_when_idle(server, devices, desk_for, browser) -> 
         page.wait_for_url(f"{desk.origin}/")
     finally:
         context.close()
+
+
+def _png(width: int, height: int) -> bytes:
+    """A small valid PNG (red), written here: no image library needed."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_photo_is_decrypted_locally_and_shown_inline_and_html_is_never_served(
+    server, devices, desk_for, browser, tmp_path
+) -> None:
+    coordinator, field = devices("coordinator"), devices("field")
+    _org(coordinator, field, server)
+    coordinator.run("sync")  # admits the field device before it uploads
+    photo = tmp_path / "checkpoint.png"
+    photo.write_bytes(_png(7, 5))
+    page_file = tmp_path / "evil.html"
+    page_file.write_text("<script>alert('ran on the Desk origin')</script>")
+    report = field.run(
+        "report", "new", "-f", "place=Checkpoint 4", "--attach", str(photo),
+        "--attach", str(page_file),
+    ).json["report_id"]  # fmt: skip
+    field.run("sync")
+    desk = desk_for(coordinator, env_passphrase=True)
+    requests: list[str] = []
+    dialogs: list[str] = []
+    context = browser.new_context()
+    context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()))
+    page = context.new_page()
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(desk.url)
+        page.wait_for_url(f"{desk.origin}/")
+        page.goto(f"{desk.origin}/sync")
+        page.click("#sync-button")
+        expect(page.locator("#sync-result")).to_contain_text("1 report")
+        page.goto(f"{desk.origin}/reports/{report}")
+        image = page.locator("img.inline-attachment")
+        expect(image).to_have_count(1)
+        image.scroll_into_view_if_needed()
+        page.wait_for_function("() => document.querySelector('img.inline-attachment').complete")
+        size = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        assert size == [7, 5], "the photo did not decode: not decrypted, or tampered"
+        items = page.locator("ul.attachments li")
+        html_item = items.filter(has_text="evil.html")
+        assert html_item.locator("img, audio, video, iframe, object, embed").count() == 0
+        # Asked for directly (a link in a note, a guess), the HTML is refused, not served.
+        html_id = next(
+            a["id"]
+            for a in coordinator.run("reports", "show", report).json["attachments"]
+            if a["name"] == "evil.html"
+        )
+        answer = context.request.get(f"{desk.origin}/reports/{report}/attachments/{html_id}")
+        assert answer.status == 415
+        assert "text/html" not in answer.headers["content-type"] or "ran on" not in answer.text()
+        assert dialogs == []
+    finally:
+        context.close()
+    assert {urlsplit(u).netloc for u in requests} == {f"127.0.0.1:{desk.port}"}, requests
+    # The decrypted photo touched no disk outside the store: no PNG under the coordinator's home.
+    png = _png(7, 5)
+    assert not [p for p in coordinator.home.rglob("*") if p.is_file() and p.read_bytes() == png]
