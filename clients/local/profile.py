@@ -35,6 +35,7 @@ from sync.client import (
     DeviceState,
     OutboxItem,
     SnapshotRefused,
+    chain_order,
     restore_view,
     trust_digest,
     view_trust,
@@ -312,7 +313,7 @@ class Profile:
         if view is None:
             view = CoordinatorView(**trust)
             # Device order makes the ratchet walk each chain once.
-            for data in sorted(envelopes.values(), key=_chain_order):
+            for data in sorted(envelopes.values(), key=chain_order):
                 view.ingest(data)
         self._index_dirty |= index is None or bool(view.changed)
         self._view, self._index = view, index
@@ -367,15 +368,12 @@ class Profile:
         if not envelopes:
             return
         view = self.view()  # from the index of the current generation, before it changes
+        parsed = [(parse_envelope(data), data) for data in envelopes]
         with self.store.transaction():
-            for data in envelopes:
-                self.store.put("env", parse_envelope(data).id.hex(), data)
+            for envelope, data in parsed:
+                self.store.put("env", envelope.id.hex(), data)
             self._next_generation()
-        for data in sorted(envelopes, key=_chain_order):
+        parsed.sort(key=lambda p: (p[0].header.device, p[0].header.seq))
+        for _, data in parsed:
             view.ingest(data)
         self._index_dirty = True
-
-
-def _chain_order(data: bytes) -> tuple[bytes, int]:
-    header = parse_envelope(data).header
-    return header.device, header.seq

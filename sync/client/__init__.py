@@ -72,6 +72,7 @@ from sync.client.session import SyncInputs, SyncReport, sync_flow
 from sync.client.snapshot import (
     SNAPSHOT_VERSION,
     SnapshotRefused,
+    chain_order,
     restore_view,
     snapshot_view,
     trust_digest,
@@ -141,6 +142,7 @@ __all__ = [
     "WitnessesChecked",
     "admit_flow",
     "attachment_states_flow",
+    "chain_order",
     "decode",
     "devices_flow",
     "drive",

@@ -49,6 +49,8 @@ from sync.roster import Member, SignedRoster
 __all__ = ["VERIFICATION_STATES", "CoordinatorView", "Finding", "ReportVerification"]
 
 _KCM_KIND, _KCM = KCM_KIND, KCM
+_MARK = 64
+"""Chain keys kept every _MARK steps, so revisions taken in out of order do not re-walk."""
 
 
 class CoordinatorView:
@@ -86,6 +88,7 @@ class CoordinatorView:
         # By key envelope id: CK0 and the ratchet's last position; ids whose commitment failed.
         self._sender_keys: dict[bytes, tuple[ChainKey, int, ChainKey]] = {}
         self._mismatched: set[bytes] = set()
+        self._marks: dict[bytes, list[ChainKey]] = {}
         self._anchor: dict[bytes, tuple[int, bytes]] = {}  # revision id -> (c, key envelope id)
         self._waiting: dict[tuple[bytes, int], list[Envelope]] = {}
         self._dags: dict[bytes, ReportDag] = {}
@@ -248,11 +251,15 @@ class CoordinatorView:
 
     def _message_key(self, key: bytes, index: int) -> MessageKey:
         ck0, at, chain = self._sender_keys[key]
-        if index <= at:
-            at, chain = 0, ck0
+        marks = self._marks.setdefault(key, [ck0])  # CK at 0, _MARK, 2 * _MARK, ...
+        if index <= at:  # walk again from the nearest mark, not from CK0
+            j = min((index - 1) // _MARK, len(marks) - 1)
+            at, chain = j * _MARK, marks[j]
         while at < index - 1:
             chain = chain.advance()[1]
             at += 1
+            if at == len(marks) * _MARK:
+                marks.append(chain)
         self._sender_keys[key] = (ck0, at, chain)
         return chain.advance()[0]
 
