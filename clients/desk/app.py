@@ -176,13 +176,16 @@ def create_app(desk: Desk) -> FastAPI:
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        unlocked = desk.profile is not None
+    def page(
+        request: Request, name: str, status: int = 200, *, public: bool = False, **context: Any
+    ) -> HTMLResponse:
+        """A rendered page; ``public`` ones (no session yet) hold no token and no profile data."""
+        unlocked = desk.profile is not None and not public
         html = env.get_template(name).render(
             lang=desk.lang,
-            csrf=gate.csrf,
+            csrf="" if public else gate.csrf,
             unlocked=unlocked,
-            org=(desk.profile.meta.get("name", "") if desk.profile else ""),
+            org=(desk.profile.meta.get("name", "") if desk.profile and unlocked else ""),
             path=request.url.path,
             idle_ms=int(desk.idle.seconds * 1000) + 500,
             **context,
@@ -217,11 +220,15 @@ def create_app(desk: Desk) -> FastAPI:
         if path.startswith("/static/") or path == "/login":
             return await call_next(request)
         if not gate.session_ok(request.cookies.get(COOKIE)):
-            return page(request, "error.html", 403, message=None, no_session=True)
+            return page(request, "error.html", 403, public=True, message=None, no_session=True)
         if await desk.call(desk.lock_if_idle) and path != "/unlock":
             return RedirectResponse("/unlock", status_code=303)
         desk.idle.touch()
-        return await call_next(request)
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - a bug: a page, and nothing in any log
+            status, text = _error_text(exc)
+            return page(request, "error.html", status, message=text, no_session=False)
 
     @app.exception_handler(Locked)
     async def locked(request: Request, _: Locked) -> Response:
@@ -240,11 +247,10 @@ def create_app(desk: Desk) -> FastAPI:
         status, text = _error_text(exc)
         return page(request, "error.html", status, message=text, no_session=False)
 
-    # Expected failures are answered where they happen; anything else (a bug) by the
-    # outermost handler, as the same page without a traceback.
+    # Expected failures are answered where they happen; anything else (a bug) by `edge`,
+    # as the same page, so that no traceback (which may quote plaintext) reaches a log.
     for expected in EXPECTED:
         app.add_exception_handler(expected, failure)
-    app.add_exception_handler(Exception, failure)
 
     def check(csrf: str) -> None:
         if not gate.csrf_ok(csrf):
@@ -255,7 +261,7 @@ def create_app(desk: Desk) -> FastAPI:
     def login(request: Request, token: str = "") -> Response:
         session = gate.exchange(token)
         if session is None:
-            return page(request, "error.html", 403, message=None, no_session=True)
+            return page(request, "error.html", 403, public=True, message=None, no_session=True)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE, session, httponly=True, samesite="strict", path="/", secure=False

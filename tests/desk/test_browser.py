@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +28,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(280)]
 
 HOSTILE_SCRIPT = "<script>alert('xss')</script><img src=x onerror=alert(1)>"
 HOSTILE_FORMULA = '=HYPERLINK("http://evil.example","click")'
+
+
+def snap(page, name: str) -> None:
+    """With SEALBOX_DESK_SCREENSHOTS=DIR, keep a screenshot of this page (docs/desk/)."""
+    folder = os.environ.get("SEALBOX_DESK_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def _org(coordinator, field, server) -> None:
@@ -88,9 +96,11 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         assert "Amina" in row.inner_text()  # its label, opened with the invite's secret
         code = row.locator("code.code").inner_text().replace(" ", "").lower()
         assert field_id.startswith(code[:32])
+        snap(page, "devices-pending")
         row.locator("text=Admit (sync)").click()
         page.wait_for_url(f"{desk.origin}/sync")
         result = page.locator("#sync-result").inner_text()
+        snap(page, "sync")
         assert f"Admitted device {field_id[:12]}" in result
         assert "1 reports" in result or "1 report" in result
 
@@ -101,6 +111,7 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         body = page.locator("main").inner_text()
         assert "Checkpoint 4" in body and "Seen from the bus stop" in body
         assert HOSTILE_SCRIPT in body
+        snap(page, "report")
         assert page.locator("main script, main img").count() == 0
         assert "verified" in body
 
@@ -130,6 +141,7 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         section = page.locator(f"#r-{report}")
         choices = section.locator("label.choice")
         assert choices.count() == 3  # two values and "another value"
+        snap(page, "conflicts")
         choice = section.locator("label.choice", has_text=f"by {field_id[:12]}")
         assert choice.locator("span.value").inner_text() == "3"
         choice.locator("input").check()
@@ -146,6 +158,7 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
 
         # Export: CSV with the formula neutralised, and JSON exact.
         page.click("nav >> text=Reports")
+        snap(page, "reports")
         with page.expect_download() as download:
             page.click("#export-csv")
         text = Path(download.value.path()).read_text(encoding="utf-8")

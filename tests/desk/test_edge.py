@@ -284,3 +284,32 @@ def test_the_wheel_ships_every_desk_asset() -> None:
         assert (root / name).is_file(), name
     base = (root / "templates/base.html").read_text()
     assert 'src="/static/desk.js"' in base and 'href="/static/desk.css"' in base
+
+
+def test_a_request_without_the_session_learns_nothing_while_the_desk_is_unlocked(desk) -> None:
+    d, client = desk
+    login(d, client)
+    unlock(d, client)
+    stranger = TestClient(
+        client.app, base_url=ORIGIN, client=("127.0.0.1", 2), follow_redirects=False
+    )
+    for path in ("/", "/reports/00", "/devices", "/sync", "/nowhere"):
+        answer = stranger.get(path)
+        assert answer.status_code == 403, path
+        assert d.gate.csrf not in answer.text and "Clinic" not in answer.text, path
+        assert "/lock" not in answer.text
+
+
+def test_a_bug_is_a_page_without_a_traceback(desk, monkeypatch) -> None:
+    d, client = desk
+    login(d, client)
+    unlock(d, client)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret plaintext in an exception message")
+
+    monkeypatch.setattr("clients.desk.reading.Reading.rows", broken)
+    answer = client.get("/")
+    assert answer.status_code == 500
+    assert "internal error (RuntimeError)" in answer.text
+    assert "secret plaintext" not in answer.text and "Traceback" not in answer.text
