@@ -49,8 +49,6 @@ from sync.roster import Member, SignedRoster
 __all__ = ["VERIFICATION_STATES", "CoordinatorView", "Finding", "ReportVerification"]
 
 _KCM_KIND, _KCM = KCM_KIND, KCM
-_MARK = 64
-"""Chain keys kept every _MARK steps, so revisions taken in out of order do not re-walk."""
 
 
 class CoordinatorView:
@@ -250,18 +248,11 @@ class CoordinatorView:
         return next(iter(slot)) if len(slot) == 1 else None
 
     def _message_key(self, key: bytes, index: int) -> MessageKey:
-        ck0, at, chain = self._sender_keys[key]
-        marks = self._marks.setdefault(key, [ck0])  # CK at 0, _MARK, 2 * _MARK, ...
-        if index <= at:  # walk again from the nearest mark, not from CK0
-            j = min((index - 1) // _MARK, len(marks) - 1)
-            at, chain = j * _MARK, marks[j]
-        while at < index - 1:
-            chain = chain.advance()[1]
-            at += 1
-            if at == len(marks) * _MARK:
-                marks.append(chain)
-        self._sender_keys[key] = (ck0, at, chain)
-        return chain.advance()[0]
+        # Every chain key walked is kept (32 bytes each): a shuffled feed walks each once.
+        chain = self._marks.setdefault(key, [self._sender_keys[key][0]])  # CK0, CK1, ...
+        while len(chain) < index:
+            chain.append(chain[-1].advance()[1])
+        return chain[index - 1].advance()[0]
 
     def _take_revision(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header
