@@ -71,25 +71,28 @@ def resolve(profile: Profile, state: ReportState, choices: dict[str, str]) -> li
 
 @dataclass
 class SyncRun:
-    """The last sync's summary and progress, kept for the sync page."""
+    """One sync, running or done, for the sync page: its progress, summary and failure."""
 
     summary: dict[str, Any] = field(default_factory=dict)
-    steps: list[tuple[str, float, float]] = field(default_factory=list)
+    progress: Progress = field(default_factory=lambda: Progress(disable=True))
+    at: float = field(default_factory=time.time)
+    done: bool = False
     error: str = ""
-    at: float = 0.0
+
+    @property
+    def steps(self) -> list[tuple[str, float, float]]:
+        """(what, done, total) of each step with a total: sending, uploading."""
+        return [(t.description, t.completed, t.total or 0) for t in self.progress.tasks]
 
 
-def sync(profile: Profile) -> SyncRun:
-    run = SyncRun(at=time.time())
+def sync(profile: Profile, run: SyncRun) -> None:
+    """`sealbox sync` for the Desk: the same `run_sync`, its progress kept in ``run``."""
     transport = _transport(profile, retries=2)
-    progress = Progress(disable=True)
     try:
-        run_sync(profile, transport, None, DEFAULT_BOUNDS.run_seconds, run.summary, progress)
+        run_sync(profile, transport, None, DEFAULT_BOUNDS.run_seconds, run.summary, run.progress)
     finally:
         run.summary["requests"] = transport.requests
         transport.close()
-        run.steps = [(t.description, t.completed, t.total or 0) for t in progress.tasks]
-    return run
 
 
 def devices(profile: Profile) -> list[dict[str, Any]]:

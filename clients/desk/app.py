@@ -515,24 +515,35 @@ def create_app(desk: Desk) -> FastAPI:
     # --- sync --------------------------------------------------------------------------------
     @app.get("/sync")
     async def sync_page(request: Request) -> Response:
-        def work() -> Response:
-            with desk.unlocked():
-                return page(request, "sync.html", run=desk.last_sync, explain=explain)
-
-        return await desk.call(work)
+        # Not on the worker: while a sync runs there, this page shows how far it is.
+        if desk.profile is None:
+            raise Locked()
+        return page(request, "sync.html", run=desk.last_sync, explain=explain)
 
     @app.post("/sync")
     async def sync(csrf: Csrf) -> Response:
-        def work() -> Response:
-            check(csrf)
-            with desk.unlocked() as (profile, reading):
-                try:
-                    desk.last_sync = actions.sync(profile)
-                finally:
-                    reading.invalidate()
-            return RedirectResponse("/sync", status_code=303)
+        check(csrf)
+        if desk.profile is None:
+            raise Locked()
+        if desk.last_sync is None or desk.last_sync.done:
+            run = desk.last_sync = actions.SyncRun()
 
-        return await desk.call(work)
+            def work() -> None:
+                try:
+                    with desk.unlocked() as (profile, reading):
+                        try:
+                            actions.sync(profile, run)
+                        finally:
+                            reading.invalidate()
+                except Exception as exc:  # noqa: BLE001 - shown on the sync page
+                    run.error = (
+                        "the Desk locked" if isinstance(exc, Locked) else _error_text(exc)[1]
+                    )
+                finally:
+                    run.done = True
+
+            desk.worker.submit(work)  # the page follows it (GET /sync refreshes itself)
+        return RedirectResponse("/sync", status_code=303)
 
     return app
 

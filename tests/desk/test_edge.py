@@ -313,3 +313,22 @@ def test_a_bug_is_a_page_without_a_traceback(desk, monkeypatch) -> None:
     assert answer.status_code == 500
     assert "internal error (RuntimeError)" in answer.text
     assert "secret plaintext" not in answer.text and "Traceback" not in answer.text
+
+
+def test_a_sync_that_cannot_reach_the_server_ends_on_the_sync_page_with_the_reason(desk) -> None:
+    d, client = desk  # this profile's server is 127.0.0.1:9 (discard): nothing answers
+    login(d, client)
+    unlock(d, client)
+    answer = client.post("/sync", data={"csrf": d.gate.csrf}, headers={"Origin": ORIGIN})
+    assert answer.status_code == 303 and answer.headers["location"] == "/sync"
+    deadline = time.monotonic() + 120
+    while True:  # the sync runs on the Desk's worker; the page refreshes itself until done
+        page = client.get("/sync").text
+        if 'id="sync-result"' in page:
+            break
+        assert 'http-equiv="refresh"' in page and 'id="sync-progress"' in page
+        assert time.monotonic() < deadline, "the sync did not end"
+        time.sleep(0.1)
+    assert 'role="alert"' in page and "Traceback" not in page
+    assert d.last_sync is not None and d.last_sync.done and d.last_sync.error
+    assert 'http-equiv="refresh"' not in page
