@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import webbrowser
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from clients.local.store import Store
-from clients.reference_cli.common import Home, Json, _errors, _home
+from clients.reference_cli.common import Code, Exit, Home, Json, _errors, _home
 
 from .edge import Gate
+
+
+def _writable(home: Path) -> None:
+    """The Desk writes to the profile (edits, syncs): say at once if it cannot."""
+    probe = home / f".desk-probe-{os.getpid()}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    probe.unlink()
 
 
 def _free_port() -> int:
@@ -40,6 +50,16 @@ def desk(
     with _errors(as_json):
         path = _home(home)
         Store.check(path)
+        if not no_browser:
+            try:
+                webbrowser.get()
+            except webbrowser.Error:
+                raise Exit(
+                    Code.LOCAL,
+                    "no browser to open here: run `sealbox desk --no-browser` and open the"
+                    " address it prints",
+                ) from None
+        _writable(path)
         gate = Gate(port=port or _free_port())
         state = Desk(path, gate, idle_seconds=idle_minutes * 60)
         env_passphrase = passphrase_from_env()

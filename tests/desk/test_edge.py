@@ -332,3 +332,23 @@ def test_a_sync_that_cannot_reach_the_server_ends_on_the_sync_page_with_the_reas
     assert 'role="alert"' in page and "Traceback" not in page
     assert d.last_sync is not None and d.last_sync.done and d.last_sync.error
     assert 'http-equiv="refresh"' not in page
+
+
+def test_sealbox_desk_without_a_browser_to_open_says_so_and_does_not_serve(home: Path) -> None:
+    import subprocess
+    import sys
+
+    sealbox = str(Path(sys.executable).parent / "sealbox")
+    env = {"PATH": "/nonexistent", "HOME": str(home.parent), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sealbox, "desk", "--home", str(home)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "--no-browser" in done.stderr and "Traceback" not in done.stderr
+    assert "token=" not in done.stdout + done.stderr
