@@ -210,12 +210,12 @@ class Index:
         by_device: dict[bytes, int] = {}
         for f in findings:
             by_device[f.device] = by_device.get(f.device, 0) + 1
-        verified = view.reports(include_unverified=False)
+        verified = set(view.report_ids(include_unverified=False))
         db.execute("BEGIN")
         if reports is None:
             for table in ("reports", "devices", "fields", "revisions", "search"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-            todo: Iterable[bytes] = view.reports().keys()
+            todo: Iterable[bytes] = view.report_ids()
         else:
             todo = sorted(set(reports))
             for report in todo:

@@ -352,6 +352,10 @@ class CoordinatorView:
         dag = self._dags.get(report)
         return [] if dag is None else sorted(dag.revisions.values(), key=lambda r: r.id)
 
+    def report_ids(self, *, include_unverified: bool = True) -> list[bytes]:
+        """The ids `reports` would give, without merging any report."""
+        return sorted(self._dags if include_unverified else self._member_dags)
+
     def report(self, report: bytes) -> ReportState | None:
         dag = self._dags.get(report)
         return dag.state() if dag is not None else None

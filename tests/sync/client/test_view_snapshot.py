@@ -41,12 +41,15 @@ def _rebuilt(org: Org, envelopes: list[bytes], enrollments: list[Enrollment]) ->
 
 
 def _observed(view: CoordinatorView, envelopes: list[bytes]) -> dict[str, Any]:
+    assert view.report_ids() == list(view.reports())
+    assert view.report_ids(include_unverified=False) == list(view.reports(include_unverified=False))
     reports = {r for d in envelopes if (r := parse_envelope(d).header.report) is not None}
     devices = {parse_envelope(d).header.device for d in envelopes}
     return {
         "findings": view.findings(),
         "reports": view.reports(),
         "verified": view.reports(include_unverified=False),
+        "ids": (view.report_ids(), view.report_ids(include_unverified=False)),
         "verification": {r: view.verification(r) for r in sorted(reports)},
         "watermarks": {d: view.watermark(d) for d in sorted(devices)},
         "envelopes": sorted(view.envelopes),
