@@ -277,3 +277,110 @@ def attachment_bytes(profile: Profile, entry: AttachmentManifest) -> bytes:
     if len(out) != entry.size or hashlib.sha256(out).digest() != entry.sha256:
         raise AttachmentFailed(f"attachment {entry.name!r} does not match the report's hash")
     return bytes(out)
+
+
+# --- field mode ------------------------------------------------------------------------------
+MAX_UPLOAD = 64 * 1024 * 1024
+"""The most a new-report form may carry (files and text), held in memory while it is sealed."""
+
+
+def seal_upload(profile: Profile, name: str, data: bytes) -> AttachmentManifest:
+    """`seal_for_report` for a file the browser sent: the same chunked sealing (`seal_chunks`,
+    `ManifestHasher`, the same upload record), read from memory, so that no plaintext byte is
+    ever written to disk; only the sealed copy is, as `report new --attach` writes it."""
+    import io
+    import mimetypes
+    import os
+    import secrets
+    from pathlib import Path
+
+    from clients.reference_cli.attachments import (
+        PENDING_KIND,
+        SEALED_DIR,
+        _fsync_dir,
+        _HashingReader,
+    )
+    from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key, seal_chunks
+    from sync.attachments import SealedTransfer
+    from sync.client import PendingUpload
+
+    directory = Path(profile.home) / SEALED_DIR
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key, attachment_id = new_attachment_key(), secrets.token_bytes(16)
+    sealed_name = f"{secrets.token_hex(16)}.sealed"
+    target = directory / sealed_name
+    hasher = ManifestHasher(CHUNK_SIZE)
+    reader = _HashingReader(io.BytesIO(data))
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in seal_chunks(key, attachment_id, reader, chunk_size=CHUNK_SIZE):
+                hasher.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    manifest = hasher.finish()
+    name = Path(name.replace("\\", "/")).name[:255] or "attachment"
+    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    entry = AttachmentManifest(
+        attachment_id,
+        name,
+        reader.size,
+        reader.sha256.digest(),
+        media[:255],
+        SealedTransfer(key, manifest),
+    )
+    pending = PendingUpload(attachment_id, name, manifest, sealed_name)
+    profile.store.put_cbor(PENDING_KIND, pending.attachment_id.hex(), pending.to_cbor())
+    return entry
+
+
+def new_report(
+    profile: Profile,
+    fields: list[tuple[str, str]],
+    note: str,
+    files: list[tuple[str, bytes]],
+) -> bytes:
+    """`sealbox report new` for the Desk: fields, a note, files; sealed into the outbox."""
+    import secrets
+
+    pairs = [f"{k.strip()}={v}" for k, v in fields if k.strip()]
+    notes = (note,) if note.strip() else ()
+    if not pairs and not notes and not files:
+        raise Exit(Code.LOCAL, "nothing to write: give a field, a note or a file")
+    content = ReportContent(
+        client_time=int(time.time()),
+        fields=_fields(pairs),
+        notes=notes,
+        attachments=tuple(seal_upload(profile, n, d) for n, d in files),
+    )
+    report = secrets.token_bytes(16)
+    _seal(profile, report, content, ())
+    return report
+
+
+def outbox(profile: Profile) -> dict[str, Any]:
+    """What waits to be sent (as `sealbox outbox`) and the attachments still to upload."""
+    from clients.reference_cli.attachments import pending_uploads
+
+    state = profile.device_state()
+    return {
+        "queued": [
+            {
+                "seq": i.seq,
+                "kind": "revision" if i.report else "sender-key",
+                "report_id": i.report.hex() if i.report else "",
+                "bytes": len(i.data),
+            }
+            for i in state.outbox
+        ],
+        "rejected": len(state.rejected),
+        "sent": state.sent,
+        "pending": [
+            {"name": p.name, "bytes": p.manifest.total_size} for p in pending_uploads(profile.store)
+        ],
+    }

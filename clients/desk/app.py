@@ -32,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.local.profile import Profile
-from clients.local.store import StoreError
+from clients.local.store import StoreError, wipe
 from clients.local.transport import NetworkError
 from clients.reference_cli.attachments import AttachmentFailed, attachment_state
 from clients.reference_cli.common import Exit, _explain_refusal, _parse_duration
@@ -76,6 +76,7 @@ class Desk:
         self.reading: Reading | None = None
         self.last_sync: actions.SyncRun | None = None
         self.invite_shown: dict[str, Any] | None = None
+        self.wiped = False
         # The store's SQLite connection belongs to one thread: all profile work runs on it.
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="desk-profile")
 
@@ -86,10 +87,9 @@ class Desk:
         with self.lock:
             if self.profile is not None:
                 return
+            if self.wiped:
+                raise Exit(1, "no profile")
             profile = Profile.open(self.home, secret_passphrase=passphrase)
-            if profile.role is not Role.COORDINATOR:
-                profile.close()
-                raise Exit(1, "this profile is a field device: the Desk is for coordinators")
             self.profile, self.reading = profile, Reading(profile)
             self.idle.touch()
 
@@ -101,6 +101,19 @@ class Desk:
             self.profile = self.reading = None
             self.last_sync = None
             self.invite_shown = None
+
+    @property
+    def field(self) -> bool:
+        """A field device's profile is open: field mode (no coordinator pages)."""
+        return self.profile is not None and self.profile.role is not Role.COORDINATOR
+
+    def wipe(self) -> float:
+        """Panic wipe: close the profile, then `store.wipe` (key file crypto-shredded first)."""
+        with self.lock:
+            self.close()
+            self.wiped = True
+            self.gate.session = None  # the browser's session ends with the profile
+            return wipe(self.home)
 
     def lock_if_idle(self) -> bool:
         with self.lock:
@@ -125,6 +138,46 @@ EXPECTED: tuple[type[Exception], ...] = (
     AttachmentFailed, Exit, StoreError, ContentError, InviteError, SyncRefused, NetworkError,
     ServerMisbehaved, RosterError, sqlite3.Error, OSError, ValueError,
 )  # fmt: skip
+
+
+COORDINATOR_PATHS = ("/reports", "/conflicts", "/findings", "/export", "/devices", "/invites")
+"""The coordinator's pages: a field device's profile is never offered them."""
+FIELD_PATHS = ("/field", "/outbox", "/wipe")
+"""Field mode's pages: a coordinator's profile has its own (and no panic wipe here)."""
+
+
+async def _multipart(request: Request, limit: int) -> list[tuple[str, str | None, bytes]]:
+    """A multipart form read into memory only: (name, filename or None, bytes) per part.
+
+    Starlette's form parser spools files over 1 MB to a temporary file (plaintext on disk);
+    this reads the body in memory, bounded by ``limit``, and parses it there.
+    """
+    import email.parser
+    import email.policy
+
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise Exit(1, "Incomplete form.")
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise Exit(1, "too large: a report's files may be 64 MiB in all")
+    head = b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n"
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + bytes(body))
+    del body
+    out: list[tuple[str, str | None, bytes]] = []
+    if not message.is_multipart():
+        raise Exit(1, "Incomplete form.")
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True) or b""
+        if not isinstance(data, bytes):
+            raise Exit(1, "Incomplete form.")
+        out.append((name, part.get_filename(), data))
+    return out
 
 
 def _error_text(exc: BaseException) -> tuple[int, str]:
@@ -185,6 +238,7 @@ def create_app(desk: Desk) -> FastAPI:
             lang=desk.lang,
             csrf="" if public else gate.csrf,
             unlocked=unlocked,
+            field_mode=unlocked and desk.field,
             org=(desk.profile.meta.get("name", "") if desk.profile and unlocked else ""),
             path=request.url.path,
             idle_ms=int(desk.idle.seconds * 1000) + 500,
@@ -217,6 +271,8 @@ def create_app(desk: Desk) -> FastAPI:
         ):
             return plain(403, "Refused: this request did not come from Sealbox Desk's own pages.")
         path = request.url.path
+        if desk.wiped and not path.startswith("/static/"):
+            return page(request, "wiped.html", 200, public=True)
         if path.startswith("/static/") or path == "/login":
             return await call_next(request)
         if not gate.session_ok(request.cookies.get(COOKIE)):
@@ -224,6 +280,15 @@ def create_app(desk: Desk) -> FastAPI:
         if await desk.call(desk.lock_if_idle) and path != "/unlock":
             return RedirectResponse("/unlock", status_code=303)
         desk.idle.touch()
+        if desk.profile is not None:
+            coordinator_page = path == "/" or path.startswith(COORDINATOR_PATHS)
+            if desk.field and path == "/":
+                return RedirectResponse("/field", status_code=303)
+            if (desk.field and coordinator_page) or (
+                not desk.field and path.startswith(FIELD_PATHS)
+            ):
+                text = "This page is not offered to this profile."
+                return page(request, "error.html", 403, message=text, no_session=False)
         try:
             return await call_next(request)
         except Exception as exc:  # noqa: BLE001 - a bug: a page, and nothing in any log
@@ -544,6 +609,70 @@ def create_app(desk: Desk) -> FastAPI:
 
             desk.worker.submit(work)  # the page follows it (GET /sync refreshes itself)
         return RedirectResponse("/sync", status_code=303)
+
+    # --- field mode ----------------------------------------------------------------------------
+    @app.get("/field")
+    async def field_home(request: Request) -> Response:
+        def work() -> Response:
+            with desk.unlocked() as (profile, _):
+                box = actions.outbox(profile)
+                label = profile.meta.get("label") or ""
+                return page(request, "field.html", box=box, label=label, created="")
+
+        return await desk.call(work)
+
+    @app.get("/field/new")
+    def field_new_page(request: Request) -> Response:
+        if desk.profile is None:
+            raise Locked()
+        return page(request, "field_new.html", rows=3)
+
+    @app.post("/field/new")
+    async def field_new(request: Request) -> Response:
+        parts = await _multipart(request, actions.MAX_UPLOAD)
+        text = {n: d for n, f, d in parts if f is None}
+        check(text.get("csrf", b"").decode("utf-8", "replace"))
+        names = [d.decode() for n, f, d in parts if f is None and n == "field-name"]
+        values = [d.decode() for n, f, d in parts if f is None and n == "field-value"]
+        note = text.get("note", b"").decode()
+        if len(note) > actions.MAX_TEXT or any(len(v) > actions.MAX_TEXT for v in values):
+            raise Exit(1, "too long: a value or note may be 100,000 characters")
+        files = [(f, d) for n, f, d in parts if n == "files" and f]
+        del parts, text
+
+        def work() -> Response:
+            with desk.unlocked() as (profile, _):
+                report = actions.new_report(
+                    profile, list(zip(names, values, strict=True)), note, files
+                )
+            return RedirectResponse(f"/outbox?written={report.hex()}", status_code=303)
+
+        return await desk.call(work)
+
+    @app.get("/outbox")
+    async def outbox(request: Request) -> Response:
+        def work() -> Response:
+            with desk.unlocked() as (profile, _):
+                box = actions.outbox(profile)
+            written = request.query_params.get("written", "")
+            written = written if len(written) == 32 and written.isalnum() else ""
+            return page(request, "outbox.html", box=box, written=written)
+
+        return await desk.call(work)
+
+    @app.get("/wipe")
+    def wipe_page(request: Request) -> Response:
+        if desk.profile is None:
+            raise Locked()
+        return page(request, "wipe.html")
+
+    @app.post("/wipe")
+    async def wipe_now(request: Request, csrf: Csrf) -> Response:
+        check(csrf)
+        if desk.profile is None:
+            raise Locked()
+        await desk.call(desk.wipe)
+        return page(request, "wiped.html", 200, public=True)
 
     return app
 
