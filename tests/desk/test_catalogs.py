@@ -170,3 +170,12 @@ def test_the_desk_loads_the_catalog_it_serves(lang: str) -> None:
         )
         == catalog.get("%(num)d finding needs your attention.").string[1]
     )  # type: ignore[union-attr]
+
+
+def test_a_language_without_a_compiled_catalog_falls_back_to_english() -> None:
+    """The Desk loads compiled catalogs only (babel falls back to NullTranslations), so a
+    language missing its .mo would show English: `LANGUAGES` must list complete ones only."""
+    from clients.desk.app import translations
+
+    assert translations("ru").gettext("Reports") != "Reports"
+    assert translations("xx").gettext("Reports") == "Reports"
