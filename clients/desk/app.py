@@ -32,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.local.profile import Profile
-from clients.local.store import StoreError, wipe
+from clients.local.store import KEYFILE, StoreError, _overwrite, wipe
 from clients.local.transport import NetworkError
 from clients.reference_cli.attachments import AttachmentFailed, attachment_state
 from clients.reference_cli.common import Exit, _explain_refusal, _parse_duration
@@ -107,12 +107,23 @@ class Desk:
         """A field device's profile is open: field mode (no coordinator pages)."""
         return self.profile is not None and self.profile.role is not Role.COORDINATOR
 
+    def shred_key(self) -> None:
+        """The panic wipe's first step, at once, not behind a sync running on the worker:
+        from now on the Desk answers nothing of the profile, and the key file is shredded
+        (the store's contents are ciphertext under it: unreadable from this moment)."""
+        self.wiped = True
+        self.gate.session = None  # the browser's session ends with the profile
+        keyfile = self.home / KEYFILE
+        if keyfile.exists():
+            _overwrite(keyfile)
+            keyfile.unlink()
+
     def wipe(self) -> float:
         """Panic wipe: close the profile, then `store.wipe` (key file crypto-shredded first)."""
         with self.lock:
             self.close()
             self.wiped = True
-            self.gate.session = None  # the browser's session ends with the profile
+            self.gate.session = None
             return wipe(self.home)
 
     def lock_if_idle(self) -> bool:
@@ -671,7 +682,11 @@ def create_app(desk: Desk) -> FastAPI:
         check(csrf)
         if desk.profile is None:
             raise Locked()
-        await desk.call(desk.wipe)
+        desk.shred_key()
+        # The rest (close the store, delete every file) on the profile's thread; if a sync
+        # holds it, the page does not wait for it: the wipe completes when the sync stops.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(desk.call(desk.wipe)), 0.8)
         return page(request, "wiped.html", 200, public=True)
 
     return app
