@@ -1,12 +1,13 @@
-"""Sealbox Desk's main pages pass axe-core's WCAG 2 A and AA rules in Chromium.
+"""Sealbox Desk's pages pass axe-core's WCAG 2 A and AA rules in Chromium.
 
 One organisation is set up for the module (a report in Kyrgyz and Arabic script, a conflict,
-a device pending admission), one `sealbox desk` process serves it, and each page is opened in
-a fresh browser context and checked by axe-core (the script ships in the
-axe-playwright-python wheel: nothing is fetched). Violations of impact serious or critical
-fail, listed with their rule, selectors and page. Known ones that need a change to the Desk's
-own templates are listed in /work/notes/a11y_findings.md and marked xfail(strict=True) below,
-so the test says so once they are fixed.
+a device pending admission). One `sealbox desk` process serves the coordinator's profile and
+one the field device's (field mode); each page is opened in a fresh browser context and
+checked by axe-core (the script ships in the axe-playwright-python wheel: nothing is
+fetched). Violations of impact serious or critical fail, listed with their rule, selectors
+and page. Known ones that need a change to the Desk's templates would be listed in
+/work/notes/a11y_findings.md and marked xfail(strict=True) in KNOWN, so that the test says
+so once they are fixed (none today).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def make_devices(server: LiveServer, root: os.PathLike[str] | str) -> Any:
 def seed_org(server: LiveServer, devices: Any) -> Org:
     """An org whose coordinator has: an admitted field device and its report (a Kyrgyz place,
     an Arabic-script witness, a Kyrgyz note), a conflict on `detained`, and a second device
-    enrolled but pending admission. All through the CLI, before any Desk opens the profile."""
+    enrolled but pending admission; the field device keeps one report unsent in its outbox.
+    All through the CLI, before any Desk opens the profiles."""
     coordinator, field, pending = devices("coordinator"), devices("field"), devices("pending")
     coordinator.run("org", "create", "--server", server.url, "--name", "Укук коргоо борбору")
     code = coordinator.run("invite", "create", "--role", "field", "--expires", "1h").json["code"]
@@ -78,6 +80,7 @@ def seed_org(server: LiveServer, devices: Any) -> Org:
     coordinator.run("sync")
     code = coordinator.run("invite", "create", "--role", "field", "--expires", "1h").json["code"]
     pending.run("enroll", code, "--label", "Жаңы телефон")  # not admitted: no sync after it
+    field.run("report", "new", "-f", "place=Нарын")  # not synced: the field outbox lists it
     return Org(coordinator, field, report, field.run("status").json["device_id"])
 
 
@@ -93,6 +96,8 @@ class Served:
     org: Org
     desk: DeskProcess
     cookie: dict[str, Any]
+    field_desk: DeskProcess
+    field_cookie: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +105,19 @@ def served(shared_server, tmp_path_factory) -> Iterator[Served]:  # noqa: F811
     org = seed_org(shared_server, make_devices(shared_server, tmp_path_factory.mktemp("a11y")))
     desk = start_desk(org.coordinator)  # locked: the unlock page is one of the pages
     try:
-        yield Served(org, desk, session_cookie(desk))
+        field_desk = start_desk(org.field, env_passphrase=True)  # field mode
+        try:
+            yield Served(org, desk, session_cookie(desk), field_desk, session_cookie(field_desk))
+        finally:
+            stop_desk(field_desk.process)
     finally:
         stop_desk(desk.process)
 
 
-def open_context(browser, served: Served):
+def open_context(browser, served: Served, field: bool = False):
     """A browser context holding the session, recording every request it makes."""
     context = browser.new_context()
-    context.add_cookies([served.cookie])
+    context.add_cookies([served.field_cookie if field else served.cookie])
     requests: list[str] = []
     context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()))
     context.requests = requests  # type: ignore[attr-defined]
@@ -200,3 +209,46 @@ def test_the_page_has_no_serious_accessibility_violation(served: Served, browser
     assert found == [], f"axe-core on {name} ({PAGES[name]}):\n" + "\n".join(found)
     hosts = {urlsplit(u).netloc for u in context.requests}
     assert hosts == {f"127.0.0.1:{served.desk.port}"}, context.requests
+
+
+# Field mode, on the field device's own Desk (unlocked from SEALBOX_PASSPHRASE).
+FIELD_PAGES: dict[str, str] = {
+    "field": "/field",
+    "new-report": "/field/new",
+    "outbox": "/outbox",
+    "wipe": "/wipe",  # the confirmation page only: nothing is submitted
+}
+KNOWN_FIELD: dict[str, str] = {}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FIELD[name])]
+            if name in KNOWN_FIELD
+            else [],
+            id=name,
+        )
+        for name in FIELD_PAGES
+    ],
+)
+def test_the_field_page_has_no_serious_accessibility_violation(
+    served: Served, browser, name
+) -> None:
+    context = open_context(browser, served, field=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    origin = served.field_desk.origin
+    try:
+        page.goto(origin + FIELD_PAGES[name])
+        assert urlsplit(page.url).path == FIELD_PAGES[name], page.url
+        if name == "outbox":
+            expect(page.locator("#queued tbody tr")).not_to_have_count(0)
+        found = serious_violations(page)
+    finally:
+        context.close()
+    assert found == [], f"axe-core on {name} ({FIELD_PAGES[name]}):\n" + "\n".join(found)
+    hosts = {urlsplit(u).netloc for u in context.requests}
+    assert hosts == {f"127.0.0.1:{served.field_desk.port}"}, context.requests
