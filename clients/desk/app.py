@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -49,8 +49,24 @@ from .reading import VERIFICATION_STATES, Filters, Reading, value_text
 HERE = Path(__file__).parent
 T = TypeVar("T")
 LOCALE_DIR = HERE / "locale"
-LANGUAGES = ("en",)
-"""Languages with a complete catalog; English is the source language (Russian next)."""
+LANGUAGES = ("en", "ru")
+"""Languages with a complete catalog (tests/desk/test_catalogs.py); English is the source."""
+
+
+def language_of(choice: str | None, environ: Mapping[str, str]) -> str:
+    """The Desk's language: ``choice`` if given, else the first of the POSIX locale
+    variables (LC_ALL, LC_MESSAGES, LANG) naming a language with a catalog, else English."""
+    if choice:
+        lang = choice.strip().lower().replace("-", "_").split("_")[0]
+        if lang not in LANGUAGES:
+            raise ValueError(f"no catalog for {choice!r}: one of {', '.join(LANGUAGES)}")
+        return lang
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(name, "")
+        if value:
+            lang = value.split(".")[0].split("_")[0].lower()
+            return lang if lang in LANGUAGES else "en"
+    return "en"
 
 
 def translations(lang: str) -> NullTranslations:

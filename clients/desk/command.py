@@ -39,15 +39,23 @@ def desk(
     idle_minutes: Annotated[
         float, typer.Option(help="Lock (close the profile, drop keys) after this idle time.")
     ] = 10,
+    lang: Annotated[
+        str | None,
+        typer.Option(help="Language of the pages: en or ru (default: from LANG, else en)."),
+    ] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Serve Sealbox Desk, the coordinators' web console, on this computer only."""
     import uvicorn  # the web stack loads only for `sealbox desk`, not every command
 
-    from .app import Desk, create_app, passphrase_from_env
+    from .app import Desk, create_app, language_of, passphrase_from_env
 
     with _errors(as_json):
+        try:
+            language = language_of(lang, os.environ)
+        except ValueError as exc:
+            raise Exit(Code.USAGE, str(exc)) from None
         path = _home(home)
         Store.check(path)
         if not no_browser:
@@ -61,7 +69,7 @@ def desk(
                 ) from None
         _writable(path)
         gate = Gate(port=port or _free_port())
-        state = Desk(path, gate, idle_seconds=idle_minutes * 60)
+        state = Desk(path, gate, idle_seconds=idle_minutes * 60, lang=language)
         env_passphrase = passphrase_from_env()
         if env_passphrase is not None:
             state.worker.submit(state.unlock, env_passphrase).result()
