@@ -2,8 +2,9 @@
 plural forms), say <html lang="ru">, and show Kyrgyz Cyrillic and Arabic-script values
 unchanged, each isolated with dir="auto" so that it runs in its own direction.
 
-`sealbox desk` has no language option yet, so the Desk is built here as `app.Desk(lang="ru")`
-and served by uvicorn in a thread, on the coordinator's profile set up through the CLI.
+The first test builds `app.Desk(lang="ru")` and serves it with uvicorn in a thread, on a
+coordinator's profile set up through the CLI; the second starts the real `sealbox desk`, which
+takes Russian from the POSIX locale (`--lang` chooses it too).
 """
 
 from __future__ import annotations
@@ -151,3 +152,28 @@ def test_the_desk_in_russian(russian_desk, browser) -> None:
     # Without the session cookie, the no-session page is in Russian too.
     cookie_less = httpx2.get(f"{origin}/findings")
     assert cookie_less.status_code == 403 and 'lang="ru"' in cookie_less.text
+
+
+def test_sealbox_desk_speaks_russian_from_the_locale(server, devices, desk_for, browser) -> None:
+    """The real `sealbox desk` process, with no --lang, takes Russian from LC_MESSAGES."""
+    coordinator = devices("coordinator")
+    coordinator.run("org", "create", "--server", server.url, "--name", "Укук коргоо борбору")
+    coordinator.env.pop("LC_ALL", None)
+    coordinator.env["LC_MESSAGES"] = "ru_RU.UTF-8"
+    desk = desk_for(coordinator, env_passphrase=True)
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(desk.url)
+        page.wait_for_url(f"{desk.origin}/")
+        assert page.locator("html").get_attribute("lang") == "ru"
+        expect(page.locator("main h1")).to_have_text(ru("Reports"))
+        org = page.locator("header span[dir=auto]")
+        assert org.inner_text() == "Укук коргоо борбору"
+        shown = ru("%(shown)d of %(total)d reports.") % {"shown": 0, "total": 0}
+        expect(page.locator("main")).to_contain_text(shown)
+        page.click(f"header nav a >> text={ru('Devices')}")
+        expect(page.locator("main h1")).to_have_text(ru("Devices"))
+    finally:
+        context.close()
