@@ -404,7 +404,7 @@ def create_app(desk: Desk) -> FastAPI:
                     states=VERIFICATION_STATES,
                     devices=reading.devices_seen(),
                     query=urlencode(filters.query()),
-                    total=len(reading.view.reports()),
+                    total=reading.total(),
                     findings=len(reading.findings()),
                 )
 

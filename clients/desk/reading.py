@@ -1,15 +1,28 @@
 """Every read the Desk makes of the merged, verified state, behind one module.
 
-Today it works over `Profile.view()` (each revision re-verified when the Desk unlocks and
-after each write or sync); the encrypted index of `clients/local/index.py` will replace
-the body of `Reading` without the pages changing.
+A coordinator's reports table, search and report pages are answered by the encrypted local
+index (`clients/local/index.py`, `Profile.index()`): SQL filters and FTS5 search narrow the
+candidates, then each candidate is checked against the Desk's own filter semantics
+(`_matches`), so the index never widens what a filter means. Where the index's query API
+means something else, the filter is left to that check: a device id prefix is resolved to
+the devices the index knows, "value contains" is a substring (the index compares whole
+values), and "has findings" means a finding against one of the report's devices (the
+index's flag also counts verification reasons). Search is by words: FTS5 finds the reports
+holding the words as a phrase, and the substring check keeps those whose text holds it
+(a fragment inside a word, e.g. "eckpoi", no longer matches). A text without any word
+character is searched by substring over the other filters' candidates.
+
+A field device keeps no index (it holds no decryption key); its pages read `Profile.view()`.
 """
 
 from __future__ import annotations
 
+import calendar
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from clients.local.index import Index, ReportQuery
 from clients.local.profile import Profile
 from sync.client import CoordinatorView, ReportVerification
 from sync.client.view import VERIFICATION_STATES, Finding
@@ -34,6 +47,8 @@ class Filters:
     conflict: str = ""  # "yes", "no" or ""
     findings: str = ""  # "yes", "no" or ""
     verification: str = ""
+    since: str = ""  # a date, YYYY-MM-DD (UTC): reports with a revision on or after it
+    until: str = ""  # a date, YYYY-MM-DD (UTC): reports with a revision on or before it
 
     @classmethod
     def from_query(cls, query: Any) -> Filters:
@@ -42,6 +57,19 @@ class Filters:
 
     def query(self) -> dict[str, str]:
         return {n: getattr(self, n) for n in self.__dataclass_fields__ if getattr(self, n)}
+
+    def times(self) -> tuple[int | None, int | None]:
+        """`since` and `until` as Unix seconds (start and end of the day, UTC); a date that
+        does not parse means "any"."""
+        return _day(self.since, 0), _day(self.until, 86400 - 1)
+
+
+def _day(text: str, offset: int) -> int | None:
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        return None
+    return calendar.timegm(day.timetuple()) + offset
 
 
 @dataclass(frozen=True)
@@ -61,9 +89,11 @@ class Reading:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self._view: CoordinatorView | None = None
+        self._index: Index | None = None
 
     def invalidate(self) -> None:
         self._view = None
+        self._index = None
 
     @property
     def view(self) -> CoordinatorView:
@@ -71,19 +101,78 @@ class Reading:
             self._view = self.profile.view()
         return self._view
 
-    def findings(self) -> list[Finding]:
-        return self.view.findings()
+    @property
+    def index(self) -> Index | None:
+        """The profile's index, current with the store; None on a field device (no index)."""
+        if self.profile.store.secrets.kem_seed is None:
+            return None
+        if self._index is None:
+            self._index = self.profile.index()
+        return self._index
 
-    def _row(self, state: ReportState) -> Row:
+    def findings(self) -> list[Finding]:
+        index = self.index
+        return self.view.findings() if index is None else index.findings()
+
+    def _row(self, state: ReportState, verification: ReportVerification) -> Row:
         devices = set(state.authors)
         found = tuple(f for f in self.findings() if f.device in devices)
-        return Row(state, self.view.verification(state.report), found)
+        return Row(state, verification, found)
+
+    def total(self) -> int:
+        index = self.index
+        if index is None:
+            return len(self.view.reports())
+        return index.query(ReportQuery(limit=0))[0]
 
     def rows(self, filters: Filters | None = None) -> list[Row]:
         f = filters or Filters()
+        index = self.index
+        if index is None:
+            return self.scanned(f)
+        since, until = f.times()
+        devices: list[bytes | None] = [None]
+        if f.device:
+            devices = [d for d in self._devices() if d.hex().startswith(f.device.lower())]
+        text = f.q if any(c.isalnum() for c in f.q) else None
+        found: set[str] = set()
+        for device in devices:
+            query = ReportQuery(
+                since=since,
+                until=until,
+                device=device,
+                field=f.field or None,
+                conflict={"yes": True, "no": False}.get(f.conflict),
+                verification=f.verification or None,
+                text=text,
+                limit=-1,  # every match (SQLite: no limit), as the table shows them all
+            )
+            found.update(r["report_id"] for r in index.query(query)[1])
+        findings = self.findings()
         out = []
-        for state in self.view.reports().values():
-            row = self._row(state)
+        for report_id in sorted(found):
+            got = index.state(bytes.fromhex(report_id))
+            if got is None:
+                continue
+            authors = set(got[0].authors)
+            row = Row(got[0], got[1], tuple(x for x in findings if x.device in authors))
+            if _matches(row, f):
+                out.append(row)
+        return out
+
+    def scanned(self, f: Filters) -> list[Row]:
+        """The view-based answer: every report of the view checked in Python (a field
+        device's pages, and the reference the index-based answer is tested against)."""
+        since, until = f.times()
+        out = []
+        for report, state in self.view.reports().items():
+            if since is not None or until is not None:
+                times = [r.content.client_time for r in self.view.revisions(report)]
+                if not times or since is not None and max(times) < since:
+                    continue
+                if until is not None and min(times) > until:
+                    continue
+            row = self._row(state, self.view.verification(report))
             if _matches(row, f):
                 out.append(row)
         return out
@@ -93,18 +182,32 @@ class Reading:
             report = bytes.fromhex(report_id)
         except ValueError:
             return None
+        # The view, not the index: the index's state drops each attachment's transfer (its
+        # key and sealed-chunk manifest, PROTOCOL §13.3), which the page needs to show the
+        # attachment, and the edit and resolve actions build on this very state.
         state = self.view.report(report)
-        return None if state is None else self._row(state)
+        return None if state is None else self._row(state, self.view.verification(report))
+
+    def _devices(self) -> list[bytes]:
+        index = self.index
+        if index is None:
+            seen: set[bytes] = set()
+            for state in self.view.reports().values():
+                seen.update(state.authors)
+            return sorted(seen)
+        # The query API has no list of devices; the index's own table answers it.
+        return [bytes(d) for (d,) in index.db.execute("SELECT DISTINCT device FROM devices")]
 
     def devices_seen(self) -> list[str]:
-        seen: set[bytes] = set()
-        for state in self.view.reports().values():
-            seen.update(state.authors)
-        return sorted(d.hex() for d in seen)
+        return sorted(d.hex() for d in self._devices())
 
     def exported(self, filters: Filters, *, include_unverified: bool) -> list[Row]:
         """The filtered selection, without content not verified yet unless asked for."""
-        keep = set(self.view.reports(include_unverified=include_unverified))
+        index = self.index
+        if index is None:
+            keep = set(self.view.reports(include_unverified=include_unverified))
+        else:
+            keep = set(index.report_ids(verified_only=not include_unverified))
         return [r for r in self.rows(filters) if r.state.report in keep]
 
 
