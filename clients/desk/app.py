@@ -43,7 +43,7 @@ from sync.roster import Role, RosterError
 
 from . import actions
 from .edge import COOKIE, LOOPBACK, SAFE_METHODS, SECURITY_HEADERS, Gate, Idle
-from .findings import explain
+from .findings import explain, state_label
 from .reading import VERIFICATION_STATES, Filters, Reading, value_text
 
 HERE = Path(__file__).parent
@@ -238,6 +238,7 @@ def create_app(desk: Desk) -> FastAPI:
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(t))) if t else ""
     )
     env.globals["value_text"] = value_text
+    env.globals["state_label"] = state_label
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

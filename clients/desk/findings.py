@@ -11,6 +11,19 @@ def N_(text: str) -> str:
     return text
 
 
+_STATE_LABELS: dict[str, str] = {
+    "verified": N_("verified"),
+    "pending-admission": N_("pending admission"),
+    "after-revocation": N_("after revocation"),
+    "with-findings": N_("with findings"),
+}
+
+
+def state_label(state: str) -> str:
+    """A report's verification state as shown (a message id); an unknown state as it is."""
+    return _STATE_LABELS.get(state, state)
+
+
 _MEANINGS: dict[str, tuple[str, str]] = {
     "forged": (
         N_(
