@@ -5,7 +5,7 @@ Theory of operation:
   index keeps what the view concluded, one row per report (merged fields, heads,
   verification, devices, times, the view's snapshot) in an in-memory SQLite database with
   FTS5 over field names, values and notes. Queries are SQL over memory.
-* On disk it is one file, ``HOME/index.sealed``: ``MAGIC || nonce || ChaCha20-Poly1305(
+* On disk it is one file, ``HOME/index.sealed``: ``magic() || nonce || ChaCha20-Poly1305(
   K_index, nonce, sqlite3 serialize(), aad)``. ``K_index = HKDF-SHA256(store key,
   info="sealbox/v1/local-index")``; ``aad`` binds the format, the profile (org and device)
   and the store's index generation, which changes in the same transaction as any envelope,
@@ -47,7 +47,13 @@ __all__ = [
 
 INDEX_FILE = "index.sealed"
 FORMAT = 1
-MAGIC = b"sealbox-index\x00\x01"
+TAG = b"sealbox-index\x00"
+"""The file's tag; the file starts with it and one byte of `FORMAT` (`magic`)."""
+
+
+def magic() -> bytes:
+    """The first 15 bytes of the file and of the AEAD's aad: ``TAG || u8(FORMAT)``."""
+    return TAG + bytes([FORMAT])
 LABEL = b"sealbox/v1/local-index"
 
 _SCHEMA = """
@@ -76,7 +82,7 @@ def index_key(store_key: bytes) -> bytes:
 
 
 def index_aad(org: bytes, device: bytes, generation: bytes) -> bytes:
-    return MAGIC + bytes([FORMAT]) + org + device + generation
+    return magic() + bytes([FORMAT]) + org + device + generation
 
 
 def _value(v: Any) -> Any:
@@ -165,13 +171,13 @@ class Index:
     # --- sealing ------------------------------------------------------------------------------
     def seal(self, key: bytes, aad: bytes) -> bytes:
         nonce = secrets.token_bytes(12)
-        return MAGIC + nonce + ChaCha20Poly1305(key).encrypt(nonce, self.db.serialize(), aad)
+        return magic() + nonce + ChaCha20Poly1305(key).encrypt(nonce, self.db.serialize(), aad)
 
     @classmethod
     def open(cls, blob: bytes, key: bytes, aad: bytes) -> Index:
-        if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 12 + 16:
+        if not blob.startswith(magic()) or len(blob) < len(magic()) + 12 + 16:
             raise IndexRefused("not a sealed index of this format")
-        body = blob[len(MAGIC) :]
+        body = blob[len(magic()) :]
         try:
             plain = ChaCha20Poly1305(key).decrypt(body[:12], body[12:], aad)
         except InvalidTag:
