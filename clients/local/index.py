@@ -54,6 +54,8 @@ TAG = b"sealbox-index\x00"
 def magic() -> bytes:
     """The first 15 bytes of the file and of the AEAD's aad: ``TAG || u8(FORMAT)``."""
     return TAG + bytes([FORMAT])
+
+
 LABEL = b"sealbox/v1/local-index"
 
 _SCHEMA = """
