@@ -20,6 +20,7 @@ from clients.reference_cli.attachment_commands import _fetch_chunks
 from clients.reference_cli.attachments import AttachmentFailed
 from clients.reference_cli.common import Code, Exit, _call, _fields, _seal, _transport
 from clients.reference_cli.coordinator import _export_csv, _export_json
+from clients.reference_cli.device_commands import device_label
 from crypto import VerificationFailed, encoding
 from crypto.stream import open_chunks
 from sync.client import (
@@ -31,7 +32,7 @@ from sync.client import (
     revoke_flow,
     roster_flow,
 )
-from sync.invite import Enrollment, Invite, open_label
+from sync.invite import Invite
 from sync.merge import ReportState
 from sync.messages import b64encode
 from sync.report import AttachmentManifest, ReportContent
@@ -106,20 +107,7 @@ def devices(profile: Profile) -> list[dict[str, Any]]:
     roster = profile.roster.roster
     out = []
     for d in listed.devices:
-        label = None
-        if d.enrollment:
-            try:
-                enrollment, _ = Enrollment.parse_and_verify(d.enrollment)
-                known = invites.get(enrollment.invite_id)
-                if known is not None:
-                    label = open_label(
-                        enrollment.sealed_label,
-                        secret=known["secret"],
-                        invite_id=enrollment.invite_id,
-                        device_id=d.device_id,
-                    )
-            except Exception:  # noqa: BLE001 - an unreadable label is shown as unknown
-                label = None
+        label = device_label(d.enrollment, d.device_id, invites)
         if d.device_id == profile.device_id:
             label = profile.meta.get("label")
         member = roster.member(d.device_id)

@@ -32,6 +32,28 @@ from sync.invite import Enrollment, open_label
 devices_app = typer.Typer(help="Enrolled devices (coordinators).", no_args_is_help=True)
 
 
+def device_label(
+    enrollment: bytes | None, device_id: bytes, invites: dict[bytes, Any]
+) -> str | None:
+    """The label a device sealed at enrollment, if this profile issued its invite (the
+    secret opens it); None when it cannot be read (another coordinator's invite, damage)."""
+    if not enrollment:
+        return None
+    try:
+        parsed, _ = Enrollment.parse_and_verify(enrollment)
+        known = invites.get(parsed.invite_id)
+        if known is None:
+            return None
+        return open_label(
+            parsed.sealed_label,
+            secret=known["secret"],
+            invite_id=parsed.invite_id,
+            device_id=device_id,
+        )
+    except Exception:  # noqa: BLE001 - an unreadable label is shown as unknown
+        return None
+
+
 @devices_app.command("list")
 def devices_list(home: Home = None, as_json: Json = False) -> None:
     """Enrolled devices with their role, state, chain watermark and flags."""
@@ -47,20 +69,7 @@ def devices_list(home: Home = None, as_json: Json = False) -> None:
         data: list[dict[str, Any]] = []
         for d in devices.devices:
             device_id = d.device_id
-            label = None
-            if d.enrollment:
-                try:
-                    enrollment, _ = Enrollment.parse_and_verify(d.enrollment)
-                    known = invites.get(enrollment.invite_id)
-                    if known is not None:
-                        label = open_label(
-                            enrollment.sealed_label,
-                            secret=known["secret"],
-                            invite_id=enrollment.invite_id,
-                            device_id=device_id,
-                        )
-                except Exception:  # noqa: BLE001 - an unreadable label is shown as unknown
-                    label = None
+            label = device_label(d.enrollment, device_id, invites)
             if device_id == profile.device_id:
                 label = profile.meta.get("label")
             member = roster.member(device_id)
