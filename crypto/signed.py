@@ -35,6 +35,7 @@ _PURPOSE_NAMES = {
     Purpose.CHECKPOINT_SIGNATURE: "checkpoint",
     Purpose.ENROLLMENT_SIGNATURE: "enrollment",
     Purpose.FRESHNESS_SIGNATURE: "freshness",
+    Purpose.EVIDENCE_SIGNATURE: "evidence",
 }
 _BY_NAME = {name: purpose for purpose, name in _PURPOSE_NAMES.items()}
 

@@ -57,3 +57,5 @@ class Purpose(bytes, Enum):
     ATTACHMENT_CHUNK = b"sealbox/v1/attachment-chunk"
     KEY_FINGERPRINT = b"sealbox/v1/key-fingerprint"
     KEY_COMMITMENT = b"sealbox/v1/key-commitment"
+    EVIDENCE_SIGNATURE = b"sealbox/v1/sig/evidence"
+    EVIDENCE_CONTENTS = b"sealbox/v1/evidence-contents"

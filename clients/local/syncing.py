@@ -15,6 +15,7 @@ from typing import Any
 from rich.progress import Progress
 
 from clients.local import freshness
+from clients.local.evidence_log import forget_leaves, keep_checkpoint, keep_leaves
 from clients.local.profile import Profile
 from clients.local.transport import Transport
 
@@ -118,16 +119,19 @@ class Persist:
             self.warn(f"admission refused: {event.reason}")
         elif isinstance(event, ServerWentBackInTime):
             self.summary["server_went_back"] = True
+            forget_leaves(p.store)  # pulled again from the start: the old order is not the log
             self.warn("the server went back in time (restored?): re-pulled from the start")
         elif isinstance(event, ChangesPulled):
             with p.store.transaction():
                 p.keep_envelopes(event.envelopes)
+                keep_leaves(p.store, event.last_seq - len(event.leaves), event.leaves)
                 p.meta["cursor"] = event.cursor
                 p.meta["log_frontier"] = event.log_frontier
                 p.save_meta()
             self.summary["pulled"] = self.summary.get("pulled", 0) + len(event.envelopes)
         elif isinstance(event, LogCheckpointAdopted):
             with p.store.transaction():  # the device's witness follows it (§17.8)
+                keep_checkpoint(p.store, event.checkpoint)
                 p.meta["log_checkpoint"] = event.checkpoint
                 p.save_meta()
                 p.save_device(self.state)

@@ -52,6 +52,7 @@ from clients.reference_cli.common import (
 )
 from clients.reference_cli.coordinator import conflicts_app, reports_app
 from clients.reference_cli.device_commands import devices_app
+from clients.reference_cli.evidence_commands import evidence_app
 from clients.reference_cli.org_commands import enroll, invite_app, org_app
 from clients.reference_cli.render import console, safe, shown
 from clients.reference_cli.report_commands import report_app
@@ -93,6 +94,7 @@ app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(devices_app, name="devices")
 app.add_typer(attachments_app, name="attachments")
 app.add_typer(checkpoint_app, name="checkpoint")
+app.add_typer(evidence_app, name="evidence")
 
 
 def _version(value: bool) -> None:

@@ -148,6 +148,9 @@ class ChangesPulled(Event):
     last_seq: int
     more: bool
     log_frontier: bytes = b""
+    # Every item's envelope id, in server order (the log's leaves after_seq+1..last_seq):
+    # kept so that an evidence bundle can prove a revision's place in a checkpoint (§22).
+    leaves: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

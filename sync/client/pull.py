@@ -160,7 +160,9 @@ def pull_flow(
                 result.stored.append(Stored(item.server_seq, envelope.id, envelope.header))
         result.cursor, result.pages = page.cursor, result.pages + 1
         result.pulled += len(fresh)
-        yield ChangesPulled(tuple(fresh), page.cursor, last, page.more, frontier.to_bytes())
+        yield ChangesPulled(
+            tuple(fresh), page.cursor, last, page.more, frontier.to_bytes(), tuple(ids)
+        )
         if not page.more:
             result.finished = True
             return result

@@ -381,6 +381,16 @@ class CoordinatorView:
             state = "verified"
         return ReportVerification(state, tuple(sorted(flags)))
 
+    def message_key(self, revision: bytes) -> MessageKey | None:
+        """MK_(n-c) that opened ``revision``, if it did (evidence bundles disclose it, §22)."""
+        h = parse_envelope(self.envelopes[revision]).header if revision in self.envelopes else None
+        if h is None or h.report is None or revision not in self._dags.get(h.report, ()):
+            return None
+        key = self._key_envelope(parse_envelope(self.envelopes[revision]))
+        if key is None or key not in self._sender_keys or h.key_seq is None:
+            return None
+        return self._message_key(key, h.seq - h.key_seq)
+
     def watermark(self, device: bytes) -> int:
         chain = self._chains.get(device, {})
         seq = 0
