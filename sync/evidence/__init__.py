@@ -14,16 +14,16 @@ from sync.evidence.bundle import (
     build_bundle,
     section_hash,
 )
-from sync.evidence.log import prove_in_log
-from sync.evidence.statements import claimed, proven
-from sync.evidence.verify import (
+from sync.evidence.facts import (
     EvidenceRefused,
     Logged,
     MemberFact,
     RevisionFact,
     VerifiedBundle,
-    verify_bundle,
 )
+from sync.evidence.log import prove_in_log
+from sync.evidence.statements import claimed, proven
+from sync.evidence.verify import verify_bundle
 
 __all__ = [
     "FORMAT_VERSION",

@@ -7,7 +7,7 @@ names the check behind it, every claimed line says whose word it is.
 
 from __future__ import annotations
 
-from sync.evidence.verify import VerifiedBundle
+from sync.evidence.facts import VerifiedBundle
 from sync.roster import format_fingerprint
 
 __all__ = ["claimed", "proven"]

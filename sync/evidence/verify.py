@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from crypto import (
@@ -28,10 +27,18 @@ from crypto import (
     open_revision,
     parse_envelope,
 )
-from sync.checkpoint import Checkpoint
 from sync.evidence.bundle import FORMAT_VERSION, MAGIC, SECTIONS, section_hash
-from sync.merge import MergeError, ReportDag, ReportState, Revision
-from sync.merkle import ProofError, leaf_hash, verify_batch_inclusion
+from sync.evidence.facts import (
+    AttachmentFact,
+    EvidenceRefused,
+    Logged,
+    MemberFact,
+    RevisionFact,
+    VerifiedBundle,
+    short,
+)
+from sync.evidence.log import check_log
+from sync.merge import MergeError, ReportDag, Revision
 from sync.report import AttachmentManifest, ContentError, ReportContent
 from sync.roster import Member, RosterError, SignedRoster, verify_chain
 
@@ -54,88 +61,8 @@ SECTION_NAMES = {
 _MANIFEST_KEYS = {"v", "o", "t", "r", "k", "f", "l", "h"}
 
 
-class EvidenceRefused(Exception):
-    """The bundle does not verify; the message says which check failed, and where."""
-
-
-@dataclass(frozen=True, slots=True)
-class Logged:
-    """A server-signed checkpoint whose tree holds a revision at ``server_seq``."""
-
-    server_seq: int
-    size: int
-    issued_at: int  # the server's clock (signed by the server: its claim of the time)
-    code: str  # the checkpoint's short code (PROTOCOL §17.4)
-
-
-@dataclass(frozen=True, slots=True)
-class RevisionFact:
-    id: bytes
-    report: bytes
-    device: bytes
-    role: str
-    seq: int
-    key_seq: int
-    roster_version: int
-    parents: tuple[bytes, ...]
-    witness_size: int
-    content: ReportContent
-    logged: Logged | None  # the earliest checkpoint in the bundle that holds it
-
-
-@dataclass(frozen=True, slots=True)
-class MemberFact:
-    device_id: bytes
-    role: str
-    listed_from: int  # the first roster version that lists the device
-    revoked_after: int | None
-    label: str | None  # the exporter's claim
-
-
-@dataclass(frozen=True, slots=True)
-class AttachmentFact:
-    manifest: AttachmentManifest
-    included: bool  # the plaintext is in the bundle and matches the signed size and hash
-
-
-@dataclass
-class VerifiedBundle:
-    org_id: bytes
-    reports: tuple[bytes, ...]
-    genesis_fingerprint: bytes
-    fingerprint: bytes
-    roster_version: int
-    server_key_id: bytes
-    exporter: bytes
-    exported_at: int  # the exporter's clock: a claim
-    revisions: dict[bytes, RevisionFact]
-    members: dict[bytes, MemberFact]
-    attachments: dict[bytes, AttachmentFact]
-    checkpoints: list[Checkpoint]
-    summary: str
-    states: dict[bytes, ReportState] = field(default_factory=dict)
-    message_keys: dict[bytes, bytes] = field(default_factory=dict)
-
-    def history(self, report: bytes) -> list[RevisionFact]:
-        """The report's revisions in log order where logged (proven), then by device clock."""
-        revisions = [r for r in self.revisions.values() if r.report == report]
-        return sorted(
-            revisions,
-            key=lambda r: (
-                r.logged is None,
-                r.logged.server_seq if r.logged else 0,
-                r.content.client_time,
-                r.id,
-            ),
-        )
-
-
 def _refuse(message: str) -> EvidenceRefused:
     return EvidenceRefused(message)
-
-
-def _short(value: bytes) -> str:
-    return value.hex()[:16]
 
 
 def _outer(data: bytes) -> tuple[SignedDocument, Any, Any]:
@@ -224,7 +151,7 @@ def _members(chain: list[SignedRoster], labels: Mapping[bytes, str]) -> dict[byt
         )
     for device in labels:
         if device not in out:
-            raise _refuse(f"the manifest labels device {_short(device)}, not a roster member")
+            raise _refuse(f"the manifest labels device {short(device)}, not a roster member")
     return out
 
 
@@ -241,35 +168,35 @@ def _revision(
     except MalformedEnvelope as exc:
         raise _refuse(f"a revision is not a well-formed envelope: {exc.reason}") from None
     rid, header = envelope.id, envelope.header
-    name = f"revision {_short(rid)}"
+    name = f"revision {short(rid)}"
     if rid not in keys:
         what = "altered, added, or from another bundle"
         if header.report is not None and header.report not in reports:
-            what = f"it belongs to report {_short(header.report)}, not one of this bundle's"
+            what = f"it belongs to report {short(header.report)}, not one of this bundle's"
         raise _refuse(f"the bundle holds {name}, which the signed manifest does not list ({what})")
     if header.kind != "rev" or header.report is None or header.key_seq is None:
         raise _refuse(f"{name} is a key envelope, not a revision")
     if header.org != org:
         raise _refuse(f"{name} is of another organisation")
     if header.report not in reports:
-        raise _refuse(f"{name} belongs to report {_short(header.report)}, not one of the bundle's")
+        raise _refuse(f"{name} belongs to report {short(header.report)}, not one of the bundle's")
     newest = chain[-1].roster
     member = newest.member(header.device)
     if member is None:
         raise _refuse(
-            f"{name} is signed by device {_short(header.device)}, not a member of roster"
+            f"{name} is signed by device {short(header.device)}, not a member of roster"
             f" version {newest.version}"
         )
     try:
         envelope.verify_signature(member.signing_key)
     except VerificationFailed:
         raise _refuse(
-            f"{name}: device {_short(header.device)}'s signature does not verify"
+            f"{name}: device {short(header.device)}'s signature does not verify"
         ) from None
     if not member.accepts_seq(header.seq):
         raise _refuse(
             f"{name} was signed at device seq {header.seq}, after device"
-            f" {_short(header.device)}'s revocation point {member.revoked_after}"
+            f" {short(header.device)}'s revocation point {member.revoked_after}"
         )
     if header.roster_version > newest.version:
         raise _refuse(f"{name} names roster version {header.roster_version}, not in the bundle")
@@ -289,67 +216,6 @@ def _revision(
     except ContentError as exc:
         raise _refuse(f"{name} opens to content that is not report content: {exc}") from None
     return envelope, content, member
-
-
-def _log(
-    raw: Any, org: bytes, server_key: Any, revisions: set[bytes]
-) -> tuple[list[Checkpoint], dict[bytes, Logged]]:
-    if not isinstance(raw, list):
-        raise _refuse("the checkpoints section must be a list")
-    checkpoints: list[Checkpoint] = []
-    logged: dict[bytes, Logged] = {}
-    seqs: dict[bytes, int] = {}
-    for i, entry in enumerate(raw):
-        where = f"checkpoint {i + 1}"
-        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], bytes)):
-            raise _refuse(f"{where} is malformed")
-        try:
-            checkpoint = Checkpoint.verify(entry[0], server_key, org_id=org)
-        except VerificationFailed:
-            raise _refuse(
-                f"{where} is not signed by the server key the roster pins (sv), for this"
-                " organisation"
-            ) from None
-        leaves, proof = entry[1], entry[2]
-        if not isinstance(leaves, list) or not leaves or not isinstance(proof, list):
-            raise _refuse(f"{where}: malformed leaves or proof")
-        hashes: dict[int, bytes] = {}
-        for leaf in leaves:
-            if not (
-                isinstance(leaf, list) and len(leaf) == 2 and type(leaf[0]) is int
-                and isinstance(leaf[1], bytes) and 1 <= leaf[0] <= checkpoint.size
-            ):  # fmt: skip
-                raise _refuse(f"{where}: a leaf is malformed or outside its tree")
-            seq, rid = leaf
-            if rid not in revisions:
-                raise _refuse(
-                    f"{where} proves envelope {_short(rid)}, not a revision of the bundle"
-                )
-            if seqs.setdefault(rid, seq) != seq:
-                raise _refuse(
-                    f"revision {_short(rid)} is at two positions in the server's log"
-                    f" ({seqs[rid]} and {seq}): the server signed inconsistent logs"
-                )
-            if seq - 1 in hashes:
-                raise _refuse(f"{where}: two leaves at server seq {seq}")
-            hashes[seq - 1] = leaf_hash(rid)
-        if [s for s, _ in leaves] != sorted(s for s, _ in leaves):
-            raise _refuse(f"{where}: leaves must be in server order")
-        try:
-            verify_batch_inclusion(hashes, checkpoint.size, proof, checkpoint.root)
-        except ProofError:
-            raise _refuse(
-                f"{where} (size {checkpoint.size}): the inclusion proof of its revisions does"
-                " not verify against its signed root"
-            ) from None
-        checkpoints.append(checkpoint)
-        for seq, rid in leaves:
-            held = logged.get(rid)
-            if held is None or checkpoint.issued_at < held.issued_at:
-                logged[rid] = Logged(
-                    seq, checkpoint.size, checkpoint.issued_at, checkpoint.short_code()
-                )
-    return checkpoints, logged
 
 
 def verify_bundle(data: bytes) -> VerifiedBundle:
@@ -379,7 +245,7 @@ def verify_bundle(data: bytes) -> VerifiedBundle:
     signer = newest.member(manifest.signer)
     if signer is None or str(signer.role) != "coordinator" or not signer.active:
         raise _refuse(
-            f"the manifest is signed by {_short(manifest.signer)}, not an active coordinator of"
+            f"the manifest is signed by {short(manifest.signer)}, not an active coordinator of"
             f" roster version {newest.version}"
         )
     try:
@@ -400,12 +266,12 @@ def verify_bundle(data: bytes) -> VerifiedBundle:
             envelope_bytes, content_bytes, keys, report_set, chain, org
         )
         if envelope.id in facts:
-            raise _refuse(f"revision {_short(envelope.id)} is in the bundle twice")
+            raise _refuse(f"revision {short(envelope.id)} is in the bundle twice")
         facts[envelope.id] = (envelope, content, member)
     for rid in keys:
         if rid not in facts:
             raise _refuse(
-                f"revision {_short(rid)}, listed in the signed manifest, is not in the bundle"
+                f"revision {short(rid)}, listed in the signed manifest, is not in the bundle"
                 " (removed?)"
             )
     dags: dict[bytes, ReportDag] = {}
@@ -414,20 +280,20 @@ def verify_bundle(data: bytes) -> VerifiedBundle:
         for parent in header.parents:
             if parent not in facts or facts[parent][0].header.report != header.report:
                 raise _refuse(
-                    f"revision {_short(rid)} names parent {_short(parent)}, which the bundle does"
+                    f"revision {short(rid)} names parent {short(parent)}, which the bundle does"
                     " not hold: the report's history is incomplete"
                 )
         dag = dags.setdefault(header.report, ReportDag(header.report))
         try:
             dag.add(Revision(rid, header.report, header.parents, header.device, content))
         except MergeError:
-            raise _refuse(f"revision {_short(rid)} is inconsistent with its report") from None
+            raise _refuse(f"revision {short(rid)} is inconsistent with its report") from None
     for report in reports:
         if report not in dags:
-            raise _refuse(f"report {_short(report)} is named in the manifest but has no revision")
+            raise _refuse(f"report {short(report)} is named in the manifest but has no revision")
 
     attachments = _attachments(contents["a"], facts)
-    checkpoints, logged = _log(contents["c"], org, newest.server_key, set(facts))
+    checkpoints, logged = check_log(contents["c"], org, newest.server_key, set(facts))
     for name in SECTIONS:
         if section_hash(name, contents[name]) != body["h"][name]:
             raise _refuse(
@@ -485,10 +351,10 @@ def _attachments(
             for entry in entries:
                 if len(blob) != entry.size or hashlib.sha256(blob).digest() != entry.sha256:
                     raise _refuse(
-                        f"attachment {entry.name!r} ({_short(attachment_id)}) does not match the"
+                        f"attachment {entry.name!r} ({short(attachment_id)}) does not match the"
                         " size and SHA-256 its signed revision states"
                     )
         out[attachment_id] = AttachmentFact(entries[0], blob is not None)
     for attachment_id in data:
-        raise _refuse(f"attachment {_short(attachment_id)} is named by no revision of the bundle")
+        raise _refuse(f"attachment {short(attachment_id)} is named by no revision of the bundle")
     return out
