@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from crypto import ChainKey, SigningKey, encoding
-from sync.evidence import EvidenceRefused, verify_bundle
+from sync.evidence import EvidenceRefused, claimed, proven, verify_bundle
 from sync.evidence.bundle import MAGIC
 from tests.evidence.factory import (
     ORG,
@@ -52,8 +52,8 @@ def _refused(data: bytes) -> str:
 
 
 def test_a_bundle_verifies_offline_with_only_the_keys_its_roster_proves() -> None:
-    """PROTOCOL §22: signatures, roster membership, bodies under the disclosed keys, the photo's
-    hash, the log proofs and the manifest; the merged state is the report's."""
+    """PROTOCOL §22.3: signatures, roster membership, bodies under the disclosed keys, the
+    photo's hash, the log proofs and the manifest; the merged state is the report's."""
     org = ORG_FIXTURE
     verified = verify_bundle(signed(org, bundle_of(org)))
     assert verified.reports == (REPORT_A,)
@@ -73,6 +73,20 @@ def test_a_bundle_verifies_offline_with_only_the_keys_its_roster_proves() -> Non
     }
     assert verified.exporter == org.coordinator.verify_key.key_id
     assert verified.members[org.field_device.verify_key.key_id].listed_from == 2
+
+
+def test_what_is_only_claimed_is_said_apart_from_what_is_proven() -> None:
+    """PROTOCOL §22.4: device clocks, the exporter's clock and labels, and the key commitment
+    are claims; the proven lines name none of them as proven."""
+    org = ORG_FIXTURE
+    labels = {org.field_device.verify_key.key_id: "monitor phone"}
+    verified = verify_bundle(signed(org, bundle_of(org, labels=labels)))
+    claims = " ".join(claimed(verified))
+    for claim in ("device clocks", "export time", "server clocks", "key commitment", "labels"):
+        assert claim in claims
+    assert "MK(n-c)" in claims and "holds no chain key" in claims
+    assert not any("clock" in line for line in proven(verified))
+    assert verified.members[org.field_device.verify_key.key_id].label == "monitor phone"
 
 
 def test_flipping_any_byte_of_a_bundle_fails_verification() -> None:
