@@ -19,9 +19,11 @@ from collections.abc import Callable, Sequence
 from clients.local.evidence_log import log_proofs
 from clients.local.evidence_summary import render_summary
 from clients.local.profile import Profile
+
+# One place opens a device's sealed label (the CLI's devices list, the Desk, evidence).
+from clients.reference_cli.device_commands import device_label
 from crypto import encoding, open_revision, parse_envelope
 from sync.evidence import Bundle, RevisionPart, build_bundle, verify_bundle
-from sync.invite import Enrollment, open_label
 from sync.report import AttachmentManifest
 
 __all__ = ["EvidenceExportError", "Fetch", "export_bundle"]
@@ -38,19 +40,11 @@ def _labels(profile: Profile, devices: set[bytes]) -> dict[bytes, str]:
     """Labels this profile can open (devices it invited, and itself): the exporter's claim."""
     invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in profile.store.items("invite")}
     out: dict[bytes, str] = {}
-    for _, document in profile.store.items("enroll"):
-        enrollment, _ = Enrollment.parse_and_verify(document)
-        known = invites.get(enrollment.invite_id)
-        if enrollment.device_id in devices and known is not None:
-            try:
-                out[enrollment.device_id] = open_label(
-                    enrollment.sealed_label,
-                    secret=known["secret"],
-                    invite_id=enrollment.invite_id,
-                    device_id=enrollment.device_id,
-                )
-            except Exception:  # noqa: BLE001 - a label that does not open is not claimed
-                continue
+    for name, document in profile.store.items("enroll"):
+        device = bytes.fromhex(name)
+        label = device_label(document, device, invites) if device in devices else None
+        if label is not None:
+            out[device] = label
     if profile.device_id in devices and profile.meta.get("label"):
         out[profile.device_id] = str(profile.meta["label"])
     return out

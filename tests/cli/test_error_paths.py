@@ -196,6 +196,8 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
             "server": proxy.url,
             "output": str(tmp_path / "attachment-out"),
             "field": "place=Resolved",
+            "reports": report,  # evidence export
+            "bundle": str(a_file),  # evidence verify: not a bundle
         }
         listed = list(commands())
         assert len(listed) >= 20, [p for p, _ in listed]

@@ -50,6 +50,10 @@ def test_a_report_exported_by_a_coordinator_verifies_offline_with_the_real_cli(
     data = bundle.read_bytes()
     assert b"CANARY-left-out-7731" not in data
 
+    named = tmp_path / "named.sbx"
+    coord.run("evidence", "export", report, "-o", str(named), "--labels", "--no-attachments")
+    assert b"monitor phone" in named.read_bytes() and b"monitor phone" not in data
+
     server.stop()
     nobody = devices("nobody")  # no profile at all: the verifier needs none
     html = tmp_path / "summary.html"
@@ -64,6 +68,11 @@ def test_a_report_exported_by_a_coordinator_verifies_offline_with_the_real_cli(
     assert any(line.startswith("key commitment:") for line in verified["claimed"])
     page = html.read_text()
     assert "Central market" in page and "device clock, claimed" in page
+
+    labelled = nobody.run("evidence", "verify", str(named)).json
+    (state,) = labelled["reports"].values()
+    assert [r["label"] for r in state["timeline"]][:2] == ["monitor phone", "monitor phone"]
+    assert any("1 attachment not included" in line for line in labelled["claimed"])
 
     human = nobody.run("evidence", "verify", str(bundle), as_json=False)
     assert "VERIFIED" in human.stdout and "Only claimed:" in human.stdout
