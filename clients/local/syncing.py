@@ -131,7 +131,8 @@ class Persist:
             self.summary["pulled"] = self.summary.get("pulled", 0) + len(event.envelopes)
         elif isinstance(event, LogCheckpointAdopted):
             with p.store.transaction():  # the device's witness follows it (§17.8)
-                keep_checkpoint(p.store, event.checkpoint)
+                if p.role is Role.COORDINATOR:  # for evidence bundles (PROTOCOL §22.5)
+                    keep_checkpoint(p.store, event.checkpoint)
                 p.meta["log_checkpoint"] = event.checkpoint
                 p.save_meta()
                 p.save_device(self.state)
