@@ -59,3 +59,5 @@ class Purpose(bytes, Enum):
     KEY_COMMITMENT = b"sealbox/v1/key-commitment"
     EVIDENCE_SIGNATURE = b"sealbox/v1/sig/evidence"
     EVIDENCE_CONTENTS = b"sealbox/v1/evidence-contents"
+    RECOVERY_SIGNING = b"sealbox/v1/recovery/signing"
+    RECOVERY_HPKE = b"sealbox/v1/recovery/hpke"

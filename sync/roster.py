@@ -19,10 +19,16 @@ Rules (each has a test that names it):
   R2 ``prev`` is all-zero for version 1 and the hash of the previous version otherwise;
   R3 the signer is an active coordinator of the previous version (of itself for genesis);
   R4 a revocation is never undone and its point never moves later;
-  R5 at least one active coordinator remains; the server receipt key never changes silently
+  R5 at least one active coordinator remains, or the recovery key (which can admit one);
+     the server receipt key never changes silently
      (a change needs a new version signed like any other);
   R6 member ids equal the key id of their signing key, and exactly the coordinators carry an
-     HPKE key.
+     HPKE key;
+  R3 also admits the organisation's recovery key (``rk``, PROTOCOL §20) as the signer of a
+     version after genesis;
+  R7 once a version carries a recovery key, a later version changes or drops it only when
+     signed by that recovery key.
+The recovery key's HPKE key is a recipient of every epoch (`Roster.recipients`, §4.3 rule 6).
 A chain older than the newest version a client verified is a rollback.
 """
 
@@ -40,6 +46,7 @@ from crypto.suite import PROTOCOL_VERSION, SUITE_ID
 __all__ = [
     "MAX_MEMBERS",
     "Member",
+    "RecoveryPublicKey",
     "Role",
     "Roster",
     "RosterError",
@@ -118,6 +125,31 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class RecoveryPublicKey:
+    """The public half of the organisation's recovery key (PROTOCOL §20): ``rk`` in a roster."""
+
+    signing_key: VerifyKey
+    kem_key: KemPublicKey
+
+    @property
+    def key_id(self) -> bytes:
+        """Its id: the key id of its Ed25519 key (what signs a roster version, R3)."""
+        return self.signing_key.key_id
+
+    def _to_cbor(self) -> dict[str, Any]:
+        return {"k": self.signing_key.raw, "e": self.kem_key.raw}
+
+    @classmethod
+    def _from_cbor(cls, raw: Any) -> RecoveryPublicKey:
+        if not isinstance(raw, dict) or set(raw) != {"k", "e"}:
+            raise RosterError("format", "malformed recovery key")
+        try:
+            return cls(VerifyKey(raw["k"]), KemPublicKey(raw["e"]))
+        except (TypeError, ValueError) as exc:
+            raise RosterError("format", "malformed recovery key") from exc
+
+
+@dataclass(frozen=True, slots=True)
 class Roster:
     """The content of one roster version (unsigned)."""
 
@@ -126,6 +158,7 @@ class Roster:
     prev: bytes
     server_key: VerifyKey
     members: tuple[Member, ...] = field(default=())
+    recovery: RecoveryPublicKey | None = None
 
     def __post_init__(self) -> None:
         ids = [m.device_id for m in self.members]
@@ -149,8 +182,10 @@ class Roster:
         return tuple(m for m in self.members if m.role is Role.COORDINATOR and m.active)
 
     def recipients(self) -> tuple[KemPublicKey, ...]:
-        """The HPKE keys a device seals to under this version."""
-        return tuple(m.kem_key for m in self.active_coordinators() if m.kem_key is not None)
+        """The HPKE keys a device seals to under this version: the active coordinators' and
+        the recovery key's, if the version carries one (PROTOCOL §4.3 rule 6)."""
+        keys = tuple(m.kem_key for m in self.active_coordinators() if m.kem_key is not None)
+        return keys if self.recovery is None else (*keys, self.recovery.kem_key)
 
     # --- derivations ---------------------------------------------------------------
     def with_member(self, member: Member) -> Roster:
@@ -172,7 +207,7 @@ class Roster:
 
     # --- encoding ----------------------------------------------------------------
     def to_cbor(self) -> dict[str, Any]:
-        return {
+        out = {
             "v": PROTOCOL_VERSION,
             "s": SUITE_ID,
             "o": self.org_id,
@@ -181,10 +216,14 @@ class Roster:
             "sv": self.server_key.raw,
             "m": [m._to_cbor() for m in self.members],
         }
+        if self.recovery is not None:
+            out["rk"] = self.recovery._to_cbor()
+        return out
 
     @classmethod
     def from_cbor(cls, raw: Any) -> Roster:
-        if not isinstance(raw, dict) or set(raw) != {"v", "s", "o", "n", "h", "sv", "m"}:
+        required = {"v", "s", "o", "n", "h", "sv", "m"}
+        if not isinstance(raw, dict) or not required <= set(raw) <= required | {"rk"}:
             raise RosterError("format", "malformed roster")
         if type(raw["v"]) is not int or type(raw["s"]) is not int:
             raise RosterError("format", "unsupported version or suite")
@@ -206,7 +245,10 @@ class Roster:
         ids = [m.device_id for m in members]
         if ids != sorted(set(ids)):
             raise RosterError("format", "members must be sorted by id and unique")
-        return cls(raw["o"], raw["n"], raw["h"], server_key, members)
+        recovery = RecoveryPublicKey._from_cbor(raw["rk"]) if "rk" in raw else None
+        if recovery is not None and any(m.device_id == recovery.key_id for m in members):
+            raise RosterError("format", "the recovery key is not a member")
+        return cls(raw["o"], raw["n"], raw["h"], server_key, members, recovery)
 
     def sign(self, signing_key: SigningKey) -> SignedRoster:
         from crypto import sign_document
@@ -244,12 +286,20 @@ class SignedRoster:
         return cls(roster=roster, document=document)
 
 
-def _check_signature(candidate: SignedRoster, signers: Roster) -> None:
+def _check_signature(candidate: SignedRoster, signers: Roster, *, genesis: bool) -> None:
     signer = signers.member(candidate.signer)
-    if signer is None or signer.role is not Role.COORDINATOR or not signer.active:
-        raise RosterError("R3", "signer is not an active coordinator of the previous version")
+    recovery = signers.recovery
+    if recovery is not None and not genesis and candidate.signer == recovery.key_id:
+        key = recovery.signing_key
+    elif signer is None or signer.role is not Role.COORDINATOR or not signer.active:
+        raise RosterError(
+            "R3", "signer is neither an active coordinator nor the recovery key of the previous"
+            " version"
+        )  # fmt: skip
+    else:
+        key = signer.signing_key
     try:
-        candidate.document.verify(signer.signing_key)
+        candidate.document.verify(key)
     except VerificationFailed as exc:
         raise RosterError("R3", "bad roster signature") from exc
 
@@ -262,7 +312,7 @@ def check_successor(previous: SignedRoster | None, candidate: SignedRoster) -> N
             raise RosterError("R1", "the first version must be 1")
         if new.prev != ZERO_HASH:
             raise RosterError("R2", "genesis prev must be zero")
-        _check_signature(candidate, new)
+        _check_signature(candidate, new, genesis=True)
     else:
         old = previous.roster
         if new.org_id != old.org_id:
@@ -271,7 +321,13 @@ def check_successor(previous: SignedRoster | None, candidate: SignedRoster) -> N
             raise RosterError("R1", "version must increase by exactly 1")
         if new.prev != previous.hash:
             raise RosterError("R2", "prev does not match the previous version's hash")
-        _check_signature(candidate, old)
+        _check_signature(candidate, old, genesis=False)
+        if (
+            old.recovery is not None
+            and new.recovery != old.recovery
+            and candidate.signer != old.recovery.key_id
+        ):
+            raise RosterError("R7", "only the recovery key may change or remove the recovery key")
         for before in old.members:
             after = new.member(before.device_id)
             if before.revoked_after is None:
@@ -282,8 +338,8 @@ def check_successor(previous: SignedRoster | None, candidate: SignedRoster) -> N
                 or after.revoked_after > before.revoked_after
             ):
                 raise RosterError("R4", "a revocation was undone or moved later")
-    if not new.active_coordinators():
-        raise RosterError("R5", "no active coordinator left")
+    if not new.active_coordinators() and new.recovery is None:
+        raise RosterError("R5", "no active coordinator left, and no recovery key")
 
 
 def verify_chain(
