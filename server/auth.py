@@ -7,6 +7,11 @@ unsigned request or an unknown key is refused 401 (``Connection: close``, the bo
 left unread).  Only then is the body read (bounded while it is read, `server.app`)
 and the signature, content digest and nonce verified.
 
+The organisation's recovery key (PROTOCOL §20.4) is no device: its key id is not in the
+devices table, so it is looked up in the same statement (``orgs.recovery_key``) and signs
+as a caller of role ``"recovery"``, which only ``RecoveryOrMemberCaller`` (read the roster)
+and ``RosterSigner`` (list devices, append a roster version) accept.
+
 ``SignedCaller`` verifies the RFC 9421 signature of the request against the key
 of the device named by ``keyid`` *within the organisation in the path* (so no
 id from one organisation is accepted in another's requests), refuses a reused
@@ -44,6 +49,8 @@ __all__ = [
     "CoordinatorCaller",
     "OrgId",
     "PushCaller",
+    "RecoveryOrMemberCaller",
+    "RosterSigner",
     "SignedCaller",
     "SignedRoute",
     "check_rate",
@@ -113,9 +120,18 @@ def _target_uri(ctx: ServerContext, request: Request) -> str:
 # One statement finds the organisation and the device the signature names: the
 # organisation row always (404 if absent), the device columns NULL if it is not enrolled.
 _KEY_SQL = (
-    "SELECT d.signing_key, d.role, d.state, d.revoked_after FROM orgs o "
+    "SELECT d.signing_key, d.role, d.state, d.revoked_after, o.recovery_key FROM orgs o "
     "LEFT JOIN devices d ON d.org_id = o.id AND d.device_id = ? WHERE o.id = ?"
 )
+RECOVERY_ROLE = "recovery"
+
+
+def _signer_row(row: tuple[Any, ...], key_id: bytes) -> tuple[Any, ...]:
+    """(signing key, role, state, revoked_after) of the device, or of the recovery key."""
+    recovery = row[4]
+    if row[0] is None and recovery is not None and VerifyKey(recovery).key_id == key_id:
+        return (recovery, RECOVERY_ROLE, "admitted", None)
+    return tuple(row[:4])
 
 
 # The signer's row, found by `pre_authenticate` before the body is read.
@@ -127,13 +143,14 @@ def _lookup_signer(ctx: ServerContext, org_id: bytes, key_id: bytes) -> tuple[An
     rows = fetch(ctx.engine, _KEY_SQL, (key_id, org_id))
     if not rows:
         raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
-    if rows[0][0] is None:
+    row = _signer_row(tuple(rows[0]), key_id)
+    if row[0] is None:
         raise ApiError(
             ErrorCode.SIGNATURE_INVALID,
             401,
             "the signing device is not known to this organisation",
         )
-    return tuple(rows[0])
+    return row
 
 
 async def pre_authenticate(request: Request) -> None:
@@ -182,7 +199,7 @@ def _authenticate(
         rows = fetch(ctx.engine, _KEY_SQL, (key_id, org_id))
         if not rows:
             raise ApiError(ErrorCode.UNKNOWN_ORG, 404, "no such organisation")
-        row = tuple(rows[0])
+        row = _signer_row(tuple(rows[0]), key_id)
     signing_key, role, state, revoked_after = row
     key = VerifyKey(signing_key) if signing_key is not None else None
 
@@ -254,7 +271,9 @@ def remember_nonce_in(batch: Batch, caller: Caller, *, now: int, window: int) ->
     return check
 
 
-async def _caller(request: Request, org_id: bytes, remember_nonce: bool) -> Caller:
+async def _caller(
+    request: Request, org_id: bytes, remember_nonce: bool, recovery: bool = False
+) -> Caller:
     ctx = get_ctx(request)
     signer = request.scope.get(_SIGNER_SCOPE_KEY)
     if signer is None:  # a route that is not a SignedRoute: the same check, now
@@ -263,9 +282,16 @@ async def _caller(request: Request, org_id: bytes, remember_nonce: bool) -> Call
     body = await request.body()  # bounded while read (server.app); ClientDisconnect: 499
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     url = _target_uri(ctx, request)
-    return await anyio.to_thread.run_sync(
+    caller: Caller = await anyio.to_thread.run_sync(
         _authenticate, ctx, org_id, request.method, url, headers, body, remember_nonce, signer
     )
+    if caller.role == RECOVERY_ROLE and not recovery:
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            403,
+            "the recovery key may only read the roster and devices and sign a roster version",
+        )
+    return caller
 
 
 async def _signed_caller(request: Request, org_id: OrgId) -> Caller:
@@ -276,7 +302,13 @@ async def _push_caller(request: Request, org_id: OrgId) -> Caller:
     return await _caller(request, org_id, False)
 
 
+async def _recovery_or_member(request: Request, org_id: OrgId) -> Caller:
+    return await _caller(request, org_id, True, recovery=True)
+
+
 SignedCaller = Annotated[Caller, Depends(_signed_caller)]
+RecoveryOrMemberCaller = Annotated[Caller, Depends(_recovery_or_member)]
+"""Like SignedCaller, and the recovery key too (PROTOCOL §20.4)."""
 PushCaller = Annotated[Caller, Depends(_push_caller)]
 """Like SignedCaller, but the push service records the nonce in its own transaction."""
 
@@ -292,7 +324,19 @@ def _coordinator(caller: SignedCaller) -> Caller:
 CoordinatorCaller = Annotated[Caller, Depends(_coordinator)]
 
 
-_AUTH_CALLS = {_signed_caller, _push_caller}
+def _roster_signer(caller: RecoveryOrMemberCaller) -> Caller:
+    if not (caller.is_coordinator or caller.role == RECOVERY_ROLE):
+        raise ApiError(
+            ErrorCode.FORBIDDEN, 403, "only an active coordinator of the roster may do this"
+        )
+    return caller
+
+
+RosterSigner = Annotated[Caller, Depends(_roster_signer)]
+"""An active coordinator or the recovery key: who may sign a roster version (§5.2 R3)."""
+
+
+_AUTH_CALLS = {_signed_caller, _push_caller, _recovery_or_member}
 
 
 def _needs_signature(dependant: Dependant) -> bool:

@@ -54,7 +54,7 @@ class Org(SQLModel, table=True):
 
     ``log_frontier``: the transparency log's right edge at size ``last_seq`` (PROTOCOL §17.1);
     ``checkpoint``: the signed checkpoint of that size (§17.2), both written by the push
-    that grew the log.
+    that grew the log.  ``recovery_key``: the newest roster version's recovery key (§20).
     """
 
     __tablename__ = "orgs"
@@ -65,6 +65,9 @@ class Org(SQLModel, table=True):
     bytes_stored: int = Field(default=0, sa_type=BigInteger)
     log_frontier: bytes | None = Field(default=None, sa_type=LargeBinary)  # None: empty
     checkpoint: bytes | None = Field(default=None, sa_type=LargeBinary)
+    # The Ed25519 half of the recovery key of the newest roster version (PROTOCOL §20.4):
+    # it may sign requests that read and extend the roster.  None: no recovery key.
+    recovery_key: bytes | None = Field(default=None, sa_type=LargeBinary)
 
 
 class LogNode(SQLModel, table=True):

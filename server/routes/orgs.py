@@ -9,7 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from server.auth import CoordinatorCaller, OrgId, SignedCaller, SignedRoute, check_rate
+from server.auth import (
+    CoordinatorCaller,
+    OrgId,
+    RecoveryOrMemberCaller,
+    RosterSigner,
+    SignedRoute,
+    check_rate,
+)
 from server.deps import Ctx
 from server.errors import ApiError
 from server.routes import PROBLEMS
@@ -75,7 +82,7 @@ def create_org(
 def get_roster(
     ctx: Ctx,
     org_id: OrgId,
-    caller: SignedCaller,
+    caller: RecoveryOrMemberCaller,
     since: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> RosterVersions:
     """Every roster version newer than ``since``, and the newest freshness statement (members)."""
@@ -85,7 +92,7 @@ def get_roster(
 
 @router.post("/{org}/roster", response_model=RosterResponse, responses=PROBLEMS)
 def post_roster(
-    body: RosterRequest, ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller
+    body: RosterRequest, ctx: Ctx, org_id: OrgId, caller: RosterSigner
 ) -> RosterResponse:
     """Append a roster version that extends the chain (coordinators)."""
     version = orgs.post_roster(
@@ -135,7 +142,7 @@ def enroll(body: EnrollRequest, ctx: Ctx, org_id: OrgId) -> EnrollResponse:
 
 
 @router.get("/{org}/devices", response_model=DeviceList, responses=PROBLEMS)
-def list_devices(ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller) -> JSONResponse:
+def list_devices(ctx: Ctx, org_id: OrgId, caller: RosterSigner) -> JSONResponse:
     """Every device with its documents, state, flags, chain watermark and holes (coordinators)."""
     devices = [
         DeviceInfo(

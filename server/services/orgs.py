@@ -60,7 +60,12 @@ def _apply_roster(conn: Connection, org_id: bytes, signed: SignedRoster) -> None
             org_id=org_id, version=roster.version, hash=signed.hash, document=signed.to_bytes()
         )
     )
-    conn.execute(update(_orgs).where(_orgs.c.id == org_id).values(roster_version=roster.version))
+    recovery = roster.recovery.signing_key.raw if roster.recovery is not None else None
+    conn.execute(
+        update(_orgs)
+        .where(_orgs.c.id == org_id)
+        .values(roster_version=roster.version, recovery_key=recovery)
+    )
     existing = {
         row.device_id: row
         for row in conn.execute(select(_devices).where(_devices.c.org_id == org_id))
