@@ -293,6 +293,7 @@ class Profile:
             "kem_key": self.kem_key,
             "enrollments": self.enrollments(),
             "history": self.roster_chain(),
+            "also_keys": [k for k in (self.store.secrets.recovery_key,) if k is not None],
         }
 
     def view(self) -> CoordinatorView:

@@ -60,6 +60,9 @@ class Secrets:
     signing_seed: bytes
     store_key: bytes
     kem_seed: bytes | None = None
+    # A restored coordinator keeps the organisation's recovery HPKE seed, to read the epochs
+    # sealed before it joined (PROTOCOL §20.4).
+    recovery_seed: bytes | None = None
 
     @classmethod
     def generate(cls, *, coordinator: bool) -> Secrets:
@@ -77,13 +80,20 @@ class Secrets:
     def kem_key(self) -> KemPrivateKey | None:
         return KemPrivateKey(self.kem_seed) if self.kem_seed is not None else None
 
+    @property
+    def recovery_key(self) -> KemPrivateKey | None:
+        return KemPrivateKey(self.recovery_seed) if self.recovery_seed is not None else None
+
     def encode(self) -> bytes:
-        return encoding.encode({"s": self.signing_seed, "k": self.store_key, "e": self.kem_seed})
+        raw = {"s": self.signing_seed, "k": self.store_key, "e": self.kem_seed}
+        if self.recovery_seed is not None:
+            raw["r"] = self.recovery_seed
+        return encoding.encode(raw)
 
     @classmethod
     def decode(cls, data: bytes) -> Secrets:
         raw = encoding.decode(data)
-        return cls(raw["s"], raw["k"], raw["e"])
+        return cls(raw["s"], raw["k"], raw["e"], raw.get("r"))
 
 
 class Store:

@@ -133,7 +133,14 @@ def devices_revoke(
                 " (a device is revocable once admitted: sync first)",
             )
         if matches[0] == profile.device_id:
-            raise Exit(1, "a coordinator cannot revoke itself here")
+            others = [m for m in roster.roster.active_coordinators() if m.device_id != matches[0]]
+            if not others and roster.roster.recovery is None:
+                raise Exit(
+                    1,
+                    "this is the last active coordinator: revoked, no one could read new"
+                    " reports or admit a device; set up recovery first (`sealbox recovery"
+                    " setup`) or admit another coordinator",
+                )
         new = drive(
             revoke_flow(
                 org_path=profile.org_path,

@@ -54,6 +54,7 @@ from clients.reference_cli.coordinator import conflicts_app, reports_app
 from clients.reference_cli.device_commands import devices_app
 from clients.reference_cli.evidence_commands import evidence_app
 from clients.reference_cli.org_commands import enroll, invite_app, org_app
+from clients.reference_cli.recovery_commands import recovery_app
 from clients.reference_cli.render import console, safe, shown
 from clients.reference_cli.report_commands import report_app
 from clients.reference_cli.sync_command import sync
@@ -95,6 +96,7 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(attachments_app, name="attachments")
 app.add_typer(checkpoint_app, name="checkpoint")
 app.add_typer(evidence_app, name="evidence")
+app.add_typer(recovery_app, name="recovery")
 
 
 def _version(value: bool) -> None:

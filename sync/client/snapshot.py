@@ -121,13 +121,20 @@ def restore_view(
     envelopes: Mapping[bytes, bytes],
     enrollments: Iterable[Enrollment] = (),
     history: Iterable[SignedRoster] = (),
+    also_keys: Iterable[KemPrivateKey] = (),
 ) -> CoordinatorView:
     """A view equal to one rebuilt from ``envelopes`` under this trust, from ``data``.
 
     ``envelopes`` maps envelope ids to their bytes: every envelope the snapshot names must
     be there; the others are taken in (verified) after the restore, in chain order.
     """
-    view = CoordinatorView(roster=roster, kem_key=kem_key, enrollments=enrollments, history=history)
+    view = CoordinatorView(
+        roster=roster,
+        kem_key=kem_key,
+        enrollments=enrollments,
+        history=history,
+        also_keys=also_keys,
+    )
     try:
         raw = encoding.decode(data)
         if not isinstance(raw, dict) or raw.get("v") != SNAPSHOT_VERSION:

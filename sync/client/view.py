@@ -61,9 +61,12 @@ class CoordinatorView:
         kem_key: KemPrivateKey,
         enrollments: Iterable[Enrollment] = (),
         history: Iterable[SignedRoster] = (),
+        also_keys: Iterable[KemPrivateKey] = (),
     ) -> None:
         self.roster = roster
         self.kem_key = kem_key
+        # Other HPKE keys this coordinator holds: the recovery key after a restore (§20.4).
+        self.keys = (kem_key, *also_keys)
         # Verified roster versions by number: to check each epoch's recipients (§4.3 item 6).
         self.history = {v.roster.version: v.roster for v in (*history, roster)}
         self.enrollments = {e.device_id: e for e in enrollments}
@@ -195,7 +198,8 @@ class CoordinatorView:
                         f"epoch recipients differ from roster version {header.roster_version}",
                     )
                 )
-        if self.kem_key.public_key.key_id not in header.recipients:
+        mine = [k for k in self.keys if k.public_key.key_id in header.recipients]
+        if not mine:
             self._findings.add(
                 Finding(
                     "not-addressed",
@@ -206,7 +210,7 @@ class CoordinatorView:
             )
             return
         try:
-            ck0 = open_sender_key(envelope, author=author, recipient=self.kem_key)
+            ck0 = open_sender_key(envelope, author=author, recipient=mine[0])
         except KeyCommitmentMismatch:
             self._mismatched.add(envelope.id)
             self._findings.add(Finding(_KCM_KIND, header.device, header.seq, _KCM))
