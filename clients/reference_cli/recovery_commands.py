@@ -136,6 +136,8 @@ def recovery_setup(
             for n, share in enumerate(split, start=1)
         ]
         written = _write_sheets(out, sheets) if out is not None else []
+        # Epochs sealed before this version are not sealed to the recovery key (§20.3).
+        earlier = profile.store.count("env")
         data: dict[str, Any] = {
             "threshold": threshold,
             "shares": split if out is None else [],
@@ -143,6 +145,7 @@ def recovery_setup(
             "locator": locator,
             "roster_version": new.roster.version,
             "recovery_key_id": recovery.signing_key.verify_key.key_id.hex(),
+            "envelopes_before_setup": earlier,
         }
 
         def human() -> None:
@@ -159,6 +162,12 @@ def recovery_setup(
                 f"Recovery key set up (roster v{new.roster.version}"
                 f" {format_fingerprint(new.hash)}): any {threshold} of {shares} shares restore."
             )
+            if earlier:
+                err.print(
+                    f"[yellow]note:[/] the {earlier} envelopes already held were sealed before"
+                    " this setup: a restore reads them only once they are granted to the"
+                    " recovery key (PROTOCOL §19, §20.3)"
+                )
 
         _out(as_json, data, human)
 

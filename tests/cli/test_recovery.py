@@ -22,6 +22,7 @@ def _org_with_recovery(server: LiveServer, devices, tmp_path: Path):
     founder.run("org", "create", "--server", server.url, "--name", "Clinic")
     setup = founder.run("recovery", "setup", "--threshold", "3", "--shares", "5").json
     assert setup["roster_version"] == 2 and len(setup["shares"]) == 5
+    assert setup["envelopes_before_setup"] == 0  # the whole archive is covered
     code = founder.run("invite", "create", "--role", "field").json["code"]
     field.device_id = field.run("enroll", code, "--label", "phone").json["device_id"]
     founder.run("sync")  # admits the field device (roster v3)
@@ -113,7 +114,9 @@ def test_two_of_five_shares_restore_nothing_and_bad_shares_are_named(
     """PROTOCOL §20.2: fewer than k shares, a mistyped share, a share of another split or
     another organisation's shares are refused with the problem named, and nothing is
     created on this machine or changed on the server."""
-    founder, _field, setup, _photo = _org_with_recovery(server, devices, tmp_path)
+    founder = devices("founder")
+    founder.run("org", "create", "--server", server.url, "--name", "Clinic")
+    setup = founder.run("recovery", "setup", "--threshold", "3", "--shares", "5").json
     shares = setup["shares"]
     # The recovery key signs requests only to read the roster and devices and to post a
     # roster version: it reads no report, pushes nothing, issues no invite.
@@ -143,19 +146,33 @@ def test_two_of_five_shares_restore_nothing_and_bad_shares_are_named(
         assert result.code != 0, name
         assert message in " ".join(result.stderr.split()), (name, result.stderr)
         assert not (device.home / "keyfile").exists(), name
-    # The server's roster did not move: the founder still signs v3 as the newest.
-    assert founder.run("status").json["roster_version"] == 3
+    # The server's roster did not move: v2 (the setup) is still the newest.
+    founder.run("sync")
+    assert founder.run("status").json["roster_version"] == 2
 
 
 def test_the_last_coordinator_revokes_itself_only_with_recovery_set_up(
-    shared_server: LiveServer, devices
+    shared_server: LiveServer, devices, tmp_path: Path
 ) -> None:
-    """PROTOCOL §5.2 R5, §20.5: without a recovery key the client refuses, naming the fix."""
+    """PROTOCOL §5.2 R5, §20.5: without a recovery key the client refuses, naming the fix.
+    Setup writes one sheet per trustee (words, locator, QR), readable by its owner only, and
+    runs once (R7)."""
     alone = devices("alone")
     alone.run("org", "create", "--server", shared_server.url, "--name", "Solo")
     me = alone.run("status").json["device_id"]
     refused = alone.run("devices", "revoke", me, check=False)
     assert refused.code == 1 and "sealbox recovery setup" in " ".join(refused.stderr.split())
-    alone.run("recovery", "setup", "--threshold", "2", "--shares", "3")
+    sheets = tmp_path / "sheets"
+    setup = alone.run("recovery", "setup", "--threshold", "2", "--shares", "3", "--out",
+                      str(sheets)).json  # fmt: skip
+    assert setup["shares"] == []  # on the sheets only
+    names = sorted(p.name for p in sheets.iterdir())
+    assert names == [f"trustee-{n}.{ext}" for n in (1, 2, 3) for ext in ("svg", "txt")]
+    texts = [(sheets / f"trustee-{n}.txt").read_text() for n in (1, 2, 3)]
+    assert all(setup["locator"] in t and "SHARE" in t for t in texts)
+    assert all((sheets / n).stat().st_mode & 0o077 == 0 for n in names)
+    assert all((sheets / n).read_bytes().startswith(b"<?xml") for n in names if n.endswith("svg"))
+    again = alone.run("recovery", "setup", check=False)
+    assert again.code != 0 and "already has a recovery key" in " ".join(again.stderr.split())
     revoked = alone.run("devices", "revoke", me).json
     assert revoked["device_id"] == me
