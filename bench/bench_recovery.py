@@ -10,7 +10,8 @@ profile is deleted (the laptop seized) and a new machine restores from 3 shares:
 Prints one JSON object: the wall time (process start to exit, interpreter start and the
 Argon2id key file wrap and unwraps included) of `sealbox recovery restore`, of the restored
 coordinator's first `sealbox sync` (pull, verify and decrypt the whole archive, build its
-index), and of a `reports list` that counts what it reads; and that count.
+index), and of a `reports list` that counts what it reads (and the founder's, before the
+seizure, to compare); and that count.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main() -> None:
         cli("founder", "sync")
         founder, _ = cli("founder", "status")
         assert isinstance(founder, dict)
+        _, founder_list_seconds = cli("founder", "reports", "list")  # for comparison
         shutil.rmtree(work / "founder")  # seized
 
         shares = work / "shares.txt"
@@ -117,6 +119,7 @@ def main() -> None:
             "restore_seconds": round(restore_seconds, 3),
             "first_sync_seconds": round(sync_seconds, 3),
             "reports_list_seconds": round(list_seconds, 3),
+            "founder_reports_list_seconds": round(founder_list_seconds, 3),
             "total_seconds": round(restore_seconds + sync_seconds, 3),
             "reports_read": len(listed),
             "findings": len(status["findings"]),
