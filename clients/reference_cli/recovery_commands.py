@@ -2,8 +2,10 @@
 
 `setup` (a coordinator) draws a master secret, derives the recovery key, signs the roster
 version that carries it and splits the secret into SLIP-39 shares, one sheet per trustee
-(the words, a QR code of them, and the recovery locator).  The secret itself is never
-written anywhere: once the sheets are out, only k trustees together can rebuild it.
+(the words, a QR code of them, and the recovery locator).  With ``--out`` the sheets are
+written before the version is posted, so a failure leaves no key without its shares.  The
+secret itself is never written anywhere: once the sheets are out, only k trustees together
+can rebuild it.
 
 `restore` (on a new machine) rebuilds the secret from k shares, checks the organisation's
 roster carries that recovery key, creates a new coordinator profile admitted by a version
@@ -13,6 +15,7 @@ recovery HPKE key in the new key file so that `sealbox sync` reads the whole arc
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from clients.local.profile import Profile
-from clients.local.store import Secrets
+from clients.local.store import Secrets, StoreError
 from clients.local.transport import Transport
 from clients.reference_cli.common import (
     Code,
@@ -38,7 +41,7 @@ from clients.reference_cli.common import (
 )
 from crypto.recovery import RecoveryKey, combine_shares, split_master_secret
 from sync.client import RosterVerified, SyncRefused, drive, roster_flow
-from sync.client.recovery import restore_flow, setup_flow
+from sync.client.recovery import restore_flow, setup_flow, setup_version
 from sync.recovery import RecoveryLocator, public_key
 from sync.roster import Member, Role, format_fingerprint
 
@@ -118,24 +121,30 @@ def recovery_setup(
             master = RecoveryKey.new_master_secret()
             recovery = RecoveryKey.derive(master, profile.org_id)
             split = split_master_secret(master, threshold=threshold, shares=shares)
-            new = drive(
-                setup_flow(
-                    org_path=profile.org_path,
-                    trusted=trusted,
-                    signing_key=profile.signing_key,
-                    recovery=public_key(recovery),
-                ),
-                transport.send,
+            new = setup_version(
+                trusted, signing_key=profile.signing_key, recovery=public_key(recovery)
             )
+            locator = RecoveryLocator(profile.server_url, profile.org_id, new.hash).encode()
+            sheets = [
+                (_sheet(n, shares, threshold, share, locator), share)
+                for n, share in enumerate(split, start=1)
+            ]
+            # The sheets exist before the key is installed: a failure here installs nothing,
+            # and a key installed without its shares could never be replaced (R7).
+            written = _write_sheets(out, sheets) if out is not None else []
+            try:
+                drive(setup_flow(org_path=profile.org_path, candidate=new), transport.send)
+            except BaseException:
+                for name in written:  # void: their key was not installed
+                    Path(name).unlink(missing_ok=True)
+                raise
         finally:
             transport.close()
-        profile.set_roster(new)
-        locator = RecoveryLocator(profile.server_url, profile.org_id, new.hash).encode()
-        sheets = [
-            (_sheet(n, shares, threshold, share, locator), share)
-            for n, share in enumerate(split, start=1)
-        ]
-        written = _write_sheets(out, sheets) if out is not None else []
+        try:
+            profile.set_roster(new)
+        except (StoreError, sqlite3.Error, OSError):
+            err.print("[yellow]note:[/] this profile could not record the new roster version;")
+            err.print("its next `sealbox sync` fetches it. The shares below are valid.")
         # Epochs sealed before this version are not sealed to the recovery key (§20.3).
         earlier = profile.store.count("env")
         data: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Rules:
 * Setup is a coordinator's roster change: the next version carries the recovery public
-  key, signed by the coordinator, posted like any other version.  Refused when the roster
+  key, signed by the coordinator (`setup_version`), posted like any other version
+  (`setup_flow`) once the trustees' sheets that name it exist.  Refused when the roster
   already carries one (R7: only the recovery key itself may change it).
 * Restore runs on a device that trusts nothing yet but the shares and the locator: it
   fetches the whole chain, verifies it from genesis, requires the locator's fingerprint
@@ -26,24 +27,25 @@ from sync.messages import RosterVersions, b64encode
 from sync.recovery import RecoveryLocator, RecoveryMismatch, restore_roster, setup_roster
 from sync.roster import Member, RecoveryPublicKey, RosterError, SignedRoster, verify_chain
 
-__all__ = ["Restored", "restore_flow", "setup_flow"]
+__all__ = ["Restored", "restore_flow", "setup_flow", "setup_version"]
 
 _ROSTER_ANSWER_BYTES = 8 * 1024 * 1024
 
 
-def setup_flow(
-    *,
-    org_path: str,
-    trusted: SignedRoster,
-    signing_key: SigningKey,
-    recovery: RecoveryPublicKey,
-) -> Flow[SignedRoster]:
-    """Post the version of ``trusted`` that carries ``recovery``; returns it."""
+def setup_version(
+    trusted: SignedRoster, *, signing_key: SigningKey, recovery: RecoveryPublicKey
+) -> SignedRoster:
+    """The version of ``trusted`` that carries ``recovery``, signed (not yet posted): its
+    fingerprint goes on the trustees' sheets before it is posted."""
     if trusted.roster.recovery is not None:
         raise RecoveryMismatch(
             "this organisation already has a recovery key (only it may replace it, R7)"
         )
-    candidate = setup_roster(trusted, recovery).sign(signing_key)
+    return setup_roster(trusted, recovery).sign(signing_key)
+
+
+def setup_flow(*, org_path: str, candidate: SignedRoster) -> Flow[SignedRoster]:
+    """Post the setup version made by `setup_version`; returns it."""
     body = {"roster": b64encode(candidate.to_bytes())}
     expect((yield Request("POST", f"{org_path}/roster", body)), 200, 201)
     return candidate

@@ -10,6 +10,8 @@ Rules:
 * Findings are never hidden: gaps and forks per device chain, forgeries, revisions
   after revocation, content pending admission, keys not seen, epochs not sealed to us,
   sender keys whose commitment does not match (`key-commitment-mismatch`).
+* An epoch opens with any HPKE key the coordinator holds that it was sealed to: its own, or
+  the organisation's recovery key after a restore (``also_keys``, PROTOCOL §20.4).
 * A revision opens only with the key envelope at (device, c) of the device's own chain:
   the one its signed `h` links lead to, or the only one held at (device, c) while links
   are missing; with a fork at c and no links, it is not opened (PROTOCOL §4.3).

@@ -32,6 +32,7 @@ from typer.main import get_command
 
 from clients.reference_cli import main
 from clients.reference_cli.common import Code
+from sync.recovery import RecoveryLocator
 from tests.cli.conftest import (
     CAN_BE_DENIED,
     PASSPHRASE,
@@ -43,7 +44,7 @@ from tests.cli.conftest import (
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-CREATES = {("org", "create"), ("enroll",)}
+CREATES = {("org", "create"), ("enroll",), ("recovery", "restore")}
 """Commands that make a new profile (their read-only case is a read-only directory)."""
 TALKS_TO_SERVER = {
     ("sync",),
@@ -198,6 +199,9 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
             "field": "place=Resolved",
             "reports": report,  # evidence export
             "bundle": str(a_file),  # evidence verify: not a bundle
+            "locator": RecoveryLocator(
+                proxy.url, bytes.fromhex(coord.run("status").json["org_id"]), bytes(32)
+            ).encode(),
         }
         listed = list(commands())
         assert len(listed) >= 20, [p for p, _ in listed]
