@@ -25,7 +25,7 @@ import typer
 
 from clients.local.profile import Profile
 from clients.local.store import Secrets, StoreError
-from clients.local.transport import Transport
+from clients.local.transport import NetworkError, Transport
 from clients.reference_cli.common import (
     Code,
     Exit,
@@ -134,10 +134,17 @@ def recovery_setup(
             written = _write_sheets(out, sheets) if out is not None else []
             try:
                 drive(setup_flow(org_path=profile.org_path, candidate=new), transport.send)
-            except BaseException:
-                for name in written:  # void: their key was not installed
+            except SyncRefused:
+                for name in written:  # void: the server refused, their key was not installed
                     Path(name).unlink(missing_ok=True)
                 raise
+            except NetworkError as exc:
+                raise Exit(
+                    Code.NETWORK,
+                    f"{exc}; the setup may or may not have reached the server: keep the"
+                    " sheets, run `sealbox sync`: they are valid if `sealbox status` shows"
+                    f" roster v{new.roster.version} {format_fingerprint(new.hash)}, else void",
+                ) from None
         finally:
             transport.close()
         try:
