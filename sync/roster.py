@@ -17,15 +17,14 @@ Theory of operation (docs/PROTOCOL.md §5):
 Rules (each has a test that names it):
   R1 version numbers start at 1 and increase by exactly 1;
   R2 ``prev`` is all-zero for version 1 and the hash of the previous version otherwise;
-  R3 the signer is an active coordinator of the previous version (of itself for genesis);
+  R3 the signer is an active coordinator of the previous version (of itself for genesis), or,
+     after genesis, the previous version's recovery key (``rk``, PROTOCOL §20);
   R4 a revocation is never undone and its point never moves later;
   R5 at least one active coordinator remains, or the recovery key (which can admit one);
      the server receipt key never changes silently
      (a change needs a new version signed like any other);
   R6 member ids equal the key id of their signing key, and exactly the coordinators carry an
      HPKE key;
-  R3 also admits the organisation's recovery key (``rk``, PROTOCOL §20) as the signer of a
-     version after genesis;
   R7 once a version carries a recovery key, a later version changes or drops it only when
      signed by that recovery key.
 The recovery key's HPKE key is a recipient of every epoch (`Roster.recipients`, §4.3 rule 6).
