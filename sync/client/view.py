@@ -8,10 +8,8 @@ Rules:
   one of them vouches), the revocation point, the chain position, the epoch's
   recipients against the roster version it names, and the body opens.
 * Findings are never hidden: gaps and forks per device chain, forgeries, revisions
-  after revocation, content pending admission, keys not seen, epochs not sealed to us,
+  after revocation, content pending admission, keys not seen, epochs not sealed to our keys,
   sender keys whose commitment does not match (`key-commitment-mismatch`).
-* An epoch opens with any HPKE key the coordinator holds that it was sealed to: its own, or
-  the organisation's recovery key after a restore (``also_keys``, PROTOCOL §20.4).
 * A revision opens only with the key envelope at (device, c) of the device's own chain:
   the one its signed `h` links lead to, or the only one held at (device, c) while links
   are missing; with a fork at c and no links, it is not opened (PROTOCOL §4.3).
@@ -63,12 +61,10 @@ class CoordinatorView:
         kem_key: KemPrivateKey,
         enrollments: Iterable[Enrollment] = (),
         history: Iterable[SignedRoster] = (),
-        also_keys: Iterable[KemPrivateKey] = (),
+        also_keys: Iterable[KemPrivateKey] = (),  # the recovery key after a restore (§20.4)
     ) -> None:
         self.roster = roster
-        self.kem_key = kem_key
-        # Other HPKE keys this coordinator holds: the recovery key after a restore (§20.4).
-        self.keys = (kem_key, *also_keys)
+        self.kem_key, self.keys = kem_key, (kem_key, *also_keys)  # + recovery key (§20.4)
         # Verified roster versions by number: to check each epoch's recipients (§4.3 item 6).
         self.history = {v.roster.version: v.roster for v in (*history, roster)}
         self.enrollments = {e.device_id: e for e in enrollments}
@@ -200,8 +196,7 @@ class CoordinatorView:
                         f"epoch recipients differ from roster version {header.roster_version}",
                     )
                 )
-        mine = [k for k in self.keys if k.public_key.key_id in header.recipients]
-        if not mine:
+        if not (mine := [k for k in self.keys if k.public_key.key_id in header.recipients]):
             self._findings.add(
                 Finding(
                     "not-addressed",
