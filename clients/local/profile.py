@@ -37,6 +37,7 @@ from sync.client import (
     SnapshotRefused,
     chain_order,
     restore_view,
+    retrust,
     trust_digest,
     view_trust,
 )
@@ -266,8 +267,11 @@ class Profile:
 
     # --- the verified view and its encrypted index (clients/local/index.py) ------------------
     def _next_generation(self) -> None:
-        """Make the sealed index stale: what it was computed from is changing."""
+        """Make the sealed index stale: what it was computed from is changing. The index of
+        the generation ending is opened first, so that it is updated, not rebuilt."""
         if self.store.secrets.kem_seed is not None:
+            if self._view is None and self._index is None and not self._index_dirty:
+                self._index = self._sealed_index()
             self._generation = secrets.token_bytes(16)
             self.store.put("index", "gen", self._generation)
             self._index_dirty = True
@@ -341,11 +345,11 @@ class Profile:
             trust["roster"], trust["kem_key"], trust["enrollments"],
             {r.roster.version for r in trust["history"]} | {trust["roster"].roster.version},
         )  # fmt: skip
-        if view.trust_moved or current != view_trust(view):
-            # The view adopted a newer roster, or the trust changed beside it: rebuild.
-            self._view = None
-            self._index, self._index_dirty = None, True
-            view = self.view()
+        if current != view_trust(view):
+            # The trust changed beside the view (a roster kept, a device admitted or revoked):
+            # only the devices whose standing changed are judged again (sync.client.retrust).
+            history = {r.roster.version: r.roster for r in trust["history"]}
+            retrust(view, trust["roster"], trust["enrollments"], history)
         if self._index is None or view.changed_all:
             self._index = Index.build(view)
         elif view.changed:

@@ -61,6 +61,7 @@ from sync.client.flow import (
 from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow, validate_page
 from sync.client.push import PushSummary, push_flow
+from sync.client.retrust import retrust
 from sync.client.roster import (
     FreshnessSettings,
     RosterCheck,
@@ -153,6 +154,7 @@ __all__ = [
     "push_flow",
     "repair_roster_flow",
     "restore_view",
+    "retrust",
     "revoke_flow",
     "roster_flow",
     "seal_edit",

@@ -5,10 +5,11 @@ Rules:
   decrypted revisions, flags, findings), never a verdict the view would not reach again:
   refusals of envelopes not taken in are left out (a rebuild from the kept envelopes does
   not see them either).
-* It is bound to the trust it was computed under (roster, roster history, enrollments, the
-  coordinator's key): restored under any other trust, it is refused (`SnapshotRefused`) and
-  the caller rebuilds. A view that adopted a newer roster (`update_trust`) is not saved:
-  revisions taken in before the change were judged by the older roster.
+* It names the trust it was computed under (the digest of roster, roster history,
+  enrollments and the coordinator's key) and what of it the verdicts used: each device's
+  standing and the roster versions held (`sync.client.retrust`). Restored under other trust,
+  only the devices whose standing changed are judged again from their envelopes; under
+  another coordinator key it is refused (`SnapshotRefused`) and the caller rebuilds.
 * Restore takes the envelopes the snapshot names from the caller (their bytes stay where
   they are kept) and takes in every other envelope given, as a sync would: restored and
   then fed equals rebuilt from the union (tests/sync/client/test_view_snapshot.py).
@@ -23,6 +24,7 @@ from typing import Any
 
 from crypto import ChainKey, KemPrivateKey, encoding, parse_envelope
 from sync.client.findings import Finding
+from sync.client.retrust import chain_order, rejudge, standings
 from sync.client.view import CoordinatorView
 from sync.invite import Enrollment
 from sync.merge import ReportDag, Revision
@@ -66,21 +68,13 @@ def trust_digest(
     ).digest()
 
 
-def chain_order(data: bytes) -> tuple[bytes, int]:
-    """Device, then seq: the order in which each ratchet is walked once (one parse)."""
-    header = parse_envelope(data).header
-    return header.device, header.seq
-
-
 def view_trust(view: CoordinatorView) -> bytes:
     """The `trust_digest` of the trust ``view`` holds now."""
     return trust_digest(view.roster, view.kem_key, view.enrollments.values(), view.history)
 
 
 def snapshot_view(view: CoordinatorView) -> bytes:
-    """The view's derived state as canonical CBOR; `SnapshotRefused` if it adopted a roster."""
-    if view.trust_moved:
-        raise SnapshotRefused("the view adopted a newer roster: rebuild it before saving")
+    """The view's derived state as canonical CBOR."""
     members = {r: set(dag.revisions) for r, dag in view._member_dags.items()}
     revisions = [
         [rev.id, rev.report, list(rev.parents), rev.author, rev.content.encode(),
@@ -97,6 +91,10 @@ def snapshot_view(view: CoordinatorView) -> bytes:
     raw: dict[str, Any] = {
         "v": SNAPSHOT_VERSION,
         "t": view_trust(view),
+        "k": view.kem_key.public_key.key_id,
+        "sd": [[device, s] for device, s in standings(view).items()],
+        "hv": sorted(view.history),
+        "ep": sorted([d, v] for d, v in view._epochs),
         "held": sorted(view.held),
         "f": sorted([f.kind, f.device, f.seq, f.detail] for f in view._findings),
         "ch": chains,
@@ -108,7 +106,9 @@ def snapshot_view(view: CoordinatorView) -> bytes:
             for (device, c), waiting in sorted(view._waiting.items())
         ],
         "r": revisions,
-        "fl": sorted([r, sorted(flags)] for r, flags in view._report_flags.items()),
+        "fl": sorted(
+            [r, sorted([x, d] for x, d in flags)] for r, flags in view._report_flags.items()
+        ),
     }
     return encoding.encode(raw)
 
@@ -139,9 +139,11 @@ def restore_view(
         raw = encoding.decode(data)
         if not isinstance(raw, dict) or raw.get("v") != SNAPSHOT_VERSION:
             raise SnapshotRefused("not a view snapshot of this version")
-        if raw["t"] != view_trust(view):
-            raise SnapshotRefused("the snapshot was computed under another trust")
+        if raw["k"] != kem_key.public_key.key_id:
+            raise SnapshotRefused("the snapshot was computed under another coordinator key")
         _fill(view, raw, envelopes)
+        if raw["t"] != view_trust(view):  # another roster, history or enrollments
+            rejudge(view, {d: s for d, s in raw["sd"]}, raw["hv"])
     except SnapshotRefused:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -178,5 +180,6 @@ def _fill(view: CoordinatorView, raw: dict[str, Any], envelopes: Mapping[bytes, 
         view._dags.setdefault(report, ReportDag(report)).add(revision)
         if member:
             view._member_dags.setdefault(report, ReportDag(report)).add(revision)
-    view._report_flags = {r: set(flags) for r, flags in raw["fl"]}
+    view._report_flags = {r: {(x, d) for x, d in flags} for r, flags in raw["fl"]}
+    view._epochs = {(d, v) for d, v in raw["ep"]}
     view.changed.clear()

@@ -71,11 +71,9 @@ class CoordinatorView:
         self._refused: set[Finding] = set()  # about envelopes not taken in (kept by replays)
         self.held: dict[bytes, bytes] = {}
         self._replaying = False
-        # Reports whose rows may differ since the caller last looked (all after a replay),
-        # and whether a newer roster was adopted: then only a rebuild equals this view.
+        # Reports whose rows may differ since the caller last looked (all after a replay).
         self.changed: set[bytes] = set()
         self.changed_all = False
-        self.trust_moved = False
         self._clear()
 
     def _clear(self) -> None:
@@ -93,7 +91,9 @@ class CoordinatorView:
         self._dags: dict[bytes, ReportDag] = {}
         # The same DAGs with only revisions by roster members (what exports show by default).
         self._member_dags: dict[bytes, ReportDag] = {}
-        self._report_flags: dict[bytes, set[str]] = {}
+        # By report: (reason, device whose envelope raised it), so a device can be re-judged.
+        self._report_flags: dict[bytes, set[tuple[str, bytes]]] = {}
+        self._epochs: set[tuple[bytes, int]] = set()  # (device, roster version) of sender keys
 
     def _replay(self) -> bool:
         """Take every envelope in again in chain order, when a second sender key at one seq
@@ -111,14 +111,14 @@ class CoordinatorView:
         return True
 
     def update_trust(self, roster: SignedRoster, enrollments: Iterable[Enrollment] = ()) -> None:
-        """Adopt a newer verified roster and enrollments, and retry held envelopes."""
-        self.trust_moved |= roster.roster.version != self.roster.roster.version
-        self.roster = roster
-        self.history[roster.roster.version] = roster.roster
-        self.enrollments.update({e.device_id: e for e in enrollments})
-        held, self.held = self.held, {}
-        for data in held.values():
-            self.ingest(data)
+        """Adopt a newer verified roster and more enrollments: only the devices whose standing
+        changes are judged again (`sync.client.retrust`), and held envelopes are retried."""
+        from sync.client.retrust import retrust  # noqa: PLC0415 - it works on this class
+
+        enrolled = {**self.enrollments, **{e.device_id: e for e in enrollments}}
+        retrust(
+            self, roster, enrolled.values(), {**self.history, roster.roster.version: roster.roster}
+        )
 
     # -- author lookup
     def _author(self, device: bytes) -> tuple[VerifyKey, Member | None] | None:
@@ -164,7 +164,7 @@ class CoordinatorView:
         member = author[1]
         if member is not None and not member.accepts_seq(header.seq):
             if header.report is not None:
-                self._flag(header.report, "after-revocation")
+                self._flag(header.report, "after-revocation", header.device)
             self._findings.add(
                 Finding(
                     "after-revocation",
@@ -183,6 +183,7 @@ class CoordinatorView:
 
     def _take_sender_key(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header
+        self._epochs.add((header.device, header.roster_version))
         epoch_roster = self.history.get(header.roster_version)
         if epoch_roster is not None:
             expected = tuple(sorted(k.key_id for k in epoch_roster.recipients()))
@@ -245,7 +246,7 @@ class CoordinatorView:
             self._findings.add(
                 Finding("fork", header.device, header.seq, f"which sender key at seq {c}: unknown")
             )
-            self._flag(header.report, "sealed under a forked sender key")
+            self._flag(header.report, "sealed under a forked sender key", header.device)
         return next(iter(slot)) if len(slot) == 1 else None
 
     def _message_key(self, key: bytes, index: int) -> MessageKey:
@@ -261,7 +262,7 @@ class CoordinatorView:
         self.changed.add(header.report)
         key = self._key_envelope(envelope)
         if key in self._mismatched:
-            self._flag(header.report, "key-commitment-mismatch")
+            self._flag(header.report, "key-commitment-mismatch", header.device)
             detail = f"sealed under the sender key at seq {header.key_seq}: {_KCM}"
             self._findings.add(Finding(_KCM_KIND, header.device, header.seq, detail))
             return
@@ -275,7 +276,7 @@ class CoordinatorView:
                 open_revision(envelope, author=author, message_key=message_key)
             )
         except (VerificationFailed, ContentError, ValueError):
-            self._flag(header.report, "a revision does not open")
+            self._flag(header.report, "a revision does not open", header.device)
             self._findings.add(
                 Finding("unreadable", header.device, header.seq, "revision does not open")
             )
@@ -285,7 +286,7 @@ class CoordinatorView:
         try:
             dag.add(revision)
         except MergeError:
-            self._flag(header.report, "an inconsistent revision")
+            self._flag(header.report, "an inconsistent revision", header.device)
             self._findings.add(
                 Finding("forged", header.device, header.seq, "inconsistent revision")
             )
@@ -293,11 +294,11 @@ class CoordinatorView:
         if self.roster.roster.member(header.device) is not None:
             self._member_dags.setdefault(header.report, ReportDag(header.report)).add(revision)
         else:
-            self._flag(header.report, "pending-admission")
+            self._flag(header.report, "pending-admission", header.device)
 
-    def _flag(self, report: bytes, reason: str) -> None:
+    def _flag(self, report: bytes, reason: str, device: bytes) -> None:
         self.changed.add(report)
-        self._report_flags.setdefault(report, set()).add(reason)
+        self._report_flags.setdefault(report, set()).add((reason, device))
 
     # -- queries
     def findings(self) -> list[Finding]:
@@ -363,7 +364,7 @@ class CoordinatorView:
 
     def verification(self, report: bytes) -> ReportVerification:
         """The report's verification state (`VERIFICATION_STATES`) and its reasons."""
-        flags = set(self._report_flags.get(report, ()))
+        flags = {reason for reason, _ in self._report_flags.get(report, ())}
         for key, waiting in self._waiting.items():
             if any(e.header.report == report for e in waiting):
                 flags.add(f"sender key at seq {key[1]} not seen")

@@ -286,3 +286,40 @@ def test_a_profile_open_twice_never_writes_an_index_that_misses_the_other_s_enve
     finally:
         profile.close()
     assert {r["fields"]["place"] for r in rows} == {"first", "by the desk", "by the sync"}
+
+
+def test_a_revocation_updates_the_index_and_re_verifies_only_that_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path / "c")
+    envelopes = _three_syncs(world)
+    revoked = world.fields[0].verify_key.key_id
+    world.roster = (
+        world.roster.roster.revoke(revoked, after_seq=2)
+        .next_version(world.roster)
+        .sign(world.secret.signing_key)
+    )
+    checked: list[bytes] = []
+    verify = Envelope.verify_signature
+
+    def counting(self: Envelope, key: Any) -> None:
+        checked.append(self.header.device)
+        verify(self, key)
+
+    monkeypatch.setattr(Envelope, "verify_signature", counting)
+    profile = world.open()  # as `sealbox devices revoke` does: no view loaded before
+    try:
+        profile.set_roster(world.roster)
+    finally:
+        profile.close()
+    assert checked and set(checked) == {revoked}  # the other device is not judged again
+    checked.clear()
+    profile = world.open()
+    try:
+        got = _everything(profile.index())
+    finally:
+        profile.close()
+    assert checked == []  # the index written at close is of this generation
+    assert got == _everything(_rebuilt(world, envelopes))
+    states = {r["report_id"]: r["verification"] for r in got["rows"]}
+    assert states == {(b"A" * 16).hex(): "after-revocation", (b"B" * 16).hex(): "verified"}

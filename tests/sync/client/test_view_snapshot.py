@@ -206,24 +206,6 @@ def test_a_restore_verifies_and_decrypts_nothing_again(monkeypatch: pytest.Monke
     assert state is not None and state.conflicts
 
 
-def test_a_snapshot_under_other_trust_is_refused() -> None:
-    org, envelopes, enrollments = CASES["unverified_and_unknown"]()
-    snapshot = snapshot_view(_rebuilt(org, envelopes, enrollments))
-    with pytest.raises(SnapshotRefused, match="another trust"):
-        _restore(org, snapshot, envelopes, [])  # the enrollment is forgotten
-    org.extend(lambda r: r.revoke(org.field.verify_key.key_id, after_seq=1))
-    with pytest.raises(SnapshotRefused, match="another trust"):
-        _restore(org, snapshot, envelopes, enrollments)  # a newer roster
-
-
-def test_a_view_that_adopted_a_newer_roster_is_not_saved() -> None:
-    org, envelopes, enrollments = CASES["plain"]()
-    view = _rebuilt(org, envelopes, enrollments)
-    view.update_trust(org.extend(lambda r: r.revoke(org.field.verify_key.key_id, after_seq=2)))
-    with pytest.raises(SnapshotRefused, match="newer roster"):
-        snapshot_view(view)
-
-
 def test_a_damaged_or_incomplete_snapshot_is_refused() -> None:
     org, envelopes, enrollments = CASES["plain"]()
     snapshot = snapshot_view(_rebuilt(org, envelopes, enrollments))

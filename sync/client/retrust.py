@@ -1,0 +1,129 @@
+"""A `CoordinatorView` brought under new trust by judging again only what the change touches.
+
+Rules:
+* Besides the envelopes, a view's verdicts depend on the trust only through each signing
+  device's *standing* (`standing`: a roster member with its key and revocation point, a
+  device vouched for by an enrollment, or unknown) and, for the recipients check of each
+  sender key (§4.3 item 6), on whether the roster version it names is in the history.
+  The coordinator's own key is not part of it: under another key a view is rebuilt.
+* A trust change therefore forgets everything derived from the envelopes of each device
+  whose standing changed, or whose sender keys name a roster version that came into (or
+  left) the history, and takes those envelopes in again under the new trust, in chain
+  order: the view equals one rebuilt from the same envelopes under the new trust
+  (tests/sync/client/test_view_retrust.py), at the cost of those devices' envelopes only.
+* Nothing another device concluded is touched: every finding, flag, chain, key and revision
+  is attributed to the device whose envelope gave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from crypto import parse_envelope
+from sync.invite import Enrollment
+from sync.merge import ReportDag
+from sync.roster import Roster, SignedRoster
+
+if TYPE_CHECKING:
+    from sync.client.view import CoordinatorView
+
+__all__ = ["chain_order", "forget_devices", "rejudge", "retrust", "standing", "standings"]
+
+
+def chain_order(data: bytes) -> tuple[bytes, int]:
+    """Device, then seq: the order in which each ratchet is walked once (one parse)."""
+    header = parse_envelope(data).header
+    return header.device, header.seq
+
+
+def standing(view: CoordinatorView, device: bytes) -> list[Any]:
+    """How ``view``'s trust knows ``device`` (canonical CBOR-ready)."""
+    member = view.roster.roster.member(device)
+    if member is not None:
+        revoked = -1 if member.revoked_after is None else member.revoked_after
+        return ["member", member.signing_key.key_id, revoked]
+    enrollment = view.enrollments.get(device)
+    if enrollment is not None:
+        return ["enrolled", enrollment.signing_key.key_id]
+    return ["unknown"]
+
+
+def _devices(view: CoordinatorView) -> set[bytes]:
+    """Every device with an envelope in the view (taken in or held)."""
+    return set(view._chains) | {parse_envelope(d).header.device for d in view.held.values()}
+
+
+def standings(view: CoordinatorView) -> dict[bytes, list[Any]]:
+    """Each device's standing under the view's trust: what a snapshot keeps to re-judge."""
+    return {device: standing(view, device) for device in sorted(_devices(view))}
+
+
+def forget_devices(view: CoordinatorView, devices: set[bytes]) -> list[bytes]:
+    """Forget everything derived from the envelopes of ``devices``; return those envelopes."""
+    if not devices:
+        return []
+    ids = {i for d in devices for slot in view._chains.pop(d, {}).values() for i in slot}
+    envelopes = [view.envelopes.pop(i) for i in ids]
+    for held_id, data in list(view.held.items()):
+        if parse_envelope(data).header.device in devices:
+            envelopes.append(view.held.pop(held_id))
+    for i in ids:
+        view._prev.pop(i, None)
+        view._sender_keys.pop(i, None)
+        view._marks.pop(i, None)
+    view._mismatched -= ids
+    view._anchor = {r: a for r, a in view._anchor.items() if r not in ids}
+    for key in [k for k in view._waiting if k[0] in devices]:
+        view.changed.update(e.header.report for e in view._waiting.pop(key) if e.header.report)
+    view._findings = {f for f in view._findings if f.device not in devices}
+    view._epochs = {(d, v) for d, v in view._epochs if d not in devices}
+    for dags in (view._dags, view._member_dags):
+        for report, dag in list(dags.items()):
+            if any(r.author in devices for r in dag.revisions.values()):
+                view.changed.add(report)
+                kept = [r for r in dag.revisions.values() if r.author not in devices]
+                if kept:
+                    dags[report] = ReportDag(report, kept)
+                else:
+                    del dags[report]
+    for report, flags in list(view._report_flags.items()):
+        if any(d in devices for _, d in flags):
+            view.changed.add(report)
+            kept_flags = {(reason, d) for reason, d in flags if d not in devices}
+            if kept_flags:
+                view._report_flags[report] = kept_flags
+            else:
+                del view._report_flags[report]
+    return envelopes
+
+
+def rejudge(
+    view: CoordinatorView, before: Mapping[bytes, list[Any]], history_before: Iterable[int]
+) -> set[bytes]:
+    """Judge again, under the view's trust now, the devices whose standing or epoch history
+    differs from ``before`` (standings) and ``history_before`` (roster versions held)."""
+    had = set(history_before)
+    now = set(view.history)
+    moved = had ^ now
+    devices = {d for d in _devices(view) | set(before) if standing(view, d) != before.get(d)}
+    devices |= {d for d, version in view._epochs if version in moved}
+    envelopes = forget_devices(view, devices)
+    for data in sorted(envelopes, key=chain_order):
+        view.ingest(data)
+    return devices
+
+
+def retrust(
+    view: CoordinatorView,
+    roster: SignedRoster,
+    enrollments: Iterable[Enrollment],
+    history: Mapping[int, Roster],
+) -> set[bytes]:
+    """Put ``view`` under this trust (roster, the whole enrollment set, roster history by
+    version), judging again only the devices it touches; returns them."""
+    before, history_before = standings(view), set(view.history)
+    view.roster = roster
+    view.enrollments = {e.device_id: e for e in enrollments}
+    view.history = {**history, roster.roster.version: roster.roster}
+    return rejudge(view, before, history_before)
