@@ -65,13 +65,19 @@ CREATE TABLE reports (id BLOB PRIMARY KEY, verification TEXT NOT NULL, reasons T
   first_time INTEGER, last_time INTEGER, member INTEGER NOT NULL, state TEXT NOT NULL);
 CREATE TABLE devices (report BLOB NOT NULL, device BLOB NOT NULL);
 CREATE INDEX devices_by_device ON devices (device, report);
+CREATE INDEX devices_by_report ON devices (report);
 CREATE TABLE fields (report BLOB NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL);
 CREATE INDEX fields_by_name ON fields (name, value);
+CREATE INDEX fields_by_report ON fields (report);
 CREATE TABLE revisions (id BLOB PRIMARY KEY, report BLOB NOT NULL, device BLOB NOT NULL,
   client_time INTEGER NOT NULL, parents TEXT NOT NULL);
 CREATE INDEX revisions_by_report ON revisions (report);
 CREATE VIRTUAL TABLE search USING fts5 (report UNINDEXED, body);
 """
+# A report's search row has the rowid of its `reports` row: an update deletes it by rowid
+# (FTS5 cannot look up an UNINDEXED column without reading every row).
+SCHEMA = 2
+"""The tables above (meta `schema`): an index written with other tables is rebuilt."""
 
 
 class IndexRefused(Exception):
@@ -188,9 +194,10 @@ class Index:
         try:
             db.deserialize(plain)
             row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            schema = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         except sqlite3.Error:
             raise IndexRefused("the index opens but is not a database of this format") from None
-        if row is None or row[0] != FORMAT:
+        if row is None or row[0] != FORMAT or schema is None or schema[0] != SCHEMA:
             raise IndexRefused("the index is of another format")
         return cls(db)
 
@@ -227,16 +234,20 @@ class Index:
         else:
             todo = sorted(set(reports))
             for report in todo:
+                db.execute(
+                    "DELETE FROM search WHERE rowid = (SELECT rowid FROM reports WHERE id = ?)",
+                    (report,),
+                )
                 for table in ("reports", "devices", "fields", "revisions"):
                     column = "id" if table == "reports" else "report"
                     db.execute(f"DELETE FROM {table} WHERE {column} = ?", (report,))  # noqa: S608
-                db.execute("DELETE FROM search WHERE report = ?", (report,))
         for report in todo:
             state = view.report(report)
             if state is not None:
                 self._put(view, state, view.verification(report), by_device, report in verified)
         meta = {
             "format": FORMAT,
+            "schema": SCHEMA,
             "findings": json.dumps([[f.kind, f.device.hex(), f.seq, f.detail] for f in findings]),
             "snapshot": snapshot_view(view),
         }
@@ -256,7 +267,7 @@ class Index:
         data = state.to_json()
         data["authors"] = [a.hex() for a in state.authors]
         flagged = bool(verification.reasons) or any(by_device.get(a) for a in state.authors)
-        self.db.execute(
+        cursor = self.db.execute(
             "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (state.report, verification.state, json.dumps(verification.reasons),
              state.revision_count, bool(state.conflicts), flagged, min(times, default=None),
@@ -278,7 +289,10 @@ class Index:
         )  # fmt: skip
         body = " ".join([f"{name} {value}" for _, name, value in values] +
                         [n.text for n in state.notes])  # fmt: skip
-        self.db.execute("INSERT INTO search VALUES (?, ?)", (state.report, body))
+        self.db.execute(
+            "INSERT INTO search (rowid, report, body) VALUES (?, ?, ?)",
+            (cursor.lastrowid, state.report, body),
+        )
 
     # --- queries ------------------------------------------------------------------------------
     def meta(self, key: str) -> Any:
@@ -315,8 +329,9 @@ class Index:
         found = self.state(report)
         return found[1] if found is not None else ReportVerification("verified")
 
-    def query(self, q: ReportQuery) -> tuple[int, list[dict[str, Any]]]:
-        """The reports matching ``q`` (total, then one page of rows as JSON-ready dicts)."""
+    @staticmethod
+    def _where(q: ReportQuery) -> tuple[str, list[Any]]:
+        """The SQL condition on `reports` that ``q``'s filters mean, and its arguments."""
         where: list[str] = ["1"]
         args: list[Any] = []
         if q.since is not None:
@@ -345,7 +360,19 @@ class Index:
             phrase = '"' + q.text.replace('"', '""') + '"'  # a phrase, never FTS syntax
             where.append("id IN (SELECT report FROM search WHERE search MATCH ?)")
             args.append(phrase)
-        clause = " AND ".join(where)
+        return " AND ".join(where), args
+
+    def ids(self, q: ReportQuery) -> list[bytes]:
+        """Every report id matching ``q``'s filters, in id order (``offset``/``limit`` unused)."""
+        clause, args = self._where(q)
+        return [
+            r
+            for (r,) in self.db.execute(f"SELECT id FROM reports WHERE {clause} ORDER BY id", args)
+        ]  # noqa: S608
+
+    def query(self, q: ReportQuery) -> tuple[int, list[dict[str, Any]]]:
+        """The reports matching ``q`` (total, then one page of rows as JSON-ready dicts)."""
+        clause, args = self._where(q)
         total = self.db.execute(f"SELECT count(*) FROM reports WHERE {clause}", args).fetchone()[0]  # noqa: S608
         rows = self.db.execute(
             f"SELECT id, verification, revisions, conflict, findings, first_time, last_time, state"  # noqa: S608

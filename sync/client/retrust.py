@@ -72,6 +72,7 @@ def forget_devices(view: CoordinatorView, devices: set[bytes]) -> list[bytes]:
         view._prev.pop(i, None)
         view._sender_keys.pop(i, None)
         view._marks.pop(i, None)
+        view._plain.pop(i, None)
     view._mismatched -= ids
     view._anchor = {r: a for r, a in view._anchor.items() if r not in ids}
     for key in [k for k in view._waiting if k[0] in devices]:

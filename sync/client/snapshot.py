@@ -77,7 +77,8 @@ def snapshot_view(view: CoordinatorView) -> bytes:
     """The view's derived state as canonical CBOR."""
     members = {r: set(dag.revisions) for r, dag in view._member_dags.items()}
     revisions = [
-        [rev.id, rev.report, list(rev.parents), rev.author, rev.content.encode(),
+        [rev.id, rev.report, list(rev.parents), rev.author,
+         view._plain.get(rev.id) or rev.content.encode(),
          rev.id in members.get(report, ())]
         for report, dag in sorted(view._dags.items())
         for rev in sorted(dag.revisions.values(), key=lambda r: r.id)
@@ -177,6 +178,7 @@ def _fill(view: CoordinatorView, raw: dict[str, Any], envelopes: Mapping[bytes, 
         view._waiting[(device, c)] = [parse_envelope(envelope(i)) for i in ids]
     for rid, report, parents, author, content, member in raw["r"]:
         revision = Revision(rid, report, tuple(parents), author, ReportContent.decode(content))
+        view._plain[rid] = content
         view._dags.setdefault(report, ReportDag(report)).add(revision)
         if member:
             view._member_dags.setdefault(report, ReportDag(report)).add(revision)

@@ -94,6 +94,7 @@ class CoordinatorView:
         # By report: (reason, device whose envelope raised it), so a device can be re-judged.
         self._report_flags: dict[bytes, set[tuple[str, bytes]]] = {}
         self._epochs: set[tuple[bytes, int]] = set()  # (device, roster version) of sender keys
+        self._plain: dict[bytes, bytes] = {}  # revision id -> its decrypted content, canonical
 
     def _replay(self) -> bool:
         """Take every envelope in again in chain order, when a second sender key at one seq
@@ -272,9 +273,8 @@ class CoordinatorView:
             return
         try:
             message_key = self._message_key(key, header.seq - header.key_seq)
-            content = ReportContent.decode(
-                open_revision(envelope, author=author, message_key=message_key)
-            )
+            plain = open_revision(envelope, author=author, message_key=message_key)
+            content = ReportContent.decode(plain)
         except (VerificationFailed, ContentError, ValueError):
             self._flag(header.report, "a revision does not open", header.device)
             self._findings.add(
@@ -282,6 +282,7 @@ class CoordinatorView:
             )
             return
         revision = Revision(envelope.id, header.report, header.parents, header.device, content)
+        self._plain[envelope.id] = plain  # what a snapshot keeps, without encoding it again
         dag = self._dags.setdefault(header.report, ReportDag(header.report))
         try:
             dag.add(revision)
