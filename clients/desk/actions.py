@@ -1,25 +1,29 @@
 """Every write the Desk makes, through the same functions the CLI commands call.
 
-Sealing goes through `clients.reference_cli.common._seal` (as `report edit` and
-`conflicts resolve`), syncing through `clients.local.syncing.run_sync` (as `sealbox sync`),
-devices and invites through the same `sync.client` flows as `devices`/`invite` commands.
+Sealing goes through `clients.local.sealing` (as `report edit`, `conflicts resolve` and
+`report new --attach`), exports through `clients.local.export` (as `reports export`),
+syncing through `clients.local.syncing.run_sync` (as `sealbox sync`), devices and invites
+through the same `sync.client` flows as the `devices` and `invite` commands.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
 
+from clients.local.export import export_csv, export_json
 from clients.local.profile import Profile
+from clients.local.sealing import seal_attachment, seal_revision
 from clients.local.syncing import run_sync
 from clients.reference_cli.attachment_commands import _fetch_chunks
 from clients.reference_cli.attachments import AttachmentFailed
-from clients.reference_cli.common import Code, Exit, _call, _fields, _seal, _transport
-from clients.reference_cli.coordinator import _export_csv, _export_json
+from clients.reference_cli.common import Code, Exit, _call, _fields, _transport
 from clients.reference_cli.device_commands import device_label
 from crypto import VerificationFailed, encoding
 from crypto.stream import open_chunks
@@ -50,7 +54,7 @@ def edit(profile: Profile, state: ReportState, name: str, value: str, note: str)
     if not fields and not notes:
         raise Exit(Code.LOCAL, "nothing to write: give a field or a note")
     content = ReportContent(client_time=int(time.time()), fields=fields, notes=notes)
-    return _seal(profile, state.report, content, state.heads)
+    return seal_revision(profile, state.report, content, state.heads)
 
 
 def resolve(profile: Profile, state: ReportState, choices: dict[str, str]) -> list[str]:
@@ -66,7 +70,7 @@ def resolve(profile: Profile, state: ReportState, choices: dict[str, str]) -> li
         raise Exit(Code.LOCAL, f"field {others[0]!r} is not in conflict in this report")
     fields = _fields([f"{k}={v}" for k, v in choices.items()])
     content = ReportContent(client_time=int(time.time()), fields=fields, resolves=True)
-    _seal(profile, state.report, content, state.heads)
+    seal_revision(profile, state.report, content, state.heads)
     return [f.name for f in state.conflicts if f.name not in choices]
 
 
@@ -222,15 +226,18 @@ def cancel_invite(profile: Profile, invite_hex: str) -> None:
 def export(rows: list[Row], fmt: str) -> str:
     """The CLI's export (`reports export`): JSON exact, CSV through the formula-safe writer."""
     pairs = [(r.state, r.verification) for r in rows]
-    return _export_csv(pairs) if fmt == "csv" else _export_json(pairs)
+    return export_csv(pairs) if fmt == "csv" else export_json(pairs)
 
 
 INLINE_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "audio/mpeg", "audio/ogg",
-     "audio/wav", "audio/webm", "audio/mp4", "video/mp4", "video/webm", "video/ogg"}
+     "audio/wav", "audio/webm", "audio/mp4", "video/mp4", "video/webm", "video/ogg",
+     "application/pdf"}
 )  # fmt: skip
 """Media types the Desk shows inline. The type is the field device's word (hostile input):
-anything else (text/html, image/svg+xml, PDF...) is never served on the Desk's origin."""
+anything else (text/html, image/svg+xml, XML...) is never served on the Desk's origin. A PDF
+is framed by the report page (the browser's own viewer renders it, not as a page of the
+Desk: `nosniff`, and the only frame the page's CSP allows is under /attachments/)."""
 
 INLINE_MAX = 64 * 1024 * 1024
 """Attachments larger than this are not decrypted into memory for display."""
@@ -273,58 +280,11 @@ MAX_UPLOAD = 64 * 1024 * 1024
 
 
 def seal_upload(profile: Profile, name: str, data: bytes) -> AttachmentManifest:
-    """`seal_for_report` for a file the browser sent: the same chunked sealing (`seal_chunks`,
-    `ManifestHasher`, the same upload record), read from memory, so that no plaintext byte is
-    ever written to disk; only the sealed copy is, as `report new --attach` writes it."""
-    import io
-    import mimetypes
-    import os
-    import secrets
-    from pathlib import Path
-
-    from clients.reference_cli.attachments import (
-        PENDING_KIND,
-        SEALED_DIR,
-        _fsync_dir,
-        _HashingReader,
-    )
-    from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key, seal_chunks
-    from sync.attachments import SealedTransfer
-    from sync.client import PendingUpload
-
-    directory = Path(profile.home) / SEALED_DIR
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key, attachment_id = new_attachment_key(), secrets.token_bytes(16)
-    sealed_name = f"{secrets.token_hex(16)}.sealed"
-    target = directory / sealed_name
-    hasher = ManifestHasher(CHUNK_SIZE)
-    reader = _HashingReader(io.BytesIO(data))
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in seal_chunks(key, attachment_id, reader, chunk_size=CHUNK_SIZE):
-                hasher.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
-    manifest = hasher.finish()
-    name = Path(name.replace("\\", "/")).name[:255] or "attachment"
-    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    entry = AttachmentManifest(
-        attachment_id,
-        name,
-        reader.size,
-        reader.sha256.digest(),
-        media[:255],
-        SealedTransfer(key, manifest),
-    )
-    pending = PendingUpload(attachment_id, name, manifest, sealed_name)
-    profile.store.put_cbor(PENDING_KIND, pending.attachment_id.hex(), pending.to_cbor())
-    return entry
+    """A file the browser sent, sealed from memory as `report new --attach` seals a file
+    (`clients.local.sealing.seal_attachment`): no plaintext byte is ever written to disk,
+    only the sealed copy. The browser's name loses any path part it carries."""
+    name = Path(name.replace("\\", "/")).name
+    return seal_attachment(profile, io.BytesIO(data), name)
 
 
 def new_report(
@@ -347,7 +307,7 @@ def new_report(
         attachments=tuple(seal_upload(profile, n, d) for n, d in files),
     )
     report = secrets.token_bytes(16)
-    _seal(profile, report, content, ())
+    seal_revision(profile, report, content, ())
     return report
 
 

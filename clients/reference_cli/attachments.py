@@ -20,17 +20,14 @@ Theory of operation (docs/PROTOCOL.md §13):
 from __future__ import annotations
 
 import errno
-import hashlib
-import mimetypes
-import os
-import secrets
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from rich.progress import (
     Progress,
 )
 
+from clients.local.sealing import PENDING_KIND, SEALED_DIR, seal_attachment, seal_stream
 from clients.local.transport import Transport
 from clients.reference_cli.common import (
     Exit,
@@ -38,9 +35,8 @@ from clients.reference_cli.common import (
 )
 from clients.reference_cli.render import progress as render_progress
 from clients.reference_cli.render import shown
-from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key
-from crypto.stream import seal_chunks as _seal_chunks
-from sync.attachments import SealedTransfer, chunk_offset
+from crypto.stream import CHUNK_SIZE
+from sync.attachments import chunk_offset
 from sync.client import AttachmentFailed as UploadFailed
 from sync.client import (
     AttachmentProgress,
@@ -55,6 +51,8 @@ from sync.client import (
 from sync.report import AttachmentManifest
 
 __all__ = [
+    "PENDING_KIND",
+    "SEALED_DIR",
     "AttachmentFailed",
     "UploadEvents",
     "attachment_state",
@@ -66,9 +64,7 @@ __all__ = [
     "upload_pending",
 ]
 
-PENDING_KIND = "attachment-upload"
 STATE_KIND = "attachment-state"
-SEALED_DIR = "attachments"
 
 
 class AttachmentFailed(Exit):
@@ -80,63 +76,12 @@ class AttachmentFailed(Exit):
         super().__init__(6, message)
 
 
-class _HashingReader:
-    """Reads a file in pieces, hashing the plaintext as it goes (one pass)."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int, /) -> bytes:
-        data = self.handle.read(size)
-        self.sha256.update(data)
-        self.size += len(data)
-        return data
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def seal_file(
     source: Path, directory: Path, *, chunk_size: int = CHUNK_SIZE
 ) -> tuple[AttachmentManifest, PendingUpload]:
     """Seal ``source`` into ``directory`` (streamed); the report entry and the upload record."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key, attachment_id = new_attachment_key(), secrets.token_bytes(16)
-    sealed_name = f"{secrets.token_hex(16)}.sealed"
-    target = directory / sealed_name
-    hasher = ManifestHasher(chunk_size)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with source.open("rb") as handle, os.fdopen(fd, "wb") as out:
-            reader = _HashingReader(handle)
-            for chunk in _seal_chunks(key, attachment_id, reader, chunk_size=chunk_size):
-                hasher.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
-    manifest = hasher.finish()
-    name = source.name[:255] or "attachment"
-    media = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
-    entry = AttachmentManifest(
-        attachment_id,
-        name,
-        reader.size,
-        reader.sha256.digest(),
-        media[:255],
-        SealedTransfer(key, manifest),
-    )
-    return entry, PendingUpload(attachment_id, name, manifest, sealed_name)
+    with source.open("rb") as handle:
+        return seal_stream(handle, source.name, directory, chunk_size=chunk_size)
 
 
 def seal_for_report(
@@ -145,8 +90,8 @@ def seal_for_report(
     """``--attach FILE``: seal the file and queue its upload; the report's manifest entry."""
     if not source.is_file():
         raise AttachmentFailed(f"cannot attach {source.name!r}: not a readable file")
-    entry, pending = seal_file(source, Path(profile.home) / SEALED_DIR, chunk_size=chunk_size)
-    profile.store.put_cbor(PENDING_KIND, pending.attachment_id.hex(), pending.to_cbor())
+    with source.open("rb") as handle:
+        entry = seal_attachment(profile, handle, source.name, chunk_size=chunk_size)
     if notify:
         # Never silent about plaintext left behind: the tool made no copy, but it cannot
         # delete the user's file (or the gallery's, or a backup's) for them.

@@ -25,16 +25,14 @@ from clients.local.transport import NetworkError, Transport
 from clients.reference_cli.render import console, safe, shown
 from sync.client import (
     CoordinatorView,
-    DeviceState,
     Request,
     Response,
     ServerMisbehaved,
     SyncRefused,
     expect,
-    seal_edit,
 )
 from sync.invite import InviteError
-from sync.report import ContentError, FieldValue, ReportContent, parse_field_assignments
+from sync.report import ContentError, FieldValue, parse_field_assignments
 from sync.roster import Role, RosterError
 
 Home = Annotated[
@@ -300,33 +298,6 @@ def _call(transport: Transport, request: Request, *, bearer: str | None = None) 
 
 
 # --- writing reports --------------------------------------------------------------------------
-
-
-def _seal(
-    profile: Profile, report: bytes, content: ReportContent, parents: tuple[bytes, ...] | None
-) -> bytes:
-    state = profile.device_state()
-    envelope = seal_edit(
-        state,
-        roster=profile.roster,
-        signing_key=profile.signing_key,
-        report=report,
-        content=content,
-        parents=parents,
-    )
-    _save_sealed(profile, state, {envelope.id})
-    return envelope.id
-
-
-def _save_sealed(profile: Profile, state: DeviceState, sealed: set[bytes]) -> None:
-    """Save the device state after sealing the envelopes ``sealed`` (one transaction)."""
-    with profile.store.transaction():
-        profile.save_device(state)
-        if profile.role is Role.COORDINATOR:
-            # A coordinator seals to itself too: keep its own revisions readable at once.
-            profile.keep_envelopes(
-                [i.data for i in state.outbox if i.envelope_id in sealed or i.report is None]
-            )
 
 
 def _resolve_report(view: CoordinatorView | Index | None, profile: Profile, prefix: str) -> bytes:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import sys
 import time
@@ -13,8 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from clients.local.export import export_csv as _export_csv
+from clients.local.export import export_json as _export_json
 from clients.local.index import Index
 from clients.local.profile import Profile
+from clients.local.sealing import seal_revision as _seal
 from clients.reference_cli.attachments import attachment_state
 from clients.reference_cli.common import (
     Code,
@@ -27,10 +28,9 @@ from clients.reference_cli.common import (
     _profile,
     _require_coordinator,
     _resolve_report,
-    _seal,
     err,
 )
-from clients.reference_cli.render import cell, console, csv_writer, plural, safe, shown
+from clients.reference_cli.render import cell, console, plural, safe, shown
 from sync.client import CoordinatorView, Finding, ReportVerification
 from sync.merge import ReportState
 from sync.report import DELETED, ReportContent
@@ -247,32 +247,6 @@ def _write_private(output: Path, text: str) -> None:
         if exc.filename is None:  # a write or close error names no file: name it
             raise OSError(exc.errno, exc.strerror, str(output)) from None
         raise
-
-
-def _export_json(rows: list[tuple[ReportState, ReportVerification]]) -> str:
-    out = []
-    for state, verification in rows:
-        data = state.to_json()
-        data["verification"] = {"state": verification.state, "reasons": list(verification.reasons)}
-        out.append(data)
-    return json.dumps(out, indent=2, sort_keys=True) + "\n"
-
-
-def _export_csv(rows: list[tuple[ReportState, ReportVerification]]) -> str:
-    buffer = io.StringIO()
-    writer = csv_writer(buffer)
-    writer.writerow(
-        ["report_id", "verification", "field", "value", "deleted", "conflict", "author",
-         "revision", "client_time"]
-    )  # fmt: skip
-    for s, verification in rows:
-        for f in s.fields:
-            for w in f.writes:
-                writer.writerow(
-                    [s.report.hex(), verification.state, f.name, "" if w.deleted else w.value,
-                     w.deleted, f.conflict, w.author.hex(), w.revision.hex(), w.client_time]
-                )  # fmt: skip
-    return buffer.getvalue()
 
 
 @conflicts_app.command("list")

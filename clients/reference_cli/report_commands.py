@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from clients.local.sealing import save_sealed as _save_sealed
+from clients.local.sealing import seal_revision as _seal
 from clients.reference_cli.attachments import seal_for_report
 from clients.reference_cli.common import (
     Code,
@@ -22,8 +24,6 @@ from clients.reference_cli.common import (
     _out,
     _profile,
     _resolve_report,
-    _save_sealed,
-    _seal,
     err,
 )
 from clients.reference_cli.render import plural, safe
