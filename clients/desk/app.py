@@ -29,7 +29,7 @@ from clients.local.store import StoreError
 from clients.reference_cli.common import Exit
 
 from .coordinator_pages import add_coordinator_routes
-from .edge import COOKIE, LOOPBACK, SAFE_METHODS, SECURITY_HEADERS
+from .edge import ATTACHMENTS, COOKIE, LOOPBACK, SAFE_METHODS, security_headers
 from .field_pages import add_field_routes
 from .findings import state_label
 from .reading import value_text
@@ -108,7 +108,10 @@ def create_app(desk: Desk) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await _edge(request, call_next)
-        for name, value in SECURITY_HEADERS.items():
+        framed = request.url.path.startswith(ATTACHMENTS) and response.headers.get(
+            "content-type", ""
+        ).startswith("application/pdf")
+        for name, value in security_headers(gate.port, framed=framed).items():
             response.headers[name] = value
         return response
 

@@ -21,8 +21,11 @@ from sync.roster import Role
 
 from . import actions
 from .findings import explain
-from .reading import VERIFICATION_STATES, Filters, value_text
+from .reading import VERIFICATION_STATES, Filters, Reading, Row, value_text
 from .state import Csrf, Desk, Locked, _error_text
+
+PAGE_SIZE = 100
+"""Reports per page of the reports table."""
 
 PageFn = Callable[..., HTMLResponse]
 PlainFn = Callable[[int, str], Response]
@@ -37,12 +40,20 @@ def add_coordinator_routes(
     async def reports(request: Request) -> Response:
         def work() -> Response:
             filters = Filters.from_query(request.query_params)
+            number = _page_number(request.query_params.get("page", ""))
             with desk.unlocked() as (_, reading):
-                rows = reading.rows(filters)
+                matches, rows = reading.page(filters, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+                pages = max(1, -(-matches // PAGE_SIZE))
+                if number > pages:  # past the end (an old link): the last page
+                    number = pages
+                    rows = reading.page(filters, (number - 1) * PAGE_SIZE, PAGE_SIZE)[1]
                 return page(
                     request,
                     "reports.html",
                     rows=rows,
+                    matches=matches,
+                    number=number,
+                    pages=pages,
                     filters=filters,
                     states=VERIFICATION_STATES,
                     devices=reading.devices_seen(),
@@ -57,9 +68,7 @@ def add_coordinator_routes(
     async def report(request: Request, report_id: str) -> Response:
         def work() -> Response:
             with desk.unlocked() as (profile, reading):
-                row = reading.report(report_id)
-                if row is None:
-                    raise StarletteHTTPException(404)
+                row = _report_or_404(reading, report_id)
                 revisions: dict[bytes, tuple[bytes, int]] = {}
                 for f in row.state.fields:
                     for w in f.writes:
@@ -82,12 +91,11 @@ def add_coordinator_routes(
 
         return await desk.call(work)
 
-    @app.get("/reports/{report_id}/attachments/{attachment_id}")
+    @app.get("/attachments/{report_id}/{attachment_id}")
     async def attachment(report_id: str, attachment_id: str) -> Response:
         def work() -> Response:
             with desk.unlocked() as (profile, reading):
-                row = reading.report(report_id)
-                listed = row.state.attachments if row is not None else ()
+                listed = _report_or_404(reading, report_id).state.attachments
                 entry = next((a for a in listed if a.attachment_id.hex() == attachment_id), None)
                 if entry is None:
                     raise StarletteHTTPException(404)
@@ -113,9 +121,7 @@ def add_coordinator_routes(
         def work() -> Response:
             check(csrf)
             with desk.unlocked() as (profile, reading):
-                row = reading.report(report_id)
-                if row is None:
-                    raise StarletteHTTPException(404)
+                row = _report_or_404(reading, report_id)
                 actions.edit(profile, row.state, field.strip(), value, note)
                 reading.invalidate()
             return RedirectResponse(f"/reports/{row.report_id}", status_code=303)
@@ -126,7 +132,7 @@ def add_coordinator_routes(
     async def conflicts(request: Request) -> Response:
         def work() -> Response:
             with desk.unlocked() as (_, reading):
-                rows = [r for r in reading.rows() if r.state.conflicts]
+                rows = reading.rows(Filters(conflict="yes"))
                 return page(request, "conflicts.html", rows=rows)
 
         return await desk.call(work)
@@ -139,9 +145,7 @@ def add_coordinator_routes(
         def work() -> Response:
             choices: dict[str, str] = {}
             with desk.unlocked() as (profile, reading):
-                row = reading.report(report_id)
-                if row is None:
-                    raise StarletteHTTPException(404)
+                row = _report_or_404(reading, report_id)
                 for i, f in enumerate(row.state.conflicts):
                     pick = str(form.get(f"pick-{i}", ""))
                     if pick == "other":
@@ -281,3 +285,16 @@ def add_coordinator_routes(
         return RedirectResponse("/sync", status_code=303)
 
     # --- field mode ----------------------------------------------------------------------------
+
+
+def _page_number(text: str) -> int:
+    """The reports table's ``page`` parameter: a number from 1 (anything else is page 1)."""
+    return int(text) if text.isdigit() and 0 < int(text) < 10**9 else 1
+
+
+def _report_or_404(reading: Reading, report_id: str) -> Row:
+    """The report ``report_id`` names, or a 404 (an unknown, malformed or foreign id)."""
+    row = reading.report(report_id)
+    if row is None:
+        raise StarletteHTTPException(404)
+    return row

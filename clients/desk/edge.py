@@ -17,18 +17,30 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:;"
-        " media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
+ATTACHMENTS = "/attachments/"
+"""Where the Desk serves decrypted attachments; the only place a page may frame (a PDF)."""
+
+
+def security_headers(port: int, *, framed: bool = False) -> dict[str, str]:
+    """The headers of every answer. Pages may frame only the Desk's own attachment URLs
+    (``frame-src``: a PDF in the browser's viewer); ``framed`` is for the one answer a Desk
+    page may frame (a PDF attachment): ``frame-ancestors 'self'`` instead of ``'none'``."""
+    attachments = f"http://127.0.0.1:{port}{ATTACHMENTS} http://localhost:{port}{ATTACHMENTS}"
+    ancestors = "'self'" if framed else "'none'"
+    return {
+        "Content-Security-Policy": (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:;"
+            f" media-src 'self' blob:; frame-src {attachments}; form-action 'self';"
+            f" frame-ancestors {ancestors}; base-uri 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "SAMEORIGIN" if framed else "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+
 
 COOKIE = "sealbox_desk"
 SAFE_METHODS = frozenset({"GET", "HEAD"})

@@ -126,16 +126,47 @@ class Reading:
         return index.query(ReportQuery(limit=0))[0]
 
     def rows(self, filters: Filters | None = None) -> list[Row]:
+        """Every report matching ``filters``, in id order (what an export takes)."""
+        return self.page(filters, 0, None)[1]
+
+    def page(
+        self, filters: Filters | None, offset: int, limit: int | None
+    ) -> tuple[int, list[Row]]:
+        """How many reports match ``filters``, and the rows ``offset`` to ``offset + limit``.
+
+        Only the page's rows are read out of the index when the SQL filters are exact (no
+        search text, no "value contains", no "has findings"); otherwise every candidate is
+        checked (`_matches`), and the count is of the rows that pass."""
         f = filters or Filters()
         index = self.index
         if index is None:
-            return self.scanned(f)
+            rows = self.scanned(f)
+            return len(rows), rows[offset : None if limit is None else offset + limit]
+        exact = not (f.q or f.value or f.findings)
+        findings = self.findings()
+        ids = self._candidates(index, f)
+        end = None if limit is None else offset + limit
+        out = []
+        for report in ids if not exact else ids[offset:end]:
+            got = index.state(report)
+            if got is None:
+                continue
+            authors = set(got[0].authors)
+            row = Row(got[0], got[1], tuple(x for x in findings if x.device in authors))
+            if exact or _matches(row, f):
+                out.append(row)
+        if exact:
+            return len(ids), out
+        return len(out), out[offset:end]
+
+    def _candidates(self, index: Index, f: Filters) -> list[bytes]:
+        """The ids the index's SQL filters and FTS5 search give (a superset of the matches)."""
         since, until = f.times()
         devices: list[bytes | None] = [None]
         if f.device:
             devices = [d for d in self._devices() if d.hex().startswith(f.device.lower())]
         text = f.q if any(c.isalnum() for c in f.q) else None
-        found: set[str] = set()
+        found: set[bytes] = set()
         for device in devices:
             query = ReportQuery(
                 since=since,
@@ -145,20 +176,9 @@ class Reading:
                 conflict={"yes": True, "no": False}.get(f.conflict),
                 verification=f.verification or None,
                 text=text,
-                limit=-1,  # every match (SQLite: no limit), as the table shows them all
             )
-            found.update(r["report_id"] for r in index.query(query)[1])
-        findings = self.findings()
-        out = []
-        for report_id in sorted(found):
-            got = index.state(bytes.fromhex(report_id))
-            if got is None:
-                continue
-            authors = set(got[0].authors)
-            row = Row(got[0], got[1], tuple(x for x in findings if x.device in authors))
-            if _matches(row, f):
-                out.append(row)
-        return out
+            found.update(index.ids(query))
+        return sorted(found)
 
     def scanned(self, f: Filters) -> list[Row]:
         """The view-based answer: every report of the view checked in Python (a field

@@ -39,11 +39,24 @@ class DeskProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
+def snap(page: Any, name: str) -> None:
+    """With SEALBOX_DESK_SCREENSHOTS=DIR, keep a screenshot of this page as DIR/NAME.png
+    (docs/desk/: `SEALBOX_DESK_SCREENSHOTS=docs/desk .venv/bin/python -m pytest -m browser
+    tests/desk/test_a11y.py`)."""
+    folder = os.environ.get("SEALBOX_DESK_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
 def start_desk(
-    device: Device, *, env_passphrase: bool = False, idle_minutes: float = 10
+    device: Device,
+    *,
+    env_passphrase: bool = False,
+    idle_minutes: float = 10,
+    lang: str | None = None,
 ) -> DeskProcess:
-    """`sealbox desk --no-browser` on a free port; ready once its address is printed and it
-    answers (no fixed sleep)."""
+    """`sealbox desk --no-browser` on a free port (``--lang`` if given); ready once its
+    address is printed and it answers (no fixed sleep)."""
     port = free_port()
     env = dict(device.env)
     if not env_passphrase:
@@ -60,6 +73,7 @@ def start_desk(
                 str(device.home),
                 "--idle-minutes",
                 str(idle_minutes),
+                *(["--lang", lang] if lang else []),
             ],  # fmt: skip
             env=env,
             stdin=subprocess.DEVNULL,

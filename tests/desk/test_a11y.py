@@ -24,7 +24,7 @@ import pytest
 from clients.desk.edge import COOKIE
 from tests.cli.conftest import PASSPHRASE, Device, LiveServer
 from tests.cli.conftest import shared_server as shared_server  # noqa: F401
-from tests.desk.conftest import DeskProcess, start_desk, stop_desk
+from tests.desk.conftest import DeskProcess, snap, start_desk, stop_desk
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=60_000)  # a sync on a busy two-core machine takes seconds
@@ -34,6 +34,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(280)]
 KYRGYZ = "Ош шаары, Курманжан Датка көчөсү"
 ARABIC = "شاهد عيان قرب الحاجز"
 NOTE = "Күбөлөр менен телефон аркылуу сүйлөштүк"
+# Mixed scripts in one report: each value or note must run in its own direction (dir="auto"
+# or <bdi>) and never reorder the page's own words and separators around it.
+ARABIC_NAME = "المكان"
+ARABIC_LATIN = "شاهد عيان قرب Checkpoint 4"  # right-to-left first
+LATIN_HEBREW = "Bus 12, עד ראייה ליד המחסום"  # left-to-right first
+HEBREW_CYRILLIC = "עד ראייה ליד המחסום, Ош шаары 12"  # a note, right-to-left first
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 SERIOUS = {"serious", "critical"}
 
@@ -46,6 +52,7 @@ class Org:
     field: Device
     report: str
     field_id: str
+    mixed: str = ""  # a report in Arabic, Hebrew, Latin and Cyrillic mixed
 
 
 def make_devices(server: LiveServer, root: os.PathLike[str] | str) -> Any:
@@ -72,6 +79,10 @@ def seed_org(server: LiveServer, devices: Any) -> Org:
         "report", "new", "-f", f"place={KYRGYZ}", "-f", f"witness={ARABIC}",
         "-f", "detained=2", "--note", NOTE,
     ).json["report_id"]  # fmt: skip
+    mixed = field.run(
+        "report", "new", "-f", f"{ARABIC_NAME}={ARABIC_LATIN}", "-f", f"bus={LATIN_HEBREW}",
+        "--note", HEBREW_CYRILLIC,
+    ).json["report_id"]  # fmt: skip
     field.run("sync")
     coordinator.run("sync")
     field.run("report", "edit", report, "--field", "detained=3")
@@ -81,7 +92,7 @@ def seed_org(server: LiveServer, devices: Any) -> Org:
     code = coordinator.run("invite", "create", "--role", "field", "--expires", "1h").json["code"]
     pending.run("enroll", code, "--label", "Жаңы телефон")  # not admitted: no sync after it
     field.run("report", "new", "-f", "place=Нарын")  # not synced: the field outbox lists it
-    return Org(coordinator, field, report, field.run("status").json["device_id"])
+    return Org(coordinator, field, report, field.run("status").json["device_id"], mixed)
 
 
 def session_cookie(desk: DeskProcess) -> dict[str, Any]:
@@ -98,16 +109,27 @@ class Served:
     cookie: dict[str, Any]
     field_desk: DeskProcess
     field_cookie: dict[str, Any]
+    lang: str = "en"
+
+    def shot(self, page: Any, name: str) -> None:
+        """The page's screenshot, docs/desk/NAME.png in English, ru-NAME.png in Russian."""
+        snap(page, name if self.lang == "en" else f"{self.lang}-{name}")
 
 
-@pytest.fixture(scope="module")
-def served(shared_server, tmp_path_factory) -> Iterator[Served]:  # noqa: F811
-    org = seed_org(shared_server, make_devices(shared_server, tmp_path_factory.mktemp("a11y")))
-    desk = start_desk(org.coordinator)  # locked: the unlock page is one of the pages
+@pytest.fixture(scope="module", params=["en", "ru"])
+def served(request, shared_server, tmp_path_factory) -> Iterator[Served]:  # noqa: F811
+    """The organisation, and its two Desks in English, then in Russian (each page is checked
+    and photographed in both languages)."""
+    lang = request.param
+    root = tmp_path_factory.mktemp(f"a11y-{lang}")
+    org = seed_org(shared_server, make_devices(shared_server, root))
+    desk = start_desk(org.coordinator, lang=lang)  # locked: the unlock page is one of the pages
     try:
-        field_desk = start_desk(org.field, env_passphrase=True)  # field mode
+        field_desk = start_desk(org.field, env_passphrase=True, lang=lang)  # field mode
         try:
-            yield Served(org, desk, session_cookie(desk), field_desk, session_cookie(field_desk))
+            yield Served(
+                org, desk, session_cookie(desk), field_desk, session_cookie(field_desk), lang
+            )
         finally:
             stop_desk(field_desk.process)
     finally:
@@ -167,7 +189,9 @@ PAGES: dict[str, str] = {
     "findings": "/findings",
     "devices": "/devices",
     "invites": "/invites",
+    "exports": "/?conflict=yes",  # a filtered selection and its JSON and CSV export links
     "sync": "/sync",
+    "mixed-scripts": "/reports/{mixed}",
 }
 
 # Violations found that need the other templates changed (see /work/notes/a11y_findings.md).
@@ -191,10 +215,10 @@ def test_the_page_has_no_serious_accessibility_violation(served: Served, browser
     page = context.new_page()
     page.set_default_timeout(30_000)
     try:
-        visit(page, served, PAGES[name].format(report=served.org.report))
+        visit(page, served, PAGES[name].format(report=served.org.report, mixed=served.org.mixed))
         if name == "invites":  # with a new invite's code and QR code shown
             page.select_option("#role", "field")
-            page.click("main form button >> text=Create invite")
+            page.locator("form", has=page.locator("#role")).locator("button").click()
             expect(page.locator("#invite-code")).to_be_visible()
         elif name == "sync":  # with a sync's summary shown
             page.click("#sync-button")
@@ -202,8 +226,12 @@ def test_the_page_has_no_serious_accessibility_violation(served: Served, browser
         elif name == "conflicts":
             expect(page.locator(f"#r-{served.org.report}")).to_be_visible()
         elif name == "devices":
-            expect(page.locator("main")).to_contain_text("pending admission")
+            expect(page.locator(f"tr[data-device='{served.org.field_id}']")).to_be_visible()
+            expect(page.locator("main tbody tr")).to_have_count(3)  # with the one pending
+        elif name == "exports":
+            page.focus("#export-csv")
         found = serious_violations(page)
+        served.shot(page, name)
     finally:
         context.close()
     assert found == [], f"axe-core on {name} ({PAGES[name]}):\n" + "\n".join(found)
@@ -247,8 +275,78 @@ def test_the_field_page_has_no_serious_accessibility_violation(
         if name == "outbox":
             expect(page.locator("#queued tbody tr")).not_to_have_count(0)
         found = serious_violations(page)
+        served.shot(page, name)
     finally:
         context.close()
     assert found == [], f"axe-core on {name} ({FIELD_PAGES[name]}):\n" + "\n".join(found)
     hosts = {urlsplit(u).netloc for u in context.requests}
     assert hosts == {f"127.0.0.1:{served.field_desk.port}"}, context.requests
+
+
+def _direction(locator) -> str:
+    """The direction the browser resolved for the element (dir="auto" looks at its text)."""
+    return str(locator.evaluate("e => e.matches(':dir(rtl)') ? 'rtl' : 'ltr'"))
+
+
+_LINES = """es => es.map(e => { const r = e.getClientRects();
+  return [r[0].top, r[0].left, r[r.length - 1].top, r[r.length - 1].right]; })"""
+
+
+def _in_reading_order(locator) -> bool:
+    """Whether each element ``locator`` matches starts after the previous one ends, as a
+    left-to-right page reads: further right on the same line, or on a later line."""
+    boxes = locator.evaluate_all(_LINES)
+    for (_, _, top, right), (next_top, next_left, _, _) in zip(boxes, boxes[1:], strict=False):
+        same_line = abs(next_top - top) < 2
+        if not (next_top > top + 2 or same_line and next_left >= right - 1):
+            return False
+    return True
+
+
+def test_mixed_scripts_run_in_their_own_direction_and_leave_the_page_in_order(
+    served: Served, browser
+) -> None:
+    """Arabic and Hebrew mixed with Latin and Cyrillic: each value and note is isolated
+    (dir="auto" or <bdi>), resolved to the direction of its first strong letter, and the
+    page's own labels and separators around it stay where a left-to-right page puts them."""
+    context = open_context(browser, served)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        visit(page, served, f"/reports/{served.org.mixed}")
+        assert page.locator("html").get_attribute("dir") in (None, "ltr")
+        for text, direction in ((ARABIC_LATIN, "rtl"), (LATIN_HEBREW, "ltr")):
+            cell = page.locator("main td.value", has_text=text)
+            expect(cell).to_have_count(1)
+            assert cell.get_attribute("dir") == "auto"
+            assert cell.inner_text().strip() == text  # the characters unchanged, in order
+            assert _direction(cell) == direction
+        name = page.locator("main tbody td bdi", has_text=ARABIC_NAME)
+        expect(name).to_have_count(1)
+        assert _direction(name) == "rtl"
+        # The note runs right to left; "by <author>, <time>" stays after it, to its right.
+        item = page.locator("ul.notes li", has_text=HEBREW_CYRILLIC)
+        note, by = item.locator("span[dir=auto]"), item.locator("small")
+        assert _direction(note) == "rtl" and _direction(item) == "ltr"
+        assert note.inner_text() == HEBREW_CYRILLIC
+        note_box, by_box = note.bounding_box(), by.bounding_box()
+        assert note_box and by_box and by_box["x"] >= note_box["x"] + note_box["width"] - 1
+        served.shot(page, "mixed-scripts")
+
+        # On the reports table: name=value; name=value, each part in its own isolate, in
+        # document order from left to right whatever the scripts (nothing swapped across).
+        visit(page, served, "/")
+        cell = page.locator(
+            "main tbody tr", has=page.locator(f"a[href='/reports/{served.org.mixed}']")
+        ).locator("td.fields")
+        parts = cell.locator("bdi")
+        expect(parts).to_have_count(4)
+        wanted = {ARABIC_NAME: "rtl", ARABIC_LATIN: "rtl", "bus": "ltr", LATIN_HEBREW: "ltr"}
+        got = {parts.nth(i).inner_text(): _direction(parts.nth(i)) for i in range(4)}
+        assert got == wanted
+        assert _in_reading_order(parts), parts.evaluate_all(_LINES)
+        assert cell.inner_text().count("=") == 2 and cell.inner_text().count("; ") == 1
+    finally:
+        context.close()
+    hosts = {urlsplit(u).netloc for u in context.requests}
+    assert hosts == {f"127.0.0.1:{served.desk.port}"}, context.requests

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +19,7 @@ import httpx2
 import pytest
 
 from sync.invite import InviteCode
-from tests.desk.test_edge import CSP
+from tests.desk.test_edge import csp
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=60_000)  # a sync on a busy two-core machine takes seconds
@@ -29,13 +28,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(280)]
 
 HOSTILE_SCRIPT = "<script>alert('xss')</script><img src=x onerror=alert(1)>"
 HOSTILE_FORMULA = '=HYPERLINK("http://evil.example","click")'
-
-
-def snap(page, name: str) -> None:
-    """With SEALBOX_DESK_SCREENSHOTS=DIR, keep a screenshot of this page (docs/desk/)."""
-    folder = os.environ.get("SEALBOX_DESK_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def _org(coordinator, field, server) -> None:
@@ -76,7 +68,7 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         first = page.goto(desk.url)
         assert page.url == f"{desk.origin}/unlock"
         headers = first.all_headers() if first else {}
-        assert headers["content-security-policy"] == CSP
+        assert headers["content-security-policy"] == csp(desk.port)
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["cache-control"] == "no-store"
         assert headers["x-content-type-options"] == "nosniff"
@@ -97,12 +89,10 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         assert "Amina" in row.inner_text()  # its label, opened with the invite's secret
         code = row.locator("code.code").inner_text().replace(" ", "").lower()
         assert field_id.startswith(code[:32])
-        snap(page, "devices-pending")
         row.locator("text=Admit (sync)").click()
         page.wait_for_url(f"{desk.origin}/sync")
         expect(page.locator("#sync-result")).to_be_visible()  # it refreshes until done
         result = page.locator("#sync-result").inner_text()
-        snap(page, "sync")
         assert f"Admitted device {field_id[:12]}" in result
         assert "1 reports" in result or "1 report" in result
 
@@ -113,7 +103,6 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         body = page.locator("main").inner_text()
         assert "Checkpoint 4" in body and "Seen from the bus stop" in body
         assert HOSTILE_SCRIPT in body
-        snap(page, "report")
         assert page.locator("main script, main img").count() == 0
         assert "verified" in body
 
@@ -143,7 +132,6 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
         section = page.locator(f"#r-{report}")
         choices = section.locator("label.choice")
         assert choices.count() == 3  # two values and "another value"
-        snap(page, "conflicts")
         choice = section.locator("label.choice", has_text=f"by {field_id[:12]}")
         assert choice.locator("span.value").inner_text() == "3"
         choice.locator("input").check()
@@ -160,7 +148,6 @@ def test_the_coordinator_story(server, devices, desk_for, browser, tmp_path) -> 
 
         # Export: CSV with the formula neutralised, and JSON exact.
         page.click("nav >> text=Reports")
-        snap(page, "reports")
         with page.expect_download() as download:
             page.click("#export-csv")
         text = Path(download.value.path()).read_text(encoding="utf-8")
@@ -265,8 +252,8 @@ def test_the_desk_locks_itself_when_idle(server, devices, desk_for, browser) -> 
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.goto(desk.url)
-        page.wait_for_url(f"{desk.origin}/")
+        page.goto(desk.url, wait_until="commit")  # it may lock before the page's load event
+        page.wait_for_url(f"{desk.origin}/", wait_until="commit")
         # Left alone, the open page leaves for the lock page by itself once the idle period
         # has passed, and the Desk has closed the profile by then (the unlock form shows).
         page.wait_for_url(f"{desk.origin}/unlock", timeout=30_000)
@@ -299,6 +286,31 @@ def _png(width: int, height: int) -> bytes:
     )
 
 
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]/Contents 4 0 R"
+    b"/Resources<</Font<</F1 5 0 R>>>>>>endobj\n"
+    b"4 0 obj<</Length 44>>stream\nBT /F1 18 Tf 20 40 Td (Sealbox PDF) Tj ET\nendstream endobj\n"
+    b"5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF"
+)
+"""A one-page PDF (no xref table: viewers rebuild it), written here: no PDF library needed."""
+
+PDF_VIEWER = {"chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai", "chrome://resources"}
+"""Chromium's own PDF viewer (an extension inside the browser, no network): its requests."""
+
+
+def _foreign(requests: list[str], port: int) -> list[str]:
+    """Requests to anything but the Desk, apart from the browser's own PDF viewer."""
+    mine = f"127.0.0.1:{port}"
+    return [
+        u
+        for u in requests
+        if urlsplit(u).netloc != mine
+        and f"{urlsplit(u).scheme}://{urlsplit(u).netloc}" not in PDF_VIEWER
+    ]
+
+
 def test_a_photo_is_decrypted_locally_and_shown_inline_and_html_is_never_served(
     server, devices, desk_for, browser, tmp_path
 ) -> None:
@@ -309,9 +321,11 @@ def test_a_photo_is_decrypted_locally_and_shown_inline_and_html_is_never_served(
     photo.write_bytes(_png(7, 5))
     page_file = tmp_path / "evil.html"
     page_file.write_text("<script>alert('ran on the Desk origin')</script>")
+    pdf = tmp_path / "statement.pdf"
+    pdf.write_bytes(PDF)
     report = field.run(
         "report", "new", "-f", "place=Checkpoint 4", "--attach", str(photo),
-        "--attach", str(page_file),
+        "--attach", str(page_file), "--attach", str(pdf),
     ).json["report_id"]  # fmt: skip
     field.run("sync")
     desk = desk_for(coordinator, env_passphrase=True)
@@ -321,6 +335,8 @@ def test_a_photo_is_decrypted_locally_and_shown_inline_and_html_is_never_served(
     context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()))
     page = context.new_page()
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.set_default_timeout(30_000)
     try:
         page.goto(desk.url)
@@ -338,19 +354,44 @@ def test_a_photo_is_decrypted_locally_and_shown_inline_and_html_is_never_served(
         items = page.locator("ul.attachments li")
         html_item = items.filter(has_text="evil.html")
         assert html_item.locator("img, audio, video, iframe, object, embed").count() == 0
+        # The PDF: framed from the Desk's own decrypted attachment URL, in Chromium's viewer.
+        shown = coordinator.run("reports", "show", report).json["attachments"]
+        pdf_id = next(a["id"] for a in shown if a["name"] == "statement.pdf")
+        pdf_url = f"{desk.origin}/attachments/{report}/{pdf_id}"
+        frame = page.locator("iframe.inline-pdf")
+        expect(frame).to_have_count(1)
+        assert frame.get_attribute("src") == f"/attachments/{report}/{pdf_id}"
+        assert frame.get_attribute("title") == "PDF: statement.pdf"
+        frame.scroll_into_view_if_needed()
+        page.wait_for_function(
+            "url => [...document.querySelectorAll('iframe')].some(f => f.src === url)", arg=pdf_url
+        )
+        expect(page.frame_locator("iframe.inline-pdf").locator("embed, body")).not_to_have_count(0)
+        assert pdf_url in [f.url for f in page.frames], [f.url for f in page.frames]
+        answer = context.request.get(pdf_url)
+        assert answer.status == 200 and answer.body() == PDF  # decrypted, verified, whole
+        assert answer.headers["content-type"] == "application/pdf"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "SAMEORIGIN"  # only the Desk may frame it
+        assert answer.headers["content-security-policy"] == csp(desk.port, "'self'")
+        assert page.evaluate("navigator.pdfViewerEnabled") is True
         # Asked for directly (a link in a note, a guess), the HTML is refused, not served.
         html_id = next(
             a["id"]
             for a in coordinator.run("reports", "show", report).json["attachments"]
             if a["name"] == "evil.html"
         )
-        answer = context.request.get(f"{desk.origin}/reports/{report}/attachments/{html_id}")
+        answer = context.request.get(f"{desk.origin}/attachments/{report}/{html_id}")
         assert answer.status == 415
         assert "text/html" not in answer.headers["content-type"] or "ran on" not in answer.text()
         assert dialogs == []
     finally:
         context.close()
-    assert {urlsplit(u).netloc for u in requests} == {f"127.0.0.1:{desk.port}"}, requests
-    # The decrypted photo touched no disk outside the store: no PNG under the coordinator's home.
+    assert _foreign(requests, desk.port) == [], requests
+    assert f"{desk.origin}/attachments/{report}/{pdf_id}" in requests
+    blocked = [m for m in console if "Content Security Policy" in m or "Refused to" in m]
+    assert blocked == [], blocked
+    # The decrypted files touched no disk outside the store: no PNG or PDF under the home.
     png = _png(7, 5)
-    assert not [p for p in coordinator.home.rglob("*") if p.is_file() and p.read_bytes() == png]
+    found = [p for p in coordinator.home.rglob("*") if p.is_file() and p.read_bytes() in (png, PDF)]
+    assert found == []

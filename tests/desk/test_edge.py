@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from clients.desk.app import Desk, create_app
-from clients.desk.edge import COOKIE, SECURITY_HEADERS, Gate
+from clients.desk.edge import COOKIE, Gate, security_headers
 from clients.local.profile import Profile
 from clients.local.store import Secrets
 from crypto import SigningKey
@@ -25,10 +25,20 @@ from sync.roster import Member, Role, Roster
 PORT = 45678
 ORIGIN = f"http://127.0.0.1:{PORT}"
 PASSPHRASE = "correct horse battery staple"
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:;"
-    " media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
+
+
+def csp(port: int, ancestors: str = "'none'") -> str:
+    """The Desk's policy: nothing from elsewhere, and the only frame a page may hold is one
+    of its own decrypted attachments (a PDF, in the browser's viewer)."""
+    attachments = f"http://127.0.0.1:{port}/attachments/ http://localhost:{port}/attachments/"
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:;"
+        f" media-src 'self' blob:; frame-src {attachments}; form-action 'self';"
+        f" frame-ancestors {ancestors}; base-uri 'none'"
+    )
+
+
+CSP = csp(PORT)
 
 
 def offline_coordinator(home: Path) -> None:
@@ -208,8 +218,9 @@ def test_every_answer_carries_the_strict_headers(desk) -> None:
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["referrer-policy"] == "no-referrer"
         assert answer.headers["cache-control"] == "no-store"
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in security_headers(PORT).items():
             assert answer.headers[name] == value
+        assert answer.headers["x-frame-options"] == "DENY"
 
 
 def test_a_wrong_passphrase_is_a_page_and_the_right_one_unlocks(desk) -> None:
@@ -308,7 +319,7 @@ def test_a_bug_is_a_page_without_a_traceback(desk, monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("secret plaintext in an exception message")
 
-    monkeypatch.setattr("clients.desk.reading.Reading.rows", broken)
+    monkeypatch.setattr("clients.desk.reading.Reading.page", broken)
     answer = client.get("/")
     assert answer.status_code == 500
     assert "internal error (RuntimeError)" in answer.text

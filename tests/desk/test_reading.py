@@ -173,3 +173,56 @@ def _timed(r: Reading, f: Filters) -> float:
     elapsed = time.perf_counter() - start
     assert rows or f.device or f.value
     return elapsed
+
+
+PAGED = [
+    Filters(),
+    Filters(conflict="yes"),
+    Filters(verification="verified"),
+    Filters(q="convoy"),
+    Filters(field="place", value="checkpoint"),
+    Filters(findings="no", since="2023-11-15"),
+]
+
+
+@pytest.mark.parametrize(
+    "f", PAGED, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.query().items()) or "all"
+)
+def test_pages_of_the_table_are_the_filtered_rows_in_order(
+    reading: tuple[Reading, list[bytes]], f: Filters
+) -> None:
+    r, _ = reading
+    every = _ids(r.scanned(f))
+    assert every, f
+    pages, offset = [], 0
+    while True:
+        matches, rows = r.page(f, offset, 100)
+        assert matches == len(every)  # the count is of the matches, not of one page
+        if not rows:
+            break
+        assert len(rows) <= 100
+        pages.append(_ids(rows))
+        offset += 100
+    assert [i for p in pages for i in p] == every  # every match once, in order, none extra
+    assert len(pages) == -(-len(every) // 100)
+
+
+def test_a_page_of_many_reports_reads_only_that_page_and_is_fast(
+    reading: tuple[Reading, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, _ = reading
+    assert r.index is not None
+    read: list[bytes] = []
+    state = type(r.index).state
+
+    def counting(self: object, report: bytes) -> object:
+        read.append(report)
+        return state(self, report)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(r.index), "state", counting)
+    matches, rows = r.page(Filters(verification="verified"), 2900, 100)
+    assert matches == REPORTS and len(rows) == 100
+    assert len(read) == 100  # exact SQL filters: only the page's states are read
+    start = time.perf_counter()
+    r.page(Filters(conflict="no"), 1000, 100)
+    assert time.perf_counter() - start < 0.1
