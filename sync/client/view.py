@@ -91,8 +91,7 @@ class CoordinatorView:
         self._dags: dict[bytes, ReportDag] = {}
         # The same DAGs with only revisions by roster members (what exports show by default).
         self._member_dags: dict[bytes, ReportDag] = {}
-        # By report: (reason, device whose envelope raised it), so a device can be re-judged.
-        self._report_flags: dict[bytes, set[tuple[str, bytes]]] = {}
+        self._report_flags: dict[bytes, set[tuple[str, bytes]]] = {}  # (reason, its device)
         self._epochs: set[tuple[bytes, int]] = set()  # (device, roster version) of sender keys
         self._plain: dict[bytes, bytes] = {}  # revision id -> its decrypted content, canonical
 
@@ -117,9 +116,8 @@ class CoordinatorView:
         from sync.client.retrust import retrust  # noqa: PLC0415 - it works on this class
 
         enrolled = {**self.enrollments, **{e.device_id: e for e in enrollments}}
-        retrust(
-            self, roster, enrolled.values(), {**self.history, roster.roster.version: roster.roster}
-        )
+        history = {**self.history, roster.roster.version: roster.roster}
+        retrust(self, roster, enrolled.values(), history)
 
     # -- author lookup
     def _author(self, device: bytes) -> tuple[VerifyKey, Member | None] | None:
