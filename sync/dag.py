@@ -11,7 +11,8 @@ returned `Plan` inside the same transaction.  Nothing here does I/O.
 Per item, the first rule that matches decides (each has a test):
 
   D1 invalid          not an envelope; wrong org; header.device is not the
-                      authenticated device; unknown roster version; bad
+                      authenticated device (a relay push: not a device of the
+                      organisation); unknown roster version; bad
                       envelope signature; a parent in another report or not a
                       revision.                                     terminal
   D2 duplicate        the same envelope id is stored (earlier request or
@@ -148,11 +149,19 @@ def classify(
     candidates: Sequence[Candidate],
     *,
     org_id: bytes,
-    device: DeviceView,
+    device: DeviceView | None = None,
     known: Known,
     last_seq: int,
+    relayed: Mapping[bytes, DeviceView] | None = None,
 ) -> Plan:
-    """Decide each item in order (rules D1-D6) and return the plan to apply."""
+    """Decide each item in order (rules D1-D6) and return the plan to apply.
+
+    A push names the pushing ``device``: every envelope must be its own.  A relay push
+    (PROTOCOL §23.3) names instead the devices of the organisation whose envelopes a relay
+    may carry, ``relayed``: each envelope is judged under its own author's chain rules.
+    """
+    if (device is None) == (relayed is None):
+        raise ValueError("classify takes either the pushing device or the relayed authors")
     by_id = dict(known.by_id)
     by_slot = dict(known.by_slot)
     heads = {r: set(h) for r, h in known.heads.items()}
@@ -173,9 +182,17 @@ def classify(
         if h.org != org_id:
             result(ItemStatus.INVALID, "the envelope belongs to another organisation")
             continue
-        if h.device != device.device_id:
+        if relayed is not None:
+            author = relayed.get(h.device)
+            if author is None:
+                result(ItemStatus.INVALID, "the author is not a device of this organisation")
+                continue
+        elif device is not None and h.device != device.device_id:
             result(ItemStatus.INVALID, "header.device is not the device that signed the request")
             continue
+        else:
+            author = device
+        assert author is not None
         if not 1 <= h.roster_version <= known.roster_version:
             result(ItemStatus.INVALID, "unknown roster version")
             continue
@@ -188,7 +205,7 @@ def classify(
             result(ItemStatus.DUPLICATE, server_seq=stored.server_seq)
             continue
         # D3
-        if device.revoked_after is not None and h.seq > device.revoked_after:
+        if author.revoked_after is not None and h.seq > author.revoked_after:
             result(ItemStatus.REVOKED, "the device is revoked from this sequence on")
             continue
         # D4

@@ -121,6 +121,40 @@ def push(
         now=int(time.time()),
         since=since,
     )
+    return _push_answer(ctx, outcome)
+
+
+@router.post(
+    "/{org}/relay",
+    response_model=PushResponse,
+    responses=PROBLEMS,
+    openapi_extra={"requestBody": _PUSH_BODY},
+)
+def relay(
+    ctx: Ctx,
+    org_id: OrgId,
+    caller: PushCaller,
+    envelopes: Annotated[list[bytes], Depends(_push_envelopes)],
+    since: _Since = None,
+) -> Response:
+    """Store envelopes of other devices carried by this one (a relay push, PROTOCOL §23.3).
+
+    The same body and answer as a push; each envelope is judged under its own author's key
+    and chain rules.  Only an admitted, unrevoked member may relay.
+    """
+    outcome = push_service.relay(
+        engine=ctx.engine,
+        settings=ctx.settings,
+        server_key=ctx.server_key,
+        caller=caller,
+        envelopes=envelopes,
+        now=int(time.time()),
+        since=since,
+    )
+    return _push_answer(ctx, outcome)
+
+
+def _push_answer(ctx: Ctx, outcome: push_service.PushOutcome) -> Response:
     for status, count in push_service.status_counts(outcome.plan).items():
         ctx.metrics.push_items.labels(status.value).inc(count)
     for heads in outcome.plan.heads.values():

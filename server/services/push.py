@@ -49,7 +49,7 @@ from sync.errors import ErrorCode
 from sync.messages import ItemStatus
 from sync.receipt import Receipt, ReceiptItem
 
-__all__ = ["PushOutcome", "envelope_verifier", "push"]
+__all__ = ["PushOutcome", "envelope_verifier", "push", "relay"]
 
 _DEVICE_SQL = (
     "SELECT revoked_after, watermark, max_seq FROM devices WHERE org_id = ? AND device_id = ?"
@@ -168,6 +168,18 @@ def _parse_and_verify(
     return [c for part in pool.map(check, parts) for c in part]
 
 
+def _check_limits(settings: Settings, envelopes: list[bytes]) -> None:
+    if len(envelopes) > settings.max_batch_items or (
+        sum(map(len, envelopes)) > settings.max_batch_bytes
+    ):
+        raise ApiError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            413,
+            "the batch is over the limits; split it",
+            limits=_limits(settings),
+        )
+
+
 def push(
     *,
     engine: Engine,
@@ -179,38 +191,134 @@ def push(
     now: int,
     since: int | None = None,
 ) -> PushOutcome:
-    org_id, device_id, device_key = caller.org_id, caller.device_id, caller.signing_key
-    if len(envelopes) > settings.max_batch_items or (
-        sum(map(len, envelopes)) > settings.max_batch_bytes
-    ):
-        raise ApiError(
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            413,
-            "the batch is over the limits; split it",
-            limits=_limits(settings),
+    _check_limits(settings, envelopes)
+    candidates = _parse_and_verify(envelopes, caller.signing_key, settings.max_envelope_bytes, pool)
+    return _store(
+        engine=engine,
+        settings=settings,
+        server_key=server_key,
+        caller=caller,
+        candidates=candidates,
+        authors=None,
+        now=now,
+        since=since,
+    )
+
+
+# Devices whose envelopes a relay may carry: every device of the organisation but the
+# removed ones (a revoked author's envelopes up to its revocation point are valid, §5.5).
+_RELAYED_AUTHORS_SQL = "SELECT device_id, signing_key FROM devices"
+_RELAYED_AUTHORS_WHERE = "org_id = ? AND state IN ('enrolled', 'admitted', 'revoked')"
+_DEVICE_ROWS_SQL = "SELECT device_id, revoked_after, watermark, max_seq FROM devices"
+
+
+def relay(
+    *,
+    engine: Engine,
+    settings: Settings,
+    server_key: SigningKey,
+    caller: Caller,
+    envelopes: list[bytes],
+    now: int,
+    since: int | None = None,
+) -> PushOutcome:
+    """A relay push (PROTOCOL §23.3): envelopes of other devices, carried to the server by
+    ``caller``, an admitted and unrevoked member.  Each is checked against its own author's
+    key and chain rules (`sync.dag.classify` with ``relayed``), as its author's own push
+    would be; the receipt names the relay.  The authors learn of their envelopes' storage
+    from their own next push, answered ``duplicate`` with a receipt (§15.3)."""
+    if caller.state == "revoked":
+        raise ApiError(ErrorCode.DEVICE_REVOKED, 403, "a revoked device relays nothing")
+    if caller.state != "admitted":
+        raise ApiError(ErrorCode.FORBIDDEN, 403, "only a device admitted in the roster may relay")
+    _check_limits(settings, envelopes)
+    candidates: list[Candidate] = []
+    for start in range(0, len(envelopes), _PARSE_SLICE):
+        with outside_transactions():
+            part = envelopes[start : start + _PARSE_SLICE]
+            candidates += [_parse(raw, settings.max_envelope_bytes) for raw in part]
+    devices = sorted({c.envelope.header.device for c in candidates if c.envelope is not None})
+    keys: dict[bytes, VerifyKey] = {}
+    with engine.connect() as conn:
+        lookup = Batch(conn)
+        found = lookup.add_lookup(
+            _RELAYED_AUTHORS_SQL, _RELAYED_AUTHORS_WHERE, (caller.org_id,), "device_id", devices
         )
-    candidates = _parse_and_verify(envelopes, device_key, settings.max_envelope_bytes, pool)
+        lookup.run()
+    for pending in found:
+        keys.update((bytes(d), VerifyKey(bytes(k))) for d, k in pending.rows)
+    verifiers = {d: envelope_verifier(k) for d, k in keys.items()}
+    checked = []
+    for c in candidates:
+        verify = verifiers.get(c.envelope.header.device) if c.envelope is not None else None
+        if c.envelope is not None and verify is not None and not verify(c.envelope):
+            c = Candidate(c.envelope, c.raw, signature_ok=False)
+        checked.append(c)
+    return _store(
+        engine=engine,
+        settings=settings,
+        server_key=server_key,
+        caller=caller,
+        candidates=checked,
+        authors=sorted(keys),
+        now=now,
+        since=since,
+    )
+
+
+def _store(
+    *,
+    engine: Engine,
+    settings: Settings,
+    server_key: SigningKey,
+    caller: Caller,
+    candidates: list[Candidate],
+    authors: list[bytes] | None,
+    now: int,
+    since: int | None,
+) -> PushOutcome:
+    """One transaction for a checked batch: a push (``authors`` None: the caller's own
+    envelopes) or a relay push (the devices whose envelopes it may carry)."""
+    org_id, device_id = caller.org_id, caller.device_id
     with write_tx(engine) as conn:
         reads = Batch(conn)
         org_row = reads.add(lock_org_sql(conn), (org_id,))
         check_nonce = remember_nonce_in(
             reads, caller, now=now, window=settings.replay_window_seconds
         )
-        device_row = reads.add(_DEVICE_SQL, (org_id, device_id))
-        seqs = (c.envelope.header.seq for c in candidates if c.envelope is not None)
-        chain_above = [
-            reads.add(_CHAIN_ABOVE_SQL, (org_id, device_id, org_id, device_id, lo, hi))
-            for lo, hi in seq_runs(seqs)
-        ]
+        if authors is None:
+            device_rows = [reads.add(_DEVICE_SQL, (org_id, device_id))]
+        else:
+            device_rows = reads.add_lookup(
+                _DEVICE_ROWS_SQL, "org_id = ?", (org_id,), "device_id", authors
+            )
+        seqs_of: dict[bytes, list[int]] = {}
+        for c in candidates:
+            if c.envelope is not None:
+                seqs_of.setdefault(c.envelope.header.device, []).append(c.envelope.header.seq)
+        chain_above = {
+            author: [
+                reads.add(_CHAIN_ABOVE_SQL, (org_id, author, org_id, author, lo, hi))
+                for lo, hi in seq_runs(seqs_of.get(author, ()))
+            ]
+            for author in (authors if authors is not None else [device_id])
+        }
         known = queue_known(reads, org_id, needs(candidates))
         reads.run()  # takes the org lock; PostgreSQL: one round trip
         last_seq, roster_version, bytes_stored = org_row_or_404(org_row)
         check_nonce()
-        revoked_after, watermark, max_seq = device_row.rows[0]
+        rows: dict[bytes, tuple[int | None, int, int]] = {}
+        if authors is None:
+            rows[device_id] = tuple(device_rows[0].rows[0])
+        else:
+            for pending in device_rows:
+                rows.update((bytes(r[0]), (r[1], r[2], r[3])) for r in pending.rows)
+        views = {d: DeviceView(d, revoked_after) for d, (revoked_after, _, _) in rows.items()}
         plan = classify(
             candidates,
             org_id=org_id,
-            device=DeviceView(device_id, revoked_after),
+            device=views[device_id] if authors is None else None,
+            relayed=views if authors is not None else None,
             known=known(roster_version),
             last_seq=last_seq,
         )
@@ -295,18 +403,21 @@ def push(
         heads = Head.__table__  # type: ignore[attr-defined]
         writes.delete_rows(heads, _HEAD_COLUMNS, [(org_id, r, e) for r, e in removed])
         writes.add_rows(heads, _HEAD_COLUMNS, [(org_id, r, e) for r, e in added])
-        if plan.inserts or plan.evidence:
-            stored_seqs = [row.device_seq for row, _, _ in plan.inserts]
-            stored_seqs += [seq for p in chain_above for (seq,) in p.rows]
+        for author, (_, watermark, max_seq) in rows.items():
+            stored_seqs = [r.device_seq for r, _, _ in plan.inserts if r.device_id == author]
+            flagged = any(e.header.device == author for e, _ in plan.evidence)
+            if not stored_seqs and not flagged:
+                continue
+            stored_seqs += [seq for p in chain_above.get(author, ()) for (seq,) in p.rows]
             writes.add(
                 "UPDATE devices SET watermark = ?, max_seq = ?, equivocation = "
                 "(equivocation OR ?) WHERE org_id = ? AND device_id = ?",
                 (
                     advance_watermark(watermark, stored_seqs),
                     max(max_seq, *stored_seqs) if stored_seqs else max_seq,
-                    bool(plan.evidence),
+                    flagged,
                     org_id,
-                    device_id,
+                    author,
                 ),
             )
         if log is not None:
