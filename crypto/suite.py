@@ -61,3 +61,4 @@ class Purpose(bytes, Enum):
     EVIDENCE_CONTENTS = b"sealbox/v1/evidence-contents"
     RECOVERY_SIGNING = b"sealbox/v1/recovery/signing"
     RECOVERY_HPKE = b"sealbox/v1/recovery/hpke"
+    CARRIED_FILE = b"sealbox/v1/carried-file"

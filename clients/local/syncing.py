@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from clients.local import freshness
+from clients.local import carried, freshness
 from clients.local.evidence_log import forget_leaves, keep_checkpoint, keep_leaves
 from clients.local.profile import Profile
 from clients.local.transport import Transport
@@ -27,6 +27,7 @@ from sync.client import (
     AttachmentsWaitForAdmission,
     BatchAcknowledged,
     Bounds,
+    CarriedSeenInFeed,
     ChangesPulled,
     DeviceRevoked,
     DevicesAdmitted,
@@ -35,6 +36,7 @@ from sync.client import (
     LogCheckpointAdopted,
     LogMisbehaviour,
     OwnRevisionsRepublished,
+    RelayDelivered,
     RosterFresh,
     RosterKnownAt,
     RosterReposted,
@@ -157,6 +159,17 @@ class Persist:
             self.warn(f"sync stopped early: {event.reason}; run it again to go on")
         elif isinstance(event, AttachmentsWaitForAdmission):
             self.summary["attachments_waiting"] = event.count
+        elif isinstance(event, RelayDelivered):  # §23.3
+            carried.relay_delivered(p.store, event)
+            self.summary["relayed"] = self.summary.get("relayed", 0) + len(event.delivered)
+            if event.refused:
+                self.summary["relay_refused"] = len(event.refused)
+                self.warn(
+                    f"the server refused {len(event.refused)} relayed envelope(s) of other"
+                    " devices (see `sealbox relay list`)"
+                )
+        elif isinstance(event, CarriedSeenInFeed):  # §23.4
+            carried.seen_in_feed(p.store, event)
         else:
             self.uploads(event, self.summary)
 
@@ -286,6 +299,8 @@ def run_sync(
         read_chunk=lambda pending, index: read_sealed_chunk(profile, pending, index),
         bounds=Bounds(run_seconds=time_budget),
         batch_size=batch_size,
+        relay=carried.relay_queue(profile.store),
+        carried=carried.carried_waiting(profile.store) if coordinator else frozenset(),
     )
     report = drive(sync_flow(inputs), transport.send, persist, send_many=transport.send_many)
     push = report.push
@@ -295,6 +310,7 @@ def run_sync(
         rejected=push.rejected,
         outbox=len(persist.state.outbox),
         splits=push.splits,
+        relay_queued=profile.store.count("relay"),
     )
     if view is not None and not report.revoked:
         reports = view.reports()

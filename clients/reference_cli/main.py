@@ -34,6 +34,7 @@ from clients.desk.command import desk
 from clients.local import freshness
 from clients.local.store import wipe
 from clients.reference_cli.attachment_commands import attachments_app
+from clients.reference_cli.carry_commands import import_command, outbox_app, relay_app
 from clients.reference_cli.checkpoint_command import checkpoint_app
 from clients.reference_cli.common import (
     Code,
@@ -97,6 +98,9 @@ app.add_typer(attachments_app, name="attachments")
 app.add_typer(checkpoint_app, name="checkpoint")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(recovery_app, name="recovery")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(relay_app, name="relay")
+app.command("import")(import_command)
 
 
 def _version(value: bool) -> None:
@@ -123,9 +127,11 @@ def _main(
     set_global_home(home)
 
 
-@app.command()
-def outbox(home: Home = None, as_json: Json = False) -> None:
+@outbox_app.callback()
+def outbox(ctx: typer.Context, home: Home = None, as_json: Json = False) -> None:
     """What waits to be sent (and anything the server refused, kept aside)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with _errors(as_json), _profile(home) as profile:
         state = profile.device_state()
         queued: list[dict[str, Any]] = [
@@ -245,6 +251,8 @@ def status(home: Home = None, as_json: Json = False) -> None:
             "rejected": len(state.rejected),
             "sent": state.sent,
             "receipts": profile.store.count("receipt"),
+            "relay_queue": profile.store.count("relay"),
+            "carried_not_in_feed": profile.store.count("carried"),  # §23.4
             "chain_seq": state.seq,
             "last_sync": profile.meta.get("last_sync"),
             "warnings": warnings,

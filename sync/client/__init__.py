@@ -25,6 +25,7 @@ from sync.client.events import (
     AttachmentUploaded,
     BatchAcknowledged,
     BatchSplit,
+    CarriedSeenInFeed,
     ChangesPulled,
     DeviceRevoked,
     DevicesAdmitted,
@@ -32,6 +33,7 @@ from sync.client.events import (
     LogCheckpointAdopted,
     LogMisbehaviour,
     OwnRevisionsRepublished,
+    RelayDelivered,
     RosterFresh,
     RosterKnownAt,
     RosterReposted,
@@ -61,6 +63,7 @@ from sync.client.flow import (
 from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow, validate_page
 from sync.client.push import PushSummary, push_flow
+from sync.client.relay import RelaySummary, relay_flow
 from sync.client.retrust import retrust
 from sync.client.roster import (
     FreshnessSettings,
@@ -98,6 +101,7 @@ __all__ = [
     "BatchAcknowledged",
     "BatchSplit",
     "Bounds",
+    "CarriedSeenInFeed",
     "ChangesPulled",
     "Concurrent",
     "CoordinatorView",
@@ -119,6 +123,8 @@ __all__ = [
     "PendingUpload",
     "PullResult",
     "PushSummary",
+    "RelayDelivered",
+    "RelaySummary",
     "ReportVerification",
     "Request",
     "Response",
@@ -152,6 +158,7 @@ __all__ = [
     "log_flow",
     "pull_flow",
     "push_flow",
+    "relay_flow",
     "repair_roster_flow",
     "restore_view",
     "retrust",

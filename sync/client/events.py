@@ -28,6 +28,8 @@ __all__ = [
     "LogCheckpointAdopted",
     "LogMisbehaviour",
     "OwnRevisionsRepublished",
+    "CarriedSeenInFeed",
+    "RelayDelivered",
     "RosterFresh",
     "RosterReposted",
     "RosterRolledBack",
@@ -261,3 +263,22 @@ class StaleRosterSeen(Event):
     sealed_to: int
     superseded_by: int
     server_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class RelayDelivered(Event):
+    """Carried envelopes of other devices were relayed (PROTOCOL §23.3): drop ``delivered``
+    (a verified receipt lists them) and ``refused`` (terminal: keep the reasons to show)
+    from the relay queue; keep the ``receipts``."""
+
+    delivered: tuple[bytes, ...]
+    refused: tuple[tuple[bytes, str, str], ...]
+    receipts: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedSeenInFeed(Event):
+    """Envelopes a coordinator imported from a carried file arrived in the feed (§23.4):
+    they now have their place in the log; forget that they were waiting for it."""
+
+    envelope_ids: tuple[bytes, ...]

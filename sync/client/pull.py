@@ -27,7 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from crypto import MalformedEnvelope, parse_envelope
-from sync.client.events import ChangesPulled, RunBudgetSpent, ServerWentBackInTime
+from sync.client.events import (
+    CarriedSeenInFeed,
+    ChangesPulled,
+    RunBudgetSpent,
+    ServerWentBackInTime,
+)
 from sync.client.flow import DEFAULT_BOUNDS, Bounds, Flow, Request, ServerMisbehaved, decode, expect
 from sync.client.log import LogPosition, check_page
 from sync.client.staleness import Stored
@@ -103,6 +108,7 @@ def pull_flow(
     log: LogPosition,
     bounds: Bounds = DEFAULT_BOUNDS,
     clock: Callable[[], float],
+    carried: frozenset[bytes] = frozenset(),
 ) -> Flow[PullResult]:
     """Pull the feed into ``view``; one `ChangesPulled` per validated page (persist it).
 
@@ -153,16 +159,22 @@ def pull_flow(
         after = cursor_position(result.cursor)[1]
         ids = [e.id for e in envelopes]
         frontier = yield from check_page(log, page, ids, after=after, last=last)
-        fresh = []
+        fresh, seen = [], []
         for item, envelope in zip(page.items, envelopes, strict=True):
             if view.ingest(item.envelope):
                 fresh.append(item.envelope)
-                result.stored.append(Stored(item.server_seq, envelope.id, envelope.header))
+            elif envelope.id in carried:
+                seen.append(envelope.id)
+            else:
+                continue
+            result.stored.append(Stored(item.server_seq, envelope.id, envelope.header))
         result.cursor, result.pages = page.cursor, result.pages + 1
         result.pulled += len(fresh)
         yield ChangesPulled(
             tuple(fresh), page.cursor, last, page.more, frontier.to_bytes(), tuple(ids)
         )
+        if seen:
+            yield CarriedSeenInFeed(tuple(seen))
         if not page.more:
             result.finished = True
             return result

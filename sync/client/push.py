@@ -63,8 +63,12 @@ def push_flow(
     max_bytes: int,
     org_path: str,
     log: LogPosition,
+    route: str = "push",
 ) -> Flow[PushSummary]:
-    """Push the outbox once through; each item is tried at most once per run."""
+    """Push the outbox once through; each item is tried at most once per run.
+
+    ``route`` ``"relay"`` pushes envelopes of other devices this one carries (§23.3): the
+    same batches, answers and receipt checks."""
     summary = PushSummary()
     max_items = max(1, max_items)
     max_bytes = max(1, max_bytes - _FRAMING)
@@ -76,7 +80,7 @@ def push_flow(
             return summary
         response = yield Request(
             "POST",
-            f"{org_path}/push",
+            f"{org_path}/{route}",
             query=log.query(),
             content=encode_push_cbor([i.data for i in batch]),
             content_type=CBOR_MEDIA_TYPE,

@@ -10,6 +10,7 @@ Theory of operation:
 3. A device revoked in the verified roster stops here (`DeviceRevoked`), queue kept.
    Then the log (`log_flow`): the current checkpoint, proven to extend the held one.
 4. Push the outbox (`push_flow`); receipts purge once their checkpoint holds them.
+   Then, for an admitted member, the relay queue (`relay_flow`, §23.3).
 5. Coordinators: the device list, once; admission (`admit_flow`); the feed
    (`pull_flow`) into the view; the witnesses of the fresh revisions (`witness_flow`,
    §17.8) and their rosters (`stale_roster`, §18.4); after a server went back in time,
@@ -44,6 +45,7 @@ from sync.client.flow import (
 from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, cursor_position, pull_flow
 from sync.client.push import PushSummary, push_flow
+from sync.client.relay import RelaySummary, relay_flow
 from sync.client.roster import FreshnessSettings, freshness_flow, repair_roster_flow, roster_flow
 from sync.client.staleness import first_known, stale_roster
 from sync.client.upload import PendingUpload, attachment_states_flow, upload_all_flow
@@ -83,6 +85,8 @@ class SyncInputs:
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)  # §18.3
     witnesses_checked: frozenset[bytes] = frozenset()  # coordinators: §17.8, done before
     roster_known_at: Mapping[int, int] = field(default_factory=dict)  # coordinators: §18.4
+    relay: Sequence[bytes] = ()  # envelopes of other devices to relay (§23.3)
+    carried: frozenset[bytes] = frozenset()  # coordinators: imported, not yet in the feed
 
 
 @dataclass(slots=True)
@@ -100,6 +104,7 @@ class SyncReport:
     uploads_waiting: int = 0
     log: LogPosition | None = None
     fresh: bool | None = None  # §18.3: a fresh statement for the trusted roster
+    relay: RelaySummary | None = None  # §23.3: None when there was nothing to relay
 
 
 def _batch_limits(response: Response | tuple[Response, ...] | None) -> tuple[int, int]:
@@ -145,6 +150,17 @@ def sync_flow(inputs: SyncInputs) -> Flow[SyncReport]:
         org_path=org_path,
         log=report.log,
     )
+    if inputs.relay and me is not None and me.active:  # only admitted members relay
+        report.relay = yield from relay_flow(
+            inputs.relay,
+            org_id=inputs.state.org_id,
+            device_id=device_id,
+            server_key=roster.roster.server_key,
+            max_items=max_items,
+            max_bytes=max_bytes,
+            org_path=org_path,
+            log=report.log,
+        )
     if inputs.role is Role.COORDINATOR and inputs.view is not None:
         yield from _coordinate(inputs, report, max_bytes)
         roster = report.roster
@@ -198,6 +214,7 @@ def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[
         log=report.log,
         bounds=inputs.bounds,
         clock=inputs.clock,
+        carried=inputs.carried,
     )
     yield from witness_flow(
         report.log,
