@@ -17,7 +17,7 @@ Format (`write_carried`, `read_carried`):
 
 The digest is a checksum, keyed by nothing: it tells an accident (a cut download, a damaged
 stick) from a complete file, not a deliberate carrier, who can recompute it; what a carrier
-can and cannot do is the envelopes' business (THREAT_MODEL §7.13).  Nothing here does I/O.
+can and cannot do is the envelopes' business (THREAT_MODEL §3.11).  Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from crypto.envelope import parse_envelope
 from crypto.padding import padded_length
 
 __all__ = [
-    "MAGIC",
+    "FORMAT",
+    "TAG",
     "MAX_ITEM_BYTES",
     "MAX_ITEMS",
     "CarriedFile",
@@ -40,12 +41,19 @@ __all__ = [
     "Judged",
     "Status",
     "judge",
+    "magic",
     "read_carried",
     "write_carried",
 ]
 
-MAGIC = b"sealbox-carried\x00\x01"
-"""The file's first 17 bytes: the name, 0x00, the format (1)."""
+TAG = b"sealbox-carried\x00"
+FORMAT = 1
+
+
+def magic() -> bytes:
+    """The file's first 17 bytes: ``TAG || u8(FORMAT)`` ("sealbox-carried" 0x00 0x01)."""
+    return TAG + bytes([FORMAT])
+
 
 MAX_ITEM_BYTES = 4 * 1024 * 1024 + 8 * 1024
 """The largest envelope any reader accepts (§4.5); a longer frame is damage."""
@@ -82,7 +90,7 @@ class CarriedFile:
 
 def write_carried(envelopes: Iterable[bytes]) -> bytes:
     """The carried file of ``envelopes`` (each the exact bytes its author signed)."""
-    frames = bytearray(MAGIC)
+    frames = bytearray(magic())
     count = 0
     for data in envelopes:
         if not 1 <= len(data) <= MAX_ITEM_BYTES:
@@ -103,11 +111,11 @@ def read_carried(data: bytes) -> CarriedFile:
     Reads as far as the framing allows: a file cut short, or damaged in a length, still
     yields the items before the damage.  Raises `CarryError` only for bytes that do not
     start as a carried file."""
-    if not data.startswith(MAGIC):
+    if not data.startswith(magic()):
         raise CarryError("not a Sealbox carried file (format 1)")
     items: list[CarriedItem] = []
     problems: list[str] = []
-    pos = len(MAGIC)
+    pos = len(magic())
     while True:
         if pos + 4 > len(data):
             problems.append("cut: the file ends before its last item and its end")
@@ -134,11 +142,13 @@ def read_carried(data: bytes) -> CarriedFile:
         return CarriedFile(tuple(items), tuple(problems))
     count = int.from_bytes(data[pos + 4 : pos + 8], "big")
     if count != len(items):
-        problems.append(f"altered: the file's end names {count} items but it holds {len(items)}")
+        problems.append(
+            f"count: the file's end names {count} items but it holds {len(items)} (altered)"
+        )
     if digest(Purpose.CARRIED_FILE, data[: pos + 8]) != data[pos + 8 : end]:
-        problems.append("altered: the file's checksum does not match its bytes")
+        problems.append("checksum: the file's checksum does not match its bytes (altered)")
     if data[end:] != b"\x80" + bytes(padded_length(end) - end - 1):
-        problems.append("altered: the bytes after the file's end are not its padding")
+        problems.append("padding: the bytes after the file's end are not its padding (altered)")
     return CarriedFile(tuple(items), tuple(problems))
 
 

@@ -1,0 +1,190 @@
+"""The carried file (PROTOCOL §23.1, §23.2): framing, checksum, padding, item-by-item verdicts.
+
+A carried file is handed to strangers, so every test here is the carrier's move: flip any
+byte, cut anywhere, repeat an item, mix in another organisation's, and the reader must keep
+every genuine item, refuse the rest with its reason, and never call a damaged file whole.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crypto import Purpose, SigningKey, VerifyKey, digest
+from crypto.padding import padded_length
+from sync.carry import (
+    MAX_ITEM_BYTES,
+    CarriedFile,
+    CarryError,
+    Status,
+    judge,
+    magic,
+    read_carried,
+    write_carried,
+)
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[1] / "vectors" / "carried_v1.json").read_text("utf-8")
+)["vectors"]
+WHOLE = VECTORS[0]
+ENVELOPES = [bytes.fromhex(e) for e in WHOLE["inputs"]["envelopes"]]
+ORG = bytes.fromhex(WHOLE["inputs"]["org"])
+AUTHOR = VerifyKey(bytes.fromhex(WHOLE["inputs"]["author_public_key"]))
+
+
+def _judge(carried: CarriedFile, *, revoked_after: int | None = None, held=frozenset(), relay=True):
+    authors = {AUTHOR.key_id: (AUTHOR, revoked_after)}
+    return judge(
+        carried,
+        org_id=ORG,
+        author=authors.get,
+        held=lambda i: i in held,
+        refuse_after_revocation=relay,
+    )
+
+
+def test_the_writer_reproduces_the_vector_byte_for_byte() -> None:
+    """PROTOCOL §23.1: MAGIC, frames, end, count, tagged digest, §2.2 padding."""
+    data = write_carried(ENVELOPES)
+    assert data.hex() == WHOLE["file"]
+    body = magic() + b"".join(len(e).to_bytes(4, "big") + e for e in ENVELOPES)
+    body += bytes(4) + len(ENVELOPES).to_bytes(4, "big")
+    assert digest(Purpose.CARRIED_FILE, body).hex() == WHOLE["digest"]
+    assert len(body) + 32 == WHOLE["unpadded_length"]
+    # Nothing but the envelopes and the framing: no id, count or name in clear beyond them.
+    padded = body + bytes.fromhex(WHOLE["digest"]) + b"\x80"
+    assert data == padded + bytes(len(data) - len(padded))
+    assert len(data) == padded_length(WHOLE["unpadded_length"])
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_readers_conclude_what_the_vectors_record(vector: dict) -> None:
+    """PROTOCOL §23.2: the file's problems and one verdict per item, for each damage."""
+    carried = read_carried(bytes.fromhex(vector["file"]))
+    assert carried.complete is vector["complete"]
+    assert [p.split(":", 1)[0] for p in carried.problems] == vector["problems"]
+    verdicts = _judge(carried)
+    assert [
+        {
+            "status": str(v.status),
+            "reason": v.reason.split(":", 1)[0],
+            "envelope_id": v.envelope_id.hex() if v.envelope_id else None,
+        }
+        for v in verdicts
+    ] == vector["verdicts"]
+
+
+def test_any_flipped_byte_keeps_every_genuine_item_and_no_altered_one() -> None:
+    """PROTOCOL §23.2: whichever byte a carrier flips, the file is not whole, no accepted
+    item differs from what its author signed, and the untouched items are still accepted.
+    (A flip in the device id names an author the reader does not know: that item is only
+    ever ``unvouched``, which the server refuses and a coordinator never shows.)"""
+    data = write_carried(ENVELOPES)
+    for i in range(len(data)):
+        flipped = bytearray(data)
+        flipped[i] ^= 0x40
+        try:
+            carried = read_carried(bytes(flipped))
+        except CarryError:
+            assert i < len(magic())
+            continue
+        assert not carried.complete, i
+        verdicts = _judge(carried)
+        accepted = [v.data for v in verdicts if v.status is Status.ACCEPTED]
+        assert set(accepted) <= set(ENVELOPES), i
+        for v in verdicts:
+            if v.usable and v.data not in ENVELOPES:
+                assert v.status is Status.UNVOUCHED, i
+                envelope = read_carried(write_carried([v.data])).items[0].envelope
+                assert envelope is not None and envelope.header.device != AUTHOR.key_id, i
+        offset = len(magic())
+        for envelope in ENVELOPES:  # an item before the flipped byte is never lost
+            if offset + 4 + len(envelope) <= i:
+                assert envelope in accepted, i
+            offset += 4 + len(envelope)
+
+
+def test_a_cut_anywhere_keeps_the_items_before_it_and_says_the_file_was_cut() -> None:
+    """PROTOCOL §23.2: truncation loses at most the cut item, and never silently."""
+    data = write_carried(ENVELOPES)
+    unpadded = WHOLE["unpadded_length"]
+    for n in range(len(magic()), unpadded):
+        carried = read_carried(data[:n])
+        assert not carried.complete and any(p.startswith("cut") for p in carried.problems), n
+        accepted = [v.data for v in _judge(carried) if v.usable]
+        assert accepted == ENVELOPES[: len(accepted)], n
+    # Cut in the padding: the items are all there, the padding is not.
+    carried = read_carried(data[: unpadded + 1])
+    assert [p.split(":")[0] for p in carried.problems] == ["padding"]
+
+
+def test_what_a_reader_holds_is_a_duplicate_and_an_unknown_author_is_unvouched() -> None:
+    """PROTOCOL §23.2: a replayed file changes nothing; an author the reader cannot check is
+    kept for the server or a coordinator who can (never accepted on the file's word)."""
+    carried = read_carried(write_carried(ENVELOPES))
+    held = {v.envelope_id for v in _judge(carried)[:2]}
+    assert [v.status for v in _judge(carried, held=held)] == [
+        Status.DUPLICATE,
+        Status.DUPLICATE,
+        Status.ACCEPTED,
+    ]
+    stranger = judge(
+        carried,
+        org_id=ORG,
+        author=lambda _: None,
+        held=lambda _: False,
+        refuse_after_revocation=True,
+    )
+    assert {v.status for v in stranger} == {Status.UNVOUCHED}
+    impostor = SigningKey.generate().verify_key
+    forged = judge(
+        carried,
+        org_id=ORG,
+        author=lambda _: (impostor, None),
+        held=lambda _: False,
+        refuse_after_revocation=True,
+    )
+    assert {v.status for v in forged} == {Status.REFUSED}
+    assert all(v.reason.startswith("forged") for v in forged)
+    elsewhere = judge(
+        carried,
+        org_id=bytes(16),
+        author=lambda _: (AUTHOR, None),
+        held=lambda _: False,
+        refuse_after_revocation=True,
+    )
+    assert all(v.reason.startswith("foreign") for v in elsewhere)
+
+
+def test_after_revocation_a_relay_refuses_and_a_coordinator_keeps_it_for_the_view() -> None:
+    """PROTOCOL §23.3, §23.4: a relay refuses what the server would (§8.3 D3); a coordinator
+    takes it in so that its view flags it, exactly as from the feed (§4.5 item 3)."""
+    carried = read_carried(write_carried(ENVELOPES))  # device seqs 2, 3 and 7
+    relay = _judge(carried, revoked_after=3)
+    assert [v.status for v in relay] == [Status.ACCEPTED, Status.ACCEPTED, Status.REFUSED]
+    assert relay[2].reason.startswith("revoked")
+    coordinator = _judge(carried, revoked_after=3, relay=False)
+    assert {v.status for v in coordinator} == {Status.ACCEPTED}
+
+
+def test_the_padded_length_hides_the_exact_sizes() -> None:
+    """PROTOCOL §23.1: the file's length is a Padmé bucket (§2.2) of its framed length."""
+    lengths = set()
+    for extra in range(0, 40):
+        data = write_carried([*ENVELOPES, bytes(60 + extra)])
+        lengths.add(len(data))
+        assert len(data) == padded_length(len(data.rstrip(b"\x00")) - 1)
+    assert len(lengths) <= 2  # 40 different sizes, one or two buckets
+
+
+def test_impossible_lengths_are_damage_not_allocation() -> None:
+    """A frame longer than any envelope stops the reading there (the items before stay)."""
+    data = magic() + (MAX_ITEM_BYTES + 1).to_bytes(4, "big") + bytes(16)
+    carried = read_carried(data)
+    assert carried.items == () and carried.problems[0].startswith("damaged")
+    with pytest.raises(ValueError):
+        write_carried([b""])
+    with pytest.raises(CarryError):
+        read_carried(b"sealbox-carried\x00\x02" + bytes(300))  # another format
