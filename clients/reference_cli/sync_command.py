@@ -75,6 +75,11 @@ def _sync_text(s: dict[str, Any]) -> str:
         lines.append(
             f"[yellow]{s['rejected']} refused by the server (kept aside, see `sealbox outbox`).[/]"
         )
+    if s.get("relayed") or s.get("relay_queued"):
+        lines.append(
+            f"Relayed: {plural(s.get('relayed', 0), 'envelope')} of other devices,"
+            f" {s.get('relay_queued', 0)} still to relay."
+        )
     if "reports" in s:
         lines.append(
             f"Pulled: {plural(s['pulled'], 'new envelope')}; {plural(s['reports'], 'report')},"
