@@ -100,6 +100,10 @@ def test_each_item_is_judged_under_its_own_authors_rules(org) -> None:
     assert "not a device of this organisation" in details[0]
     assert "another organisation" in details[1]
     assert "signature" in details[2]
+    garbage = org.api.call(
+        "POST", org.path + "/relay", {"envelopes": [b64(b"not an envelope")]}, key=courier.key
+    )
+    assert statuses(garbage) == ["invalid"]
     late = author.revision(org.roster, report, [good.id], b"after seizure")
     assert org.publish(org.roster.revoke(author.device_id, after_seq=2)).status_code == 200
     assert statuses(relay(org, courier.key, [late])) == ["revoked"]
