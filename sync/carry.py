@@ -207,7 +207,8 @@ def judge(
             out.append(Judged(item.index, None, Status.REFUSED, item.problem or "malformed"))
             continue
         status, reason = _verdict(envelope, org_id, author, held, seen, refuse_after_revocation)
-        seen.add(envelope.id)
+        if status is not Status.REFUSED:  # a refused copy must not shadow a genuine one
+            seen.add(envelope.id)
         out.append(Judged(item.index, envelope.id, status, reason, item.data))
     return out
 

@@ -8,6 +8,7 @@ every genuine item, refuse the rest with its reason, and never call a damaged fi
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,20 @@ def test_what_a_reader_holds_is_a_duplicate_and_an_unknown_author_is_unvouched()
         refuse_after_revocation=True,
     )
     assert all(v.reason.startswith("foreign") for v in elsewhere)
+
+
+def test_a_mis_signed_copy_first_does_not_shadow_the_genuine_envelope() -> None:
+    """PROTOCOL §23.2: the envelope id does not cover the signature, so a carrier can put a
+    copy with a bad signature before the genuine one: the copy is refused, the genuine one
+    (same id) is still accepted, and a second genuine copy is the repeat."""
+    genuine = read_carried(write_carried([ENVELOPES[0]])).items[0].envelope
+    assert genuine is not None
+    bad = replace(genuine, signature=bytes(64)).to_bytes()
+    carried = read_carried(write_carried([bad, ENVELOPES[0], ENVELOPES[0]]))
+    verdicts = _judge(carried)
+    assert [v.status for v in verdicts] == [Status.REFUSED, Status.ACCEPTED, Status.REFUSED]
+    assert verdicts[0].reason.startswith("forged") and verdicts[2].reason.startswith("repeated")
+    assert verdicts[1].data == ENVELOPES[0]
 
 
 def test_after_revocation_a_relay_refuses_and_a_coordinator_keeps_it_for_the_view() -> None:
