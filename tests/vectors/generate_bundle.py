@@ -7,7 +7,7 @@ nonce and chain key derives from a fixed label (the same `fixed` as generate.py)
 rewrites an identical file.  Each accepted vector records the bundle, its manifest body and
 section hashes, and what a verifier must find; each refused one a bundle and the start of the
 message the reference verifier gives.  The tests never run this script
-(tests/evidence/test_vectors.py compares the code against the committed file).
+(tests/evidence/test_bundle_vectors.py compares the code against the committed file).
 """
 
 from __future__ import annotations

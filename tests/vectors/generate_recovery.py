@@ -6,7 +6,7 @@ Same conventions as generate.py (whose `fixed` labels and `write` layout it reus
 derivation and the roster chain are deterministic and rewritten identically; the SLIP-39
 shares are not (the library draws the split's identifier and polynomial itself, as it
 should), so they are recorded to be combined, not re-made: any 3 of the 5 give the master
-secret.  The tests never run this script (tests/sync/test_recovery.py).
+secret.  The tests never run this script (tests/sync/test_recovery_key.py).
 """
 
 from __future__ import annotations
