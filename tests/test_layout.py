@@ -81,3 +81,23 @@ def test_the_client_core_replaces_the_old_engine() -> None:
     """Issue 11: one client core, `sync/client/`; `sync/engine.py` is gone for good."""
     assert not (ROOT / "sync" / "engine.py").exists()
     assert (ROOT / "sync" / "client" / "session.py").exists()
+
+
+def _test_module_name(path: Path) -> str:
+    """The module name pytest's rootdir-relative import gives a test file: its basename,
+    prefixed by the names of the enclosing directories that are packages."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").exists():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts)
+
+
+def test_test_modules_have_unique_import_names() -> None:
+    """Two test files with one import name make pytest refuse to collect the whole suite
+    ('import file mismatch'), which a run of one directory never shows."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(_test_module_name(path), []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
