@@ -31,6 +31,7 @@ MAX_DOCUMENT_LENGTH = 1024 * 1024
 _PURPOSE_NAMES = {
     Purpose.ROSTER_SIGNATURE: "roster",
     Purpose.INVITE_SIGNATURE: "invite",
+    Purpose.INVITE_CANCEL_SIGNATURE: "invite-cancel",
     Purpose.RECEIPT_SIGNATURE: "receipt",
     Purpose.CHECKPOINT_SIGNATURE: "checkpoint",
     Purpose.ENROLLMENT_SIGNATURE: "enrollment",

@@ -43,6 +43,7 @@ class Purpose(bytes, Enum):
     ROSTER_SIGNATURE = b"sealbox/v1/sig/roster"
     ROSTER_FINGERPRINT = b"sealbox/v1/roster-fingerprint"
     INVITE_SIGNATURE = b"sealbox/v1/sig/invite"
+    INVITE_CANCEL_SIGNATURE = b"sealbox/v1/sig/invite-cancel"
     ENROLLMENT_SIGNATURE = b"sealbox/v1/sig/enrollment"
     INVITE_SECRET = b"sealbox/v1/invite-secret"
     RECEIPT_SIGNATURE = b"sealbox/v1/sig/receipt"

@@ -104,7 +104,11 @@ class RosterFreshness(SQLModel, table=True):
 
 
 class InviteRow(SQLModel, table=True):
-    """A registered invite: the signed document and the hash of its secret (never the secret)."""
+    """A registered invite: the signed document and the hash of its secret (never the secret).
+
+    ``cancellation``: the first coordinator-signed cancellation stored (PROTOCOL §6.7); once
+    set, every enrollment with the invite is refused (``invite_cancelled``).
+    """
 
     __tablename__ = "invites"
     org_id: bytes = Field(sa_type=LargeBinary, primary_key=True, foreign_key="orgs.id")
@@ -114,6 +118,7 @@ class InviteRow(SQLModel, table=True):
     expires_at: int = Field(sa_type=BigInteger)
     document: bytes = Field(sa_type=LargeBinary)
     used_by: bytes | None = Field(default=None, sa_type=LargeBinary)
+    cancellation: bytes | None = Field(default=None, sa_type=LargeBinary)
 
 
 class Device(SQLModel, table=True):

@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     INVITE_EXISTS = "invite_exists"
     ENROLLMENT_INVALID = "enrollment_invalid"
     INVITE_UNUSABLE = "invite_unusable"
+    INVITE_CANCELLED = "invite_cancelled"
     DEVICE_REVOKED = "device_revoked"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -74,6 +75,7 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVITE_EXISTS: "An invite with this id is already registered.",
     ErrorCode.ENROLLMENT_INVALID: "Malformed, mis-signed or unbound enrollment, or a known key.",
     ErrorCode.INVITE_UNUSABLE: "Invite unknown, expired, used, or wrong secret.",
+    ErrorCode.INVITE_CANCELLED: "A coordinator cancelled this invite; ask for a new one.",
     ErrorCode.DEVICE_REVOKED: "Reserved: the signing device is revoked in the roster.",
     ErrorCode.PAYLOAD_TOO_LARGE: "Over a limit; the problem lists the limits to split by.",
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: "The body's Content-Type is not one this route accepts.",

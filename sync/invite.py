@@ -14,6 +14,10 @@ Theory of operation (docs/PROTOCOL.md §6):
 * Readers accept a device either because a roster version lists it or because
   its enrollment is bound (by invite id and role) to an invite signed by an
   active coordinator; coordinators then admit it into the next roster version.
+* A coordinator cancels an unused (or leaked) invite with a signed *invite
+  cancellation* {org, invite id} (PROTOCOL §6.7): the server then refuses every
+  enrollment with it, and coordinators never admit a device enrolled with it,
+  whatever the server does.
 * The device label ("Amina's phone") is a name: it never reaches the server in
   cleartext.  It is sealed under a key derived from the invite secret, which
   only the inviting coordinator and the device know.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -47,8 +52,11 @@ __all__ = [
     "INVITE_CODE_PREFIX",
     "Enrollment",
     "Invite",
+    "InviteCancel",
+    "InviteState",
     "InviteCode",
     "InviteError",
+    "invite_state",
     "open_label",
     "seal_label",
     "secret_hash",
@@ -163,6 +171,78 @@ class Invite:
     @classmethod
     def verify(cls, document: SignedDocument, key: VerifyKey) -> Invite:
         return cls.from_cbor(document.verify(key))
+
+
+@dataclass(frozen=True, slots=True)
+class InviteCancel:
+    """A coordinator-signed cancellation of one invite (PROTOCOL §6.7): ``{"o", "i"}``.
+
+    Any active coordinator may cancel any invite of its organisation (the one who made it
+    may have lost its laptop).  The body has no time and no nonce, so signing it again
+    yields the same bytes: sending it twice is the same request.
+    """
+
+    org_id: bytes
+    invite_id: bytes
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"o": self.org_id, "i": self.invite_id}
+
+    @classmethod
+    def from_cbor(cls, raw: Any) -> InviteCancel:
+        if not isinstance(raw, dict) or set(raw) != {"o", "i"}:
+            raise InviteError("malformed invite cancellation")
+        for key in ("o", "i"):
+            if not (isinstance(raw[key], bytes) and len(raw[key]) == 16):
+                raise InviteError(f"malformed invite cancellation field {key}")
+        return cls(raw["o"], raw["i"])
+
+    def sign(self, signing_key: SigningKey) -> SignedDocument:
+        return sign_document(Purpose.INVITE_CANCEL_SIGNATURE, self.to_cbor(), signing_key)
+
+    @classmethod
+    def peek(cls, data: bytes) -> tuple[InviteCancel, SignedDocument]:
+        """Parse a cancellation without checking its signature (to find the signer's key).
+
+        Raises:
+            VerificationFailed: not a signed document of purpose ``"invite-cancel"``, or a
+                malformed body.
+        """
+        document = SignedDocument.parse(data, Purpose.INVITE_CANCEL_SIGNATURE)
+        try:
+            return cls.from_cbor(document.unverified_body()), document
+        except InviteError as exc:
+            raise VerificationFailed() from exc
+
+    @classmethod
+    def verify(cls, document: SignedDocument, key: VerifyKey) -> InviteCancel:
+        """Check the signature with ``key`` (the signer's). Raises VerificationFailed."""
+        try:
+            return cls.from_cbor(document.verify(key))
+        except InviteError as exc:
+            raise VerificationFailed() from exc
+
+
+class InviteState(StrEnum):
+    """What became of an invite, as a coordinator lists it (`sealbox invites list`)."""
+
+    CREATED = "created"
+    """Registered, not used, not expired: a code that still enrolls whoever holds it."""
+    USED = "used"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+def invite_state(invite: Invite, *, used: bool, cancelled: bool, now: int) -> InviteState:
+    """The state of ``invite`` at ``now`` (Unix seconds): a cancellation says most, then use,
+    then expiry (a used invite that expired since is still `USED`)."""
+    if cancelled:
+        return InviteState.CANCELLED
+    if used:
+        return InviteState.USED
+    if invite.expires_at <= now:
+        return InviteState.EXPIRED
+    return InviteState.CREATED
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,10 @@ __all__ = [
     "FeedLog",
     "FreshnessRequest",
     "FreshnessResponse",
+    "InviteCancelRequest",
+    "InviteCancelResponse",
+    "InviteList",
+    "InviteListing",
     "InviteRequest",
     "InviteResponse",
     "ItemStatus",
@@ -194,6 +198,29 @@ class InviteResponse(_Wire):
     expires_at: int
 
 
+class InviteCancelRequest(_Wire):
+    cancellation: B64 = Field(description="Coordinator-signed invite cancellation (§6.7)")
+
+
+class InviteCancelResponse(_Wire):
+    invite_id: B64
+    used_by: B64 | None = Field(
+        default=None, description="The device the server says enrolled with it, if any"
+    )
+
+
+class InviteListing(_Wire):
+    invite: B64 = Field(description="The coordinator-signed invite document")
+    used_by: B64 | None = None
+    cancellation: B64 | None = Field(
+        default=None, description="The first stored signed cancellation (§6.7)"
+    )
+
+
+class InviteList(_Wire):
+    invites: list[InviteListing]
+
+
 class EnrollRequest(_Wire):
     enrollment: B64 = Field(description="Self-signed enrollment SignedDocument bytes")
     secret: B64 = Field(description="The invite secret (32 bytes)")
@@ -212,6 +239,9 @@ class DeviceInfo(_Wire):
     signing_key: B64
     enrollment: B64 | None = None
     invite: B64 | None = None
+    cancellation: B64 | None = Field(
+        default=None, description="The invite's signed cancellation, if cancelled (§6.7)"
+    )
     admitted_version: int | None = None
     revoked_after: int | None = None
     flags: list[str] = Field(description="e.g. equivocation")

@@ -147,7 +147,8 @@ def test_signed_document_purposes_are_the_tag_suffixes_listed_in_section_3() -> 
         name = encoding.decode(signed.to_bytes())[1]
         assert tag == "sealbox/v1/sig/" + name
         assert f'"{name}"' in section and f"`{tag}`" in section, name
-    assert documents == 7  # roster, invite, enrollment, receipt, checkpoint, freshness, evidence
+    assert documents == 8  # roster, invite, invite-cancel, enrollment, receipt, checkpoint,
+    # freshness, evidence
 
 
 # --- codes and vocabularies --------------------------------------------------------------

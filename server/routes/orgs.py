@@ -20,7 +20,7 @@ from server.auth import (
 from server.deps import Ctx
 from server.errors import ApiError
 from server.routes import PROBLEMS
-from server.services import orgs
+from server.services import invites, orgs
 from server.settings import ADMIN_TOKEN_HINT
 from sync.errors import ErrorCode
 from sync.messages import (
@@ -32,6 +32,10 @@ from sync.messages import (
     EnrollResponse,
     FreshnessRequest,
     FreshnessResponse,
+    InviteCancelRequest,
+    InviteCancelResponse,
+    InviteList,
+    InviteListing,
     InviteRequest,
     InviteResponse,
     RosterRequest,
@@ -127,6 +131,30 @@ def post_invite(
     return InviteResponse(invite_id=invite.invite_id, expires_at=invite.expires_at)
 
 
+@router.get("/{org}/invites", response_model=InviteList, responses=PROBLEMS)
+def get_invites(ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller) -> InviteList:
+    """Every registered invite with its use and cancellation (coordinators, PROTOCOL §6.7)."""
+    listed = invites.list_invites(engine=ctx.engine, org_id=org_id)
+    return InviteList(
+        invites=[
+            InviteListing(invite=i.document, used_by=i.used_by, cancellation=i.cancellation)
+            for i in listed
+        ]
+    )
+
+
+@router.post("/{org}/invites/cancel", response_model=InviteCancelResponse, responses=PROBLEMS)
+def cancel_invite(
+    body: InviteCancelRequest, ctx: Ctx, org_id: OrgId, caller: CoordinatorCaller
+) -> InviteCancelResponse:
+    """Keep a coordinator-signed cancellation: the invite enrolls no one from now on
+    (idempotent; PROTOCOL §6.7)."""
+    stored = invites.cancel_invite(
+        engine=ctx.engine, org_id=org_id, document_bytes=body.cancellation
+    )
+    return InviteCancelResponse(invite_id=stored.invite_id, used_by=stored.used_by)
+
+
 @router.post("/{org}/enroll", status_code=201, response_model=EnrollResponse, responses=PROBLEMS)
 def enroll(body: EnrollRequest, ctx: Ctx, org_id: OrgId) -> EnrollResponse:
     """Enroll a device with an invite secret and its self-signed enrollment (no signature)."""
@@ -152,6 +180,7 @@ def list_devices(ctx: Ctx, org_id: OrgId, caller: RosterSigner) -> JSONResponse:
             signing_key=d.signing_key,
             enrollment=d.enrollment,
             invite=d.invite,
+            cancellation=d.cancellation,
             admitted_version=d.admitted_version,
             revoked_after=d.revoked_after,
             flags=["equivocation"] if d.equivocation else [],

@@ -354,6 +354,12 @@ def enroll(
         ).first()
         if row is None or not hmac.compare_digest(row.secret_hash, secret_hash(secret)):
             raise unusable
+        if row.cancellation is not None:  # said only to whoever holds the secret (§6.7)
+            raise ApiError(
+                ErrorCode.INVITE_CANCELLED,
+                403,
+                "a coordinator cancelled this invite; ask a coordinator for a new one",
+            )
         invite = Invite.from_cbor(
             SignedDocument.parse(row.document, Purpose.INVITE_SIGNATURE).unverified_body()
         )
@@ -420,6 +426,7 @@ class DeviceRecord:
     signing_key: bytes
     enrollment: bytes | None
     invite: bytes | None
+    cancellation: bytes | None
     admitted_version: int | None
     revoked_after: int | None
     equivocation: bool
@@ -431,7 +438,11 @@ class DeviceRecord:
 def list_devices(*, engine: Engine, org_id: bytes) -> list[DeviceRecord]:
     with read_tx(engine) as conn:
         rows = conn.execute(
-            select(_devices, _invites.c.document.label("invite_document"))
+            select(
+                _devices,
+                _invites.c.document.label("invite_document"),
+                _invites.c.cancellation.label("invite_cancellation"),
+            )
             .select_from(
                 _devices.outerjoin(
                     _invites,
@@ -464,6 +475,7 @@ def list_devices(*, engine: Engine, org_id: bytes) -> list[DeviceRecord]:
                     signing_key=row.signing_key,
                     enrollment=row.enrollment,
                     invite=row.invite_document,
+                    cancellation=row.invite_cancellation,
                     admitted_version=row.admitted_version,
                     revoked_after=row.revoked_after,
                     equivocation=bool(row.equivocation),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sync.client.admission import (
     Admission,
     admit_flow,
+    cancelled_invite,
     devices_flow,
     revoke_flow,
     verify_enrollment,
@@ -60,6 +61,12 @@ from sync.client.flow import (
     drive,
     expect,
 )
+from sync.client.invites import (
+    CancelAnswer,
+    ListedInvite,
+    cancel_invite_flow,
+    invites_flow,
+)
 from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, pull_flow, validate_page
 from sync.client.push import PushSummary, push_flow
@@ -101,6 +108,7 @@ __all__ = [
     "BatchAcknowledged",
     "BatchSplit",
     "Bounds",
+    "CancelAnswer",
     "CarriedSeenInFeed",
     "ChangesPulled",
     "Concurrent",
@@ -115,6 +123,7 @@ __all__ = [
     "Flow",
     "FreshnessSettings",
     "ItemRefused",
+    "ListedInvite",
     "LogCheckpointAdopted",
     "LogMisbehaviour",
     "LogPosition",
@@ -149,12 +158,15 @@ __all__ = [
     "WitnessesChecked",
     "admit_flow",
     "attachment_states_flow",
+    "cancel_invite_flow",
+    "cancelled_invite",
     "chain_order",
     "decode",
     "devices_flow",
     "drive",
     "expect",
     "freshness_flow",
+    "invites_flow",
     "log_flow",
     "pull_flow",
     "push_flow",

@@ -8,7 +8,14 @@ Rules:
   claims on one invite admit nobody; an admitted invite admits nobody else.
 * Enrollments bound to any coordinator's invite vouch for a device *pending
   admission*: readers may show its content, flagged (§6.6).
-* Revocation sets ``revoked_after`` to the device's watermark on the server.
+* A cancelled invite (PROTOCOL §6.7) admits nobody and vouches for nobody, whether
+  this coordinator cancelled it (``cancelled``: it knows without asking the server)
+  or the server serves a cancellation signed by a coordinator of the trusted roster.
+  A device that enrolled with an invite this coordinator cancelled while the server
+  said it was unused means the server accepted the enrollment after the cancellation:
+  that is said as a refusal naming the server.
+* Revocation sets ``revoked_after`` to the device's watermark on the server; revoking
+  a device already revoked changes nothing (no new roster version).
 * `verify_enrollment` checks a device's enrollment answer against its invite code:
   the roster chain passes through the pinned fingerprint, and the invite is signed by
   a coordinator of that chain and matches the code.
@@ -16,20 +23,29 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from crypto import SignedDocument, SigningKey, VerificationFailed
 from crypto.suite import Purpose
 from sync.client.events import AdmissionRefused, DevicesAdmitted
 from sync.client.flow import Flow, Request, Response, ServerMisbehaved, decode, expect
-from sync.invite import Enrollment, Invite, InviteCode, InviteError, open_label, secret_hash
+from sync.invite import (
+    Enrollment,
+    Invite,
+    InviteCancel,
+    InviteCode,
+    InviteError,
+    open_label,
+    secret_hash,
+)
 from sync.messages import DeviceInfo, DeviceList, EnrollResponse, b64encode
 from sync.roster import Member, Role, Roster, RosterError, SignedRoster, verify_chain
 
 __all__ = [
     "Admission",
     "admit_flow",
+    "cancelled_invite",
     "devices_flow",
     "revoke_flow",
     "verify_enrollment",
@@ -65,6 +81,35 @@ def _verified_enrollment(
     return enrollment, invite_doc.signer
 
 
+def cancelled_invite(document: bytes | None, roster: SignedRoster) -> bytes | None:
+    """The invite id a served cancellation cancels, if a coordinator of ``roster`` (active or
+    revoked since: a cancellation only ever denies) signed it for this organisation."""
+    if document is None:
+        return None
+    try:
+        claimed, parsed = InviteCancel.peek(document)
+        signer = roster.roster.member(parsed.signer)
+        if signer is None or signer.role is not Role.COORDINATOR:
+            return None
+        InviteCancel.verify(parsed, signer.signing_key)
+    except VerificationFailed:
+        return None
+    return claimed.invite_id if claimed.org_id == roster.roster.org_id else None
+
+
+def _cancel_refusal(
+    invite_id: bytes, device_id: bytes, acknowledged: Mapping[bytes, bytes | None]
+) -> str:
+    text = (
+        f"invite {invite_id.hex()[:12]} was cancelled: device {device_id.hex()[:12]}, enrolled"
+        " with it, is not admitted"
+    )
+    if invite_id in acknowledged and acknowledged[invite_id] != device_id:
+        # When we cancelled, the server said this device had not enrolled with it.
+        text += " (SERVER MISBEHAVED: it accepted this enrollment after the invite was cancelled)"
+    return text
+
+
 def _holds_secret(enrollment: Enrollment, secret: bytes) -> bool:
     try:
         open_label(
@@ -91,7 +136,12 @@ class Admission:
 
 
 def _admission(
-    devices: DeviceList, trusted: SignedRoster, me: bytes, invite_secrets: Mapping[bytes, bytes]
+    devices: DeviceList,
+    trusted: SignedRoster,
+    me: bytes,
+    invite_secrets: Mapping[bytes, bytes],
+    cancelled: Collection[bytes],
+    acknowledged: Mapping[bytes, bytes | None],
 ) -> tuple[Admission, Roster | None]:
     verified: list[Enrollment] = []
     documents: list[bytes] = []
@@ -102,6 +152,11 @@ def _admission(
         if found is None:
             continue
         enrollment, issuer = found
+        invite_id = enrollment.invite_id
+        if invite_id in cancelled or cancelled_invite(device.cancellation, trusted) == invite_id:
+            if trusted.roster.member(enrollment.device_id) is None:
+                refused.append(_cancel_refusal(invite_id, enrollment.device_id, acknowledged))
+            continue
         verified.append(enrollment)
         documents.append(device.enrollment or b"")
         if trusted.roster.member(enrollment.device_id) is None and issuer == me:
@@ -139,15 +194,25 @@ def admit_flow(
     signing_key: SigningKey,
     invite_secrets: Mapping[bytes, bytes],
     devices: DeviceList,
+    cancelled: Collection[bytes] = (),
+    acknowledged: Mapping[bytes, bytes | None] | None = None,
 ) -> Flow[Admission]:
     """Admit the devices enrolled with invites this coordinator issued (PROTOCOL §6.5, §15.7).
 
     ``invite_secrets`` maps the id of each unused invite this coordinator signed to its
-    secret; ``devices`` is the server's device list (fetched once per sync).
-    Yields `AdmissionRefused` for each refused invite and `DevicesAdmitted` at the end.
+    secret; ``devices`` is the server's device list (fetched once per sync);
+    ``cancelled`` holds the invites this coordinator cancelled, and ``acknowledged`` maps
+    those the server acknowledged to the device it said had used it then (None: unused)
+    (§6.7).  Yields `AdmissionRefused` for each refused invite and `DevicesAdmitted` at
+    the end.
     """
     admission, unsigned = _admission(
-        devices, trusted, signing_key.verify_key.key_id, invite_secrets
+        devices,
+        trusted,
+        signing_key.verify_key.key_id,
+        invite_secrets,
+        frozenset(cancelled),
+        acknowledged or {},
     )
     for reason in admission.refused:
         yield AdmissionRefused(reason)
@@ -169,9 +234,16 @@ def admit_flow(
 def revoke_flow(
     *, org_path: str, trusted: SignedRoster, signing_key: SigningKey, device_id: bytes
 ) -> Flow[SignedRoster]:
-    """Revoke ``device_id`` at its current server watermark in a new roster version."""
-    if trusted.roster.member(device_id) is None:
+    """Revoke ``device_id`` at its current server watermark in a new roster version.
+
+    A device already revoked in ``trusted`` is left as it is: ``trusted`` is returned and
+    nothing is sent (the point could only move earlier, and no new version is needed).
+    """
+    member = trusted.roster.member(device_id)
+    if member is None:
         raise KeyError("no such member in the roster")
+    if member.revoked_after is not None:
+        return trusted
     devices = yield from devices_flow(org_path=org_path)
     watermark = next((d.watermark for d in devices.devices if d.device_id == device_id), 0)
     candidate = (

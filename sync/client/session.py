@@ -76,6 +76,8 @@ class SyncInputs:
     view: CoordinatorView | None = None
     cursor: str | None = None
     invite_secrets: Mapping[bytes, bytes] = field(default_factory=dict)
+    cancelled_invites: frozenset[bytes] = frozenset()  # §6.7: cancelled by this coordinator
+    cancel_acknowledged: Mapping[bytes, bytes | None] = field(default_factory=dict)  # §6.7
     uploads: Sequence[PendingUpload] = ()
     read_chunk: Callable[[PendingUpload, int], bytes] | None = None
     bounds: Bounds = DEFAULT_BOUNDS
@@ -204,6 +206,8 @@ def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[
         signing_key=inputs.signing_key,
         invite_secrets=inputs.invite_secrets,
         devices=devices,
+        cancelled=inputs.cancelled_invites,
+        acknowledged=inputs.cancel_acknowledged,
     )
     report.roster = admission.roster
     view.update_trust(admission.roster, admission.verified)
