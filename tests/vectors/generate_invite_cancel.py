@@ -38,7 +38,11 @@ def invite_cancel() -> None:
         document = InviteCancel(org, invite_id).sign(SigningKey(seed))
         vectors.append(
             {
-                "inputs": {"signer_seed": seed.hex(), "org": org.hex(), "invite_id": invite_id.hex()},
+                "inputs": {
+                    "signer_seed": seed.hex(),
+                    "org": org.hex(),
+                    "invite_id": invite_id.hex(),
+                },
                 "body": document.body.hex(),
                 "document": document.to_bytes().hex(),
                 "digest": digest(Purpose.INVITE_CANCEL_SIGNATURE, document.body).hex(),
