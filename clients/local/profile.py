@@ -28,6 +28,7 @@ from typing import Any
 import typer
 
 from clients.local.index import INDEX_FILE, Index, IndexRefused, index_aad, index_key
+from clients.local.passphrase import check_strength
 from clients.local.store import PassphraseUnavailable, Secrets, Store, StoreError
 from crypto import KemPrivateKey, SigningKey, encoding, parse_envelope
 from sync.client import (
@@ -127,9 +128,10 @@ class Profile:
         return profile
 
     @classmethod
-    def prepare(cls, home: Path) -> bytes:
+    def prepare(cls, home: Path, *, context: tuple[str, ...] = ()) -> bytes:
         """Before a new profile talks to the server: ``home`` is free and writable, and the
-        passphrase of the new profile (asked twice on a terminal).
+        passphrase of the new profile (asked twice on a terminal), strong enough
+        (`clients.local.passphrase.check_strength`; ``context``: names it must not lean on).
 
         ``org create`` and ``enroll`` register on the server first; a home that cannot
         be written, or a passphrase that cannot be had, would leave an organisation or
@@ -138,6 +140,7 @@ class Profile:
         if (home / "keyfile").exists():
             raise StoreError(f"a profile already exists in {home}; use another --home")
         secret_passphrase = passphrase(confirm=True)
+        check_strength(secret_passphrase, context=context)
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         probe = home / f".probe-{os.getpid()}"
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -16,6 +16,7 @@ from rich.progress import Progress
 
 from clients.local import carried, freshness
 from clients.local.evidence_log import forget_leaves, keep_checkpoint, keep_leaves
+from clients.local.invites import admission_inputs
 from clients.local.profile import Profile
 from clients.local.transport import Transport
 
@@ -277,6 +278,7 @@ def run_sync(
     """
     coordinator = profile.role is Role.COORDINATOR
     invites = {bytes.fromhex(n): encoding.decode(raw) for n, raw in profile.store.items("invite")}
+    invite_secrets, cancelled, acknowledged = admission_inputs(invites)  # PROTOCOL §6.7
     persist = Persist(profile, summary, progress)
     view = profile.view() if coordinator else None
     inputs = SyncInputs(
@@ -294,7 +296,9 @@ def run_sync(
         freshness=freshness.settings(profile),
         witnesses_checked=frozenset(profile.meta.get("witnesses_checked", [])),
         roster_known_at={int(v): n for v, n in profile.meta.get("roster_known_at", {}).items()},
-        invite_secrets={i: bytes(r["secret"]) for i, r in invites.items() if not r.get("admitted")},
+        invite_secrets=invite_secrets,
+        cancelled_invites=cancelled,
+        cancel_acknowledged=acknowledged,
         uploads=pending_uploads(profile.store),
         read_chunk=lambda pending, index: read_sealed_chunk(profile, pending, index),
         bounds=Bounds(run_seconds=time_budget),

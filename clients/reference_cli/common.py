@@ -203,6 +203,7 @@ _HINTS = {
     " Queued reports were kept on this device",
     "invite_unusable": "the invite is unknown, expired, already used or mistyped;"
     " ask a coordinator for a new one",
+    "invite_cancelled": "a coordinator cancelled this invite; ask a coordinator for a new one",
     "admin_token_invalid": "the admin token is missing or wrong (set SEALBOX_ADMIN_TOKEN)",
     "admin_token_unset": "the server operator has not enabled organisation creation"
     " (SEALBOX_ADMIN_TOKEN is unset on the server)",

@@ -141,6 +141,24 @@ def devices_revoke(
                     " reports or admit a device; set up recovery first (`sealbox recovery"
                     " setup`) or admit another coordinator",
                 )
+        already = roster.roster.member(matches[0])
+        if already is not None and already.revoked_after is not None:
+            # Nothing to sign: the point could only move earlier, and no version is needed.
+            data = {
+                "device_id": matches[0].hex(),
+                "revoked_after": already.revoked_after,
+                "roster_version": roster.roster.version,
+                "already_revoked": True,
+            }
+            _out(
+                as_json,
+                data,
+                lambda: err.print(
+                    f"Device {matches[0].hex()} is already revoked (after its seq"
+                    f" {already.revoked_after}, roster v{roster.roster.version}): nothing to do."
+                ),
+            )
+            return
         new = drive(
             revoke_flow(
                 org_path=profile.org_path,
@@ -157,6 +175,7 @@ def devices_revoke(
             "device_id": matches[0].hex(),
             "revoked_after": revoked.revoked_after,
             "roster_version": new.roster.version,
+            "already_revoked": False,
         }
         _out(
             as_json,

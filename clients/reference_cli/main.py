@@ -54,7 +54,9 @@ from clients.reference_cli.common import (
 from clients.reference_cli.coordinator import conflicts_app, reports_app
 from clients.reference_cli.device_commands import devices_app
 from clients.reference_cli.evidence_commands import evidence_app
+from clients.reference_cli.invite_commands import invites_app
 from clients.reference_cli.org_commands import enroll, invite_app, org_app
+from clients.reference_cli.passphrase_commands import passphrase_app
 from clients.reference_cli.recovery_commands import recovery_app
 from clients.reference_cli.render import console, safe, shown
 from clients.reference_cli.report_commands import report_app
@@ -90,6 +92,8 @@ app.command()(enroll)
 app.command()(desk)
 app.add_typer(org_app, name="org")
 app.add_typer(invite_app, name="invite")
+app.add_typer(invites_app, name="invites")
+app.add_typer(passphrase_app, name="passphrase")
 app.add_typer(report_app, name="report")
 app.add_typer(reports_app, name="reports")
 app.add_typer(conflicts_app, name="conflicts")

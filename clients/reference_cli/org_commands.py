@@ -70,7 +70,7 @@ def org_create(
             raise Exit(
                 Code.LOCAL, "an admin token is needed (--admin-token or SEALBOX_ADMIN_TOKEN)"
             )
-        secret_passphrase = Profile.prepare(path)
+        secret_passphrase = Profile.prepare(path, context=(name, label))
         transport = Transport(server)
         info = decode(
             _call(transport, Request("GET", "/v1/server", signed=False)),
@@ -150,7 +150,9 @@ def invite_create(
             ),
         )
         profile.store.put_cbor(
-            "invite", code.invite_id.hex(), {"secret": code.secret, "role": str(role)}
+            "invite",
+            code.invite_id.hex(),
+            {"secret": code.secret, "role": str(role), "expires_at": expires_at},
         )
         text = code.encode()
         data = {
@@ -182,7 +184,7 @@ def enroll(
     with _errors(as_json):
         path = _home(home)
         invite_code = InviteCode.decode(code)
-        secret_passphrase = Profile.prepare(path)
+        secret_passphrase = Profile.prepare(path, context=(label,))
         # The role is the invite's (the code does not say it): try field, then coordinator,
         # which enrolls with its HPKE key so that it can be admitted into the roster.
         secret = Secrets.generate(coordinator=True)

@@ -1,0 +1,170 @@
+"""Choosing and changing a profile's passphrase (PROTOCOL §12.5).
+
+Theory of operation:
+* The floor.  A seized key file can be attacked offline, at the attacker's pace, with
+  every guess costing one Argon2id derivation at the file's parameters (§12.1: at least
+  m = 64 MiB, t = 3, p = 4).  Each guess must write and read 3 × 64 MiB of memory, so
+  even a large GPU, bound by its memory bandwidth (about 1 TB/s), makes no more than
+  about 2,500 guesses a second; a laptop core makes about 5 (0.19 s per derivation,
+  measured on the reference machine).  `FLOOR_LOG10` = 14 asks that `zxcvbn` (Dropbox's
+  estimator, a guess count under a model of how people choose passwords: dictionaries,
+  names, keyboard walks, substitutions, dates) rates the passphrase at 10^14 guesses or
+  more: about 1,300 GPU-years at that rate, 16 months for a thousand GPUs, for the whole
+  space.  zxcvbn's own "score 4" (10^10 guesses) falls to one GPU in about 46 days, which
+  is too little against the adversary of THREAT_MODEL §5 (a raid, devices seized, time).
+  Four random words pass; three uncommon words usually pass; a word with digits does not.
+* The floor applies wherever a person chooses a passphrase: `org create`, `enroll`
+  (`Profile.prepare`) and `passphrase change`.  Opening a profile never judges it.
+* `change_passphrase` re-protects the key file and touches nothing else: the secrets
+  inside (the store key among them) stay the same, so the store and the index open as
+  before.  The new file is written beside the old (``keyfile.tmp``, mode 0600), synced,
+  read back and opened with the new passphrase, and only then renamed over the old one
+  and the directory synced: at every instant exactly one complete key file is
+  ``keyfile``, under the old passphrase until the rename is durable, under the new one
+  after.  The old file's bytes are then overwritten in place (best effort: a copy-on-write
+  file system or an SSD may keep them; a copy or backup of the old file still opens with
+  the old passphrase, THREAT_MODEL §5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import io
+import os
+import secrets
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+from zxcvbn import zxcvbn
+
+from clients.local.store import KEYFILE, PassphraseUnavailable, Store, StoreError
+from crypto import VerificationFailed
+from crypto.keyfile import unwrap_keyfile, wrap_keyfile
+
+__all__ = [
+    "FLOOR_LOG10",
+    "WeakPassphrase",
+    "change_passphrase",
+    "check_strength",
+    "new_passphrase",
+]
+
+FLOOR_LOG10 = 14
+"""The fewest guesses, as a power of ten, zxcvbn must estimate for a new passphrase."""
+
+_ESTIMATED_CHARS = 72
+"""zxcvbn judges at most this many characters (its ``max_length``); a longer passphrase is
+judged by its start, which can only underestimate it."""
+
+
+class WeakPassphrase(StoreError):
+    """A new passphrase is below the floor; the message says why and what to do."""
+
+
+def check_strength(passphrase: bytes, *, context: Sequence[str] = ()) -> None:
+    """Refuse ``passphrase`` below `FLOOR_LOG10`, explaining why (`WeakPassphrase`).
+
+    ``context``: words the passphrase should not lean on (the organisation's name, the
+    device's label); "sealbox" is always one.
+    """
+    text = passphrase.decode("utf-8", errors="replace")
+    words = ["sealbox", *(w for w in context if w)]
+    result = zxcvbn(text[:_ESTIMATED_CHARS], user_inputs=words)
+    guesses = float(result["guesses_log10"])
+    if guesses >= FLOOR_LOG10:
+        return
+    feedback = result.get("feedback") or {}
+    hints = [str(feedback.get("warning") or "")] + [str(s) for s in feedback.get("suggestions", [])]
+    said = " ".join(h.rstrip(".") + "." for h in hints if h)
+    raise WeakPassphrase(
+        f"this passphrase is too easy to guess: about 10^{guesses:.0f} guesses, and a seized"
+        f" key file can be attacked offline, so sealbox asks for at least 10^{FLOOR_LOG10}"
+        " (PROTOCOL §12.5)." + (f" {said}" if said else "") + " Use four or more random words,"
+        " e.g. picked with dice from a word list; nothing was changed"
+    )
+
+
+def new_passphrase() -> bytes:
+    """The new passphrase: SEALBOX_NEW_PASSPHRASE, else asked twice on the terminal."""
+    from clients.local.profile import _has_terminal
+
+    env = os.environ.get("SEALBOX_NEW_PASSPHRASE")
+    if env:
+        return env.encode()
+    unavailable = PassphraseUnavailable(
+        "no new passphrase: set SEALBOX_NEW_PASSPHRASE, or run sealbox in a terminal to be"
+        " asked for it"
+    )
+    if not _has_terminal():
+        raise unavailable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            text = typer.prompt(
+                "New passphrase", hide_input=True, confirmation_prompt=True, err=True
+            )
+        except getpass.GetPassWarning:
+            raise unavailable from None
+    return str(text).encode()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def change_passphrase(home: Path, old: bytes, new: bytes) -> None:
+    """Re-protect ``home``'s key file under ``new`` (the secrets inside are unchanged).
+
+    Raises:
+        StoreError: the old passphrase is wrong (or the key file damaged), or ``new`` is it.
+        WeakPassphrase: ``new`` is below the floor (checked before anything is derived).
+        OSError: the new file could not be written; the old one is then still in place.
+    """
+    Store.check(home)
+    if secrets.compare_digest(old, new):
+        raise StoreError("the new passphrase is the old one: nothing was changed")
+    check_strength(new)
+    path = home / KEYFILE
+    try:
+        secret = unwrap_keyfile(path.read_bytes(), old)
+    except VerificationFailed as exc:
+        raise StoreError("wrong passphrase (or a damaged key file): nothing was changed") from exc
+    blob = wrap_keyfile(secret, new)
+    temporary = home / (KEYFILE + ".tmp")  # `wipe` shreds a leftover one too
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # Read back what the disk holds and open it: never rename a file that does not open.
+        try:
+            if unwrap_keyfile(temporary.read_bytes(), new) != secret:
+                raise VerificationFailed()
+        except VerificationFailed:
+            raise StoreError("the new key file did not read back: nothing was changed") from None
+        with path.open("r+b", buffering=0) as previous:
+            os.replace(temporary, path)
+            _fsync_dir(home)
+            _shred(previous)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+def _shred(handle: io.FileIO) -> None:
+    """Overwrite the replaced key file's bytes, if no other name still links them."""
+    with contextlib.suppress(OSError):
+        info = os.fstat(handle.fileno())
+        if info.st_nlink == 0:
+            handle.seek(0)
+            handle.write(secrets.token_bytes(max(info.st_size, 1)))
+            os.fsync(handle.fileno())
