@@ -72,12 +72,15 @@ def check_strength(passphrase: bytes, *, context: Sequence[str] = ()) -> None:
     """
     text = passphrase.decode("utf-8", errors="replace")
     words = ["sealbox", *(w for w in context if w)]
-    result = zxcvbn(text[:_ESTIMATED_CHARS], user_inputs=words)
-    guesses = float(result["guesses_log10"])
+    # zxcvbn fails on the empty string (an IndexError in 4.5.0): it is no passphrase.
+    guesses, hints = 0.0, ["An empty passphrase protects nothing."]
+    if text:
+        result = zxcvbn(text[:_ESTIMATED_CHARS], user_inputs=words)
+        guesses = float(result["guesses_log10"])
+        feedback = result["feedback"]
+        hints = [str(feedback["warning"] or ""), *(str(s) for s in feedback["suggestions"])]
     if guesses >= FLOOR_LOG10:
         return
-    feedback = result.get("feedback") or {}
-    hints = [str(feedback.get("warning") or "")] + [str(s) for s in feedback.get("suggestions", [])]
     said = " ".join(h.rstrip(".") + "." for h in hints if h)
     raise WeakPassphrase(
         f"this passphrase is too easy to guess: about 10^{guesses:.0f} guesses, and a seized"
