@@ -125,7 +125,9 @@ def main() -> None:
     relay = CountingRelay(port)
     url = f"http://127.0.0.1:{port if args.no_relay else relay.port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
-    env.update(SEALBOX_PASSPHRASE="bench passphrase: kettle orbit fennel", SEALBOX_ADMIN_TOKEN=token, NO_COLOR="1")
+    env.update(
+        SEALBOX_PASSPHRASE="bench: kettle orbit fennel", SEALBOX_ADMIN_TOKEN=token, NO_COLOR="1"
+    )
 
     def argv(home: str, *rest: str) -> list[str]:
         return [str(BIN / "sealbox"), *rest, "--home", str(work / home), "--json"]

@@ -156,7 +156,7 @@ def main() -> None:
     relay = CountingRelay(port)
     url = f"http://127.0.0.1:{relay.port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
-    env.update(SEALBOX_PASSPHRASE="bench passphrase: kettle orbit fennel", SEALBOX_ADMIN_TOKEN=token)
+    env.update(SEALBOX_PASSPHRASE="bench: kettle orbit fennel", SEALBOX_ADMIN_TOKEN=token)
 
     def cli(home: str, *argv: str) -> dict:
         done = subprocess.run(
