@@ -87,9 +87,14 @@ def invites_cancel(
         _require_coordinator(profile)
         transport = _transport(profile)
         try:
-            known = {r.invite_id for r in invites.list_invites(profile, transport)}
             prefix = invite_id.strip().lower()
-            matches = [i for i in known if i.hex().startswith(prefix)] if prefix else []
+            # This profile's own invites first: one of them is cancelled here even when the
+            # server cannot be reached; another coordinator's is found in the server's list.
+            mine = [bytes.fromhex(n) for n, _ in profile.store.items("invite")]
+            matches = [i for i in mine if i.hex().startswith(prefix)] if prefix else []
+            if len(matches) != 1 and prefix:
+                known = {r.invite_id for r in invites.list_invites(profile, transport)}
+                matches = [i for i in known if i.hex().startswith(prefix)]
             if len(matches) != 1:
                 raise Exit(
                     Code.LOCAL,

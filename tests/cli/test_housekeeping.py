@@ -217,6 +217,32 @@ def test_a_server_that_accepts_a_cancelled_invite_gets_its_device_refused_at_adm
     assert "forged" not in coord.run("reports", "list", as_json=True).stdout
 
 
+def test_a_cancel_the_server_never_heard_holds_here_and_finishes_when_sent_again(
+    server, devices
+) -> None:
+    """PROTOCOL §6.7: the cancellation is recorded before it is sent. With the server down it
+    is said (exit 4) and kept: a device that enrolls meanwhile is not admitted, and sending
+    the cancellation again reaches the server, which names the device."""
+    coord, _ = _org(server, devices)
+    invite = coord.run("invite", "create").json
+    server.stop()
+    try:
+        offline = coord.run("invites", "cancel", invite["invite_id"], check=False)
+    finally:
+        server.start()
+    assert offline.code == 4 and "the server was not told" in offline.stderr
+    (row,) = coord.run("invites", "list").json
+    assert (row["state"], row["cancel_sent"]) == ("cancelled", False)
+    early = devices("early").run("enroll", invite["code"]).json["device_id"]  # server unaware
+    synced = coord.run("sync").json
+    assert synced["roster_version"] == 1
+    assert any("was cancelled" in w and "MISBEHAVED" not in w for w in synced["warnings"])
+    sent = coord.run("invites", "cancel", invite["invite_id"]).json
+    assert sent["used_by"] == early
+    (row,) = coord.run("invites", "list").json
+    assert (row["state"], row["cancel_sent"]) == ("cancelled", True)
+
+
 # --- revocation ----------------------------------------------------------------------------
 
 
