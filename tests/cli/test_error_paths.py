@@ -53,6 +53,9 @@ TALKS_TO_SERVER = {
     ("enroll",),
     ("devices", "list"),
     ("devices", "revoke"),
+    ("invites", "create"),
+    ("invites", "list"),
+    ("invites", "cancel"),
 }
 """Commands that must reach the server whatever the profile holds: a cut connection is 4."""
 
@@ -205,6 +208,7 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
             ).encode(),
             "to": str(tmp_path),  # outbox export: the coordinator's outbox is empty (1)
             "file": str(a_file),  # relay import, import: not a carried file (1)
+            "invite_id": "5eed" * 8,  # no such invite: looked up on the server
         }
         listed = list(commands())
         assert len(listed) >= 20, [p for p, _ in listed]
