@@ -1,7 +1,7 @@
 """Roster housekeeping through the real `sealbox` executable against a live server: a
 passphrase changed (PROTOCOL §12.5), invites listed and cancelled (§6.7), a device revoked
 twice.  The adversaries are a seized or snooped passphrase, a leaked invite code, and an
-operator who ignores a cancellation (THREAT_MODEL §7.16, §7.17)."""
+operator who ignores a cancellation (THREAT_MODEL §7.17, §7.18)."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def test_a_leaked_invite_used_before_the_cancel_admits_nobody(shared_server, dev
 def test_a_server_that_accepts_a_cancelled_invite_gets_its_device_refused_at_admission(
     server, devices
 ) -> None:
-    """PROTOCOL §6.7, THREAT_MODEL §7.17: the operator wipes the stored cancellation and lets
+    """PROTOCOL §6.7, THREAT_MODEL §7.18: the operator wipes the stored cancellation and lets
     the leaked code enroll. The coordinator, which recorded its cancellation first and was
     told the invite was unused, admits nobody and names the server."""
     coord, _ = _org(server, devices)
