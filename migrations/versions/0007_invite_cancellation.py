@@ -1,7 +1,7 @@
 """Invites can be cancelled: the coordinator-signed cancellation is kept (PROTOCOL §6.7).
 
 Revision ID: 0007_invite_cancellation
-Revises: 0005_roster_freshness
+Revises: 0006_recovery_key
 Create Date: 2026-12-02
 """
 
@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_invite_cancellation"
-# 0006 is taken by parallel work (grants); when it lands first, this revises it instead.
-down_revision: str | None = "0005_roster_freshness"
+down_revision: str | None = "0006_recovery_key"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
