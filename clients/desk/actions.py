@@ -17,10 +17,12 @@ from typing import Any
 
 from rich.progress import Progress
 
+from clients.local import invites as local_invites
 from clients.local.export import export_csv, export_json
 from clients.local.profile import Profile
 from clients.local.sealing import seal_attachment, seal_revision
 from clients.local.syncing import run_sync
+from clients.local.transport import NetworkError
 from clients.reference_cli.attachment_commands import _fetch_chunks
 from clients.reference_cli.attachments import AttachmentFailed
 from clients.reference_cli.common import Code, Exit, _call, _fields, _transport
@@ -31,12 +33,15 @@ from sync.client import (
     DEFAULT_BOUNDS,
     Request,
     RosterVerified,
+    ServerMisbehaved,
+    SyncRefused,
+    cancelled_invite,
     devices_flow,
     drive,
     revoke_flow,
     roster_flow,
 )
-from sync.invite import Invite
+from sync.invite import Enrollment, Invite, InviteError, InviteState
 from sync.merge import ReportState
 from sync.messages import b64encode
 from sync.report import AttachmentManifest, ReportContent
@@ -115,6 +120,11 @@ def devices(profile: Profile) -> list[dict[str, Any]]:
         if d.device_id == profile.device_id:
             label = profile.meta.get("label")
         member = roster.member(d.device_id)
+        invite_id = _invite_of(d.enrollment)
+        cancelled = invite_id is not None and (
+            bool(invites.get(invite_id, {}).get("cancelled"))
+            or cancelled_invite(d.cancellation, profile.roster) == invite_id
+        )
         out.append(
             {
                 "device_id": d.device_id.hex(),
@@ -123,12 +133,23 @@ def devices(profile: Profile) -> list[dict[str, Any]]:
                 "role": d.role,
                 "state": d.state,
                 "in_roster": member is not None,
+                "invite_cancelled": cancelled,  # never admitted, nor vouched for (§6.7)
                 "revoked_after": member.revoked_after if member else None,
                 "flags": list(d.flags),
                 "me": d.device_id == profile.device_id,
             }
         )
     return out
+
+
+def _invite_of(enrollment: bytes | None) -> bytes | None:
+    """The invite a served enrollment claims, if its self-signature verifies."""
+    if not enrollment:
+        return None
+    try:
+        return Enrollment.parse_and_verify(enrollment)[0].invite_id
+    except (InviteError, VerificationFailed, ValueError):
+        return None
 
 
 def revoke(profile: Profile, device_hex: str) -> int:
@@ -193,34 +214,40 @@ def create_invite(profile: Profile, role: Role, seconds: int) -> dict[str, Any]:
     return {"code": code.encode(), "invite_id": code.invite_id.hex(), "expires_at": expires_at}
 
 
-def invites(profile: Profile) -> list[dict[str, Any]]:
-    out = []
-    for name, raw in profile.store.items("invite"):
-        record = encoding.decode(raw)
-        admitted = record.get("admitted")
-        out.append(
-            {
-                "invite_id": name,
-                "role": record.get("role", "?"),
-                "expires_at": record.get("expires_at"),
-                "admitted": bytes(admitted).hex() if admitted else None,
-            }
-        )
-    return out
+def invites(profile: Profile) -> tuple[list[dict[str, Any]], bool]:
+    """Every invite the server lists and this profile's own, with what became of each (as
+    `sealbox invites list`); when the server cannot be reached, this profile's own as it
+    recorded them, and True (the page says so)."""
+    transport = _transport(profile)
+    offline = False
+    try:
+        rows = local_invites.list_invites(profile, transport)
+    except (NetworkError, SyncRefused, ServerMisbehaved):
+        rows, offline = local_invites.own_invites(profile), True
+    finally:
+        transport.close()
+    shown = []
+    for r in rows:
+        # Cancelled here, and the server was not told yet: cancelling again sends it.
+        resend = r.state is InviteState.CANCELLED and not r.cancel_sent
+        shown.append(r.to_json() | {"open": r.state is InviteState.CREATED, "resend": resend})
+    return shown, offline
 
 
-def cancel_invite(profile: Profile, invite_hex: str) -> None:
-    """Forget an invite's secret: a device enrolled with it is never admitted by this profile.
-
-    The server keeps the signed invite until it expires (it has no cancel route); without the
-    secret this coordinator cannot open the enrolled device's label, so never admits it.
-    """
-    record = profile.store.get_cbor("invite", invite_hex) if invite_hex else None
-    if record is None:
+def cancel_invite(profile: Profile, invite_hex: str) -> local_invites.Cancelled:
+    """Cancel an invite here and on the server (PROTOCOL §6.7, as `sealbox invites cancel`):
+    this profile admits nobody with it from now on, whatever the server does."""
+    try:
+        invite_id = bytes.fromhex(invite_hex)
+    except ValueError:
+        raise Exit(Code.LOCAL, "no such invite") from None
+    if len(invite_id) != 16:
         raise Exit(Code.LOCAL, "no such invite")
-    if record.get("admitted"):
-        raise Exit(Code.LOCAL, "this invite already admitted a device: revoke the device instead")
-    profile.store.delete("invite", invite_hex)
+    transport = _transport(profile)
+    try:
+        return local_invites.cancel_invite(profile, transport, invite_id)
+    finally:
+        transport.close()
 
 
 def export(rows: list[Row], fmt: str) -> str:

@@ -218,8 +218,9 @@ def add_coordinator_routes(
                     import segno
 
                     qr = segno.make(shown["code"], error="m").svg_inline(scale=4, omitsize=True)
+                listed, offline = actions.invites(profile)
                 return page(
-                    request, "invites.html", invites=actions.invites(profile), shown=shown, qr=qr
+                    request, "invites.html", invites=listed, offline=offline, shown=shown, qr=qr
                 )
 
         return await desk.call(work)

@@ -16,11 +16,17 @@ _STATE_LABELS: dict[str, str] = {
     "pending-admission": N_("pending admission"),
     "after-revocation": N_("after revocation"),
     "with-findings": N_("with findings"),
+    # An invite's state (PROTOCOL §6.7), on the invites page.
+    "created": N_("open"),
+    "used": N_("used"),
+    "expired": N_("expired"),
+    "cancelled": N_("cancelled"),
 }
 
 
 def state_label(state: str) -> str:
-    """A report's verification state as shown (a message id); an unknown state as it is."""
+    """A report's verification state, or an invite's, as shown (a message id); an unknown
+    state as it is."""
     return _STATE_LABELS.get(state, state)
 
 

@@ -24,7 +24,14 @@ from crypto import encoding
 from sync.client import ListedInvite, cancel_invite_flow, drive, invites_flow
 from sync.invite import InviteError, InviteState, invite_state
 
-__all__ = ["Cancelled", "ListedRow", "admission_inputs", "cancel_invite", "list_invites"]
+__all__ = [
+    "Cancelled",
+    "ListedRow",
+    "admission_inputs",
+    "cancel_invite",
+    "list_invites",
+    "own_invites",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +116,18 @@ def list_invites(
             ListedRow(invite.invite_id, str(invite.role), invite.expires_at, state,
                       bool(record), True, sent, used_by)
         )  # fmt: skip
-    for invite_id, record in records.items():  # ours, and the server does not list it
+    return rows + _own_rows(records, now)
+
+
+def own_invites(profile: Profile, *, now: int | None = None) -> list[ListedRow]:
+    """This profile's own invites as it recorded them, without asking the server (what the
+    Desk shows when the server cannot be reached): ``on_server`` is False for every row."""
+    return _own_rows(_records(profile), int(time.time()) if now is None else now)
+
+
+def _own_rows(records: dict[bytes, dict[str, Any]], now: int) -> list[ListedRow]:
+    rows = []
+    for invite_id, record in records.items():
         expires = record.get("expires_at")
         state = (
             InviteState.CANCELLED if record.get("cancelled")

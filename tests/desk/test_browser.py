@@ -225,18 +225,25 @@ def test_invites_from_the_desk_enroll_a_device_and_a_cancelled_one_is_never_admi
         assert page.locator("tbody tr").count() == 2
         leaked = InviteCode.decode(codes[1]).invite_id.hex()[:12]
         page.locator("tbody tr", has_text=leaked).locator("text=Cancel").click()
-        expect(page.locator("tbody")).not_to_contain_text(leaked)
+        # Cancelled here and on the server (PROTOCOL §6.7), which says who had used it.
+        row = page.locator("tbody tr", has_text=leaked)
+        expect(row).to_contain_text("cancelled")
+        assert row.locator("button").count() == 0  # nothing left to cancel
+        intruder_id = intruder.run("status").json["device_id"]
+        expect(row).to_contain_text(intruder_id[:12])
 
         page.goto(f"{desk.origin}/sync")
         page.click("#sync-button")
         field_id = field.run("status").json["device_id"]
-        intruder_id = intruder.run("status").json["device_id"]
         expect(page.locator("#sync-result")).to_contain_text(f"Admitted device {field_id[:12]}")
-        assert intruder_id[:12] not in page.locator("#sync-result").inner_text()
+        result = page.locator("#sync-result").inner_text()
+        assert f"Admitted device {intruder_id[:12]}" not in result
+        assert f"device {intruder_id[:12]}, enrolled with it, is not admitted" in result
         page.goto(f"{desk.origin}/devices")
         assert "admitted" in page.locator(f"tr[data-device='{field_id}']").inner_text()
         intruder_row = page.locator(f"tr[data-device='{intruder_id}']").inner_text()
-        assert "pending admission" in intruder_row and "Intercepted" not in intruder_row
+        assert "invite cancelled" in intruder_row and "pending admission" not in intruder_row
+        assert "Intercepted" not in intruder_row  # its label opened with no secret kept
 
         page.goto(f"{desk.origin}/findings")
         expect(page.locator("main h1")).to_have_text("Findings")
