@@ -24,11 +24,14 @@ from crypto.envelope import (
     Envelope,
     Header,
     MalformedEnvelope,
+    accept_chain_key,
     open_revision,
     open_sender_key,
     parse_envelope,
     seal_revision,
     seal_sender_key,
+    unwrap_chain_key,
+    wrap_chain_key,
 )
 from crypto.errors import KeyCommitmentMismatch, VerificationFailed
 from crypto.keyfile import DEFAULT_KDF, KdfParams, unwrap_keyfile, wrap_keyfile
@@ -55,6 +58,7 @@ __all__ = [
     "SigningKey",
     "VerificationFailed",
     "VerifyKey",
+    "accept_chain_key",
     "digest",
     "key_id",
     "manifest_of",
@@ -68,6 +72,8 @@ __all__ = [
     "seal_revision",
     "seal_sender_key",
     "sign_document",
+    "unwrap_chain_key",
     "unwrap_keyfile",
+    "wrap_chain_key",
     "wrap_keyfile",
 ]

@@ -59,11 +59,14 @@ __all__ = [
     "Envelope",
     "Header",
     "MalformedEnvelope",
+    "accept_chain_key",
     "open_revision",
     "open_sender_key",
     "parse_envelope",
     "seal_revision",
     "seal_sender_key",
+    "unwrap_chain_key",
+    "wrap_chain_key",
 ]
 
 ID_LENGTH = 16
@@ -466,9 +469,7 @@ def _seal_sender_key_from_parts(
     header_bytes = header.to_cbor()
     header_hash = _header_hash(header_bytes)
     wraps = [
-        HPKE_SUITE.encrypt(
-            by_id[rid][1].raw, by_id[rid][0]._hpke_key(), info=_wrap_info(header_hash, rid)
-        )
+        wrap_chain_key(by_id[rid][1], by_id[rid][0], info=_wrap_info(header_hash, rid))
         for rid in header.recipients
     ]
     return _finish(header_bytes, encoding.encode(wraps), signing_key)
@@ -499,14 +500,51 @@ def open_sender_key(envelope: Envelope, *, author: VerifyKey, recipient: KemPriv
     wrap = wraps[header.recipients.index(rid)]
     if not isinstance(wrap, bytes):
         raise VerificationFailed()
+    raw = unwrap_chain_key(wrap, recipient, info=_wrap_info(envelope.header_hash, rid))
+    return accept_chain_key(envelope, raw)
+
+
+def accept_chain_key(envelope: Envelope, raw: bytes) -> ChainKey:
+    """CK0 of the key envelope ``envelope``, if ``raw`` is the key its signed header commits
+    to (``m``, compared in constant time): the one place a chain key is accepted, whether it
+    came from the envelope's own wrap or from a grant (PROTOCOL §4.3 item 7, §19).
+
+    The caller has verified the envelope's signature.
+
+    Raises:
+        KeyCommitmentMismatch: ``raw`` is not the committed key; nothing may be derived.
+        VerificationFailed: ``envelope`` is not a key envelope, or ``raw`` not a chain key.
+    """
+    header = envelope.header
+    if header.kind != "key" or header.commitment is None:
+        raise VerificationFailed()
     try:
-        raw = HPKE_SUITE.decrypt(
-            wrap, recipient._hpke_key(), info=_wrap_info(envelope.header_hash, rid)
-        )
         chain_key = ChainKey(raw)
-    except (InvalidTag, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise VerificationFailed() from exc
-    assert header.commitment is not None  # _validate requires it for kind "key"
     if not hmac.compare_digest(_key_commitment(chain_key.raw), header.commitment):
         raise KeyCommitmentMismatch()
     return chain_key
+
+
+def wrap_chain_key(chain_key: ChainKey, recipient: KemPublicKey, *, info: bytes) -> bytes:
+    """HPKE single-shot seal of a chain key to ``recipient``: ``enc || ciphertext`` (1,168
+    bytes in suite 1), bound to ``info`` (PROTOCOL §4.3, §19)."""
+    if not isinstance(chain_key, ChainKey) or not isinstance(recipient, KemPublicKey):
+        raise TypeError("chain_key must be a ChainKey and recipient a KemPublicKey")
+    return HPKE_SUITE.encrypt(chain_key.raw, recipient._hpke_key(), info=bytes(info))
+
+
+def unwrap_chain_key(wrap: bytes, recipient: KemPrivateKey, *, info: bytes) -> bytes:
+    """Open a `wrap_chain_key` wrap. Its result is not yet a trusted key: pass it to
+    `accept_chain_key` with the key envelope it claims to be of.
+
+    Raises:
+        VerificationFailed: the wrap does not open for ``recipient`` under ``info``.
+    """
+    if not isinstance(wrap, bytes) or not isinstance(recipient, KemPrivateKey):
+        raise VerificationFailed()
+    try:
+        return HPKE_SUITE.decrypt(wrap, recipient._hpke_key(), info=bytes(info))
+    except (InvalidTag, ValueError, TypeError) as exc:
+        raise VerificationFailed() from exc

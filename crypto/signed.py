@@ -37,6 +37,8 @@ _PURPOSE_NAMES = {
     Purpose.ENROLLMENT_SIGNATURE: "enrollment",
     Purpose.FRESHNESS_SIGNATURE: "freshness",
     Purpose.EVIDENCE_SIGNATURE: "evidence",
+    Purpose.GRANT_SIGNATURE: "grant",
+    Purpose.ROTATION_SIGNATURE: "rotation",
 }
 _BY_NAME = {name: purpose for purpose, name in _PURPOSE_NAMES.items()}
 

@@ -63,3 +63,7 @@ class Purpose(bytes, Enum):
     RECOVERY_SIGNING = b"sealbox/v1/recovery/signing"
     RECOVERY_HPKE = b"sealbox/v1/recovery/hpke"
     CARRIED_FILE = b"sealbox/v1/carried-file"
+    GRANT_SIGNATURE = b"sealbox/v1/sig/grant"
+    GRANT_WRAP = b"sealbox/v1/hpke/grant"
+    GRANT_ID = b"sealbox/v1/grant-id"
+    ROTATION_SIGNATURE = b"sealbox/v1/sig/rotation"

@@ -25,7 +25,7 @@ from server.db import engine_for
 from server.deps import reject_unknown_query_parameters
 from server.errors import install_error_handlers, problem_response
 from server.metrics import Metrics
-from server.routes import meta, orgs, sync_routes
+from server.routes import grants, meta, orgs, sync_routes
 from server.settings import Settings, load_or_create_server_key
 from sync.errors import ErrorCode
 
@@ -193,6 +193,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(orgs.router)
     app.include_router(sync_routes.router)
+    app.include_router(grants.router)
     app.include_router(routes_attachments.router)
     app.add_middleware(
         _BodyLimitMiddleware,

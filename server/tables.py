@@ -202,6 +202,33 @@ class ReceiptRow(SQLModel, table=True):
     document: bytes = Field(sa_type=LargeBinary)
 
 
+class GrantRow(SQLModel, table=True):
+    """A coordinator-signed grant (PROTOCOL §19), kept exactly as signed and opaque: the
+    server checks who signed it and for which organisation, never what it wraps."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("org_id", "grant_id"),)
+    org_id: bytes = Field(sa_type=LargeBinary, primary_key=True, foreign_key="orgs.id")
+    seq: int = Field(sa_type=BigInteger, primary_key=True)
+    grant_id: bytes = Field(sa_type=LargeBinary)
+    granter: bytes = Field(sa_type=LargeBinary)
+    grantee: bytes = Field(sa_type=LargeBinary)
+    received_at: int = Field(sa_type=BigInteger)
+    document: bytes = Field(sa_type=LargeBinary)
+
+
+class RotationRow(SQLModel, table=True):
+    """A device's signing-key rotation request (PROTOCOL §19.7), signed by its old and new
+    keys, kept until a coordinator applies it in a roster version."""
+
+    __tablename__ = "rotations"
+    org_id: bytes = Field(sa_type=LargeBinary, primary_key=True, foreign_key="orgs.id")
+    old_device: bytes = Field(sa_type=LargeBinary, primary_key=True)
+    new_device: bytes = Field(sa_type=LargeBinary, primary_key=True)
+    received_at: int = Field(sa_type=BigInteger)
+    document: bytes = Field(sa_type=LargeBinary)
+
+
 class RequestNonce(SQLModel, table=True):
     """Seen (key id, nonce) pairs of signed requests, kept for the replay window."""
 

@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     ENROLLMENT_INVALID = "enrollment_invalid"
     INVITE_UNUSABLE = "invite_unusable"
     INVITE_CANCELLED = "invite_cancelled"
+    GRANT_INVALID = "grant_invalid"
+    ROTATION_INVALID = "rotation_invalid"
     DEVICE_REVOKED = "device_revoked"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -76,6 +78,10 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.ENROLLMENT_INVALID: "Malformed, mis-signed or unbound enrollment, or a known key.",
     ErrorCode.INVITE_UNUSABLE: "Invite unknown, expired, used, or wrong secret.",
     ErrorCode.INVITE_CANCELLED: "A coordinator cancelled this invite; ask for a new one.",
+    ErrorCode.GRANT_INVALID: "The grant is malformed, too large, not signed by the caller, or"
+    " for another organisation.",
+    ErrorCode.ROTATION_INVALID: "The rotation request is malformed, not signed by the caller and"
+    " its new key, for another organisation, or one too many.",
     ErrorCode.DEVICE_REVOKED: "Reserved: the signing device is revoked in the roster.",
     ErrorCode.PAYLOAD_TOO_LARGE: "Over a limit; the problem lists the limits to split by.",
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: "The body's Content-Type is not one this route accepts.",

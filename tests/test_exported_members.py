@@ -29,6 +29,7 @@ EXPECTED = {
     "SigningKey",
     "VerificationFailed",
     "VerifyKey",
+    "accept_chain_key",
     "digest",
     "key_id",
     "manifest_of",
@@ -42,7 +43,9 @@ EXPECTED = {
     "seal_revision",
     "seal_sender_key",
     "sign_document",
+    "unwrap_chain_key",
     "unwrap_keyfile",
+    "wrap_chain_key",
     "wrap_keyfile",
 }
 

@@ -147,8 +147,8 @@ def test_signed_document_purposes_are_the_tag_suffixes_listed_in_section_3() -> 
         name = encoding.decode(signed.to_bytes())[1]
         assert tag == "sealbox/v1/sig/" + name
         assert f'"{name}"' in section and f"`{tag}`" in section, name
-    assert documents == 8  # roster, invite, invite-cancel, enrollment, receipt, checkpoint,
-    # freshness, evidence
+    assert documents == 10  # roster, invite, invite-cancel, enrollment, receipt, checkpoint,
+    # freshness, evidence, grant, rotation
 
 
 # --- codes and vocabularies --------------------------------------------------------------
@@ -183,17 +183,20 @@ def test_every_role_is_written() -> None:
 
 
 def test_every_wire_model_field_is_written() -> None:
-    """PROTOCOL §7-§9: every field of the wire models in sync/messages.py is named."""
+    """PROTOCOL §7-§9, §19: every field of the wire models in sync/messages.py (and
+    sync/grant_messages.py) is named."""
+    import sync.grant_messages as grant_messages
     import sync.messages as messages
 
     text = _doc()
-    for model in vars(messages).values():
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            continue
-        if model.__module__ != messages.__name__:
-            continue
-        for field in model.model_fields:
-            assert _mentions(text, field), f"{model.__name__}.{field} is not in PROTOCOL.md"
+    for module in (messages, grant_messages):
+        for model in vars(module).values():
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                continue
+            if model.__module__ != module.__name__:
+                continue
+            for field in model.model_fields:
+                assert _mentions(text, field), f"{model.__name__}.{field} is not in PROTOCOL.md"
 
 
 def test_every_envelope_header_key_has_a_row() -> None:

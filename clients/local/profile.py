@@ -10,6 +10,7 @@ Records (all inside `Store`, so encrypted; kinds and names are HMAC'd on disk):
   invite/<id>    coordinators: invites this profile issued (to open device labels)
   index/gen      coordinators: the generation of HOME/index.sealed (clients/local/index.py),
                  changed in the same transaction as the envelopes, rosters and enrollments
+  grant/<id>     coordinators: every grant document seen (clients/local/grants.py)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from sync.client import (
     trust_digest,
     view_trust,
 )
+from sync.grant import grant_id
 from sync.invite import Enrollment
 from sync.messages import b64encode
 from sync.roster import Role, SignedRoster
@@ -301,6 +303,7 @@ class Profile:
             "enrollments": self.enrollments(),
             "history": self.roster_chain(),
             "also_keys": [k for k in (self.store.secrets.recovery_key,) if k is not None],
+            "grants": [data for _, data in self.store.items("grant")],
         }
 
     def view(self) -> CoordinatorView:
@@ -347,6 +350,7 @@ class Profile:
         current = trust_digest(
             trust["roster"], trust["kem_key"], trust["enrollments"],
             {r.roster.version for r in trust["history"]} | {trust["roster"].roster.version},
+            [grant_id(d) for d in trust["grants"]],
         )  # fmt: skip
         if current != view_trust(view):
             # The trust changed beside the view (a roster kept, a device admitted or revoked):

@@ -146,6 +146,21 @@ class Store:
             raise StoreError("wrong passphrase (or a damaged key file)") from exc
         return cls(home, secret)
 
+    def replace_secrets(self, passphrase: bytes, secret: Secrets) -> None:
+        """Write a key file holding ``secret`` (same store key: the records stay readable),
+        atomically: a key rotation (PROTOCOL §19.7) changes the device's keys in place."""
+        if secret.store_key != self.secrets.store_key:
+            raise StoreError("a key rotation keeps the store key")
+        blob = wrap_keyfile(secret.encode(), passphrase)
+        temporary = self.home / (KEYFILE + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.home / KEYFILE)
+        self.secrets = secret
+
     def close(self) -> None:
         self._db.close()
 

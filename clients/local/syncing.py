@@ -14,10 +14,11 @@ from typing import Any
 
 from rich.progress import Progress
 
-from clients.local import carried, freshness
+from clients.local import carried, freshness, grants
 from clients.local.evidence_log import forget_leaves, keep_checkpoint, keep_leaves
 from clients.local.invites import admission_inputs
 from clients.local.profile import Profile
+from clients.local.rotation import finish_field_rotation
 from clients.local.transport import Transport
 
 # The upload queue lives with the CLI's attachment code for now (a later step moves it here).
@@ -33,6 +34,8 @@ from sync.client import (
     DeviceRevoked,
     DevicesAdmitted,
     Event,
+    GrantsPosted,
+    GrantsPulled,
     ItemRefused,
     LogCheckpointAdopted,
     LogMisbehaviour,
@@ -53,6 +56,7 @@ from sync.client import (
     drive,
     sync_flow,
 )
+from sync.grant import peek_grant
 from sync.invite import Enrollment
 from sync.roster import Role
 
@@ -128,10 +132,21 @@ class Persist:
             with p.store.transaction():
                 p.keep_envelopes(event.envelopes)
                 keep_leaves(p.store, event.last_seq - len(event.leaves), event.leaves)
+                grants.note_first_seen(p, event.envelopes, int(time.time()))
                 p.meta["cursor"] = event.cursor
                 p.meta["log_frontier"] = event.log_frontier
                 p.save_meta()
             self.summary["pulled"] = self.summary.get("pulled", 0) + len(event.envelopes)
+        elif isinstance(event, GrantsPulled):
+            with p.store.transaction():
+                grants.keep_grants(p, event.documents)
+                p.meta["grants_after"] = event.after
+                p.save_meta()
+        elif isinstance(event, GrantsPosted):
+            grants.keep_grants(p, event.documents)
+            self.summary["granted"] = self.summary.get("granted", 0) + sum(
+                len(peek_grant(d).entries) for d in event.documents
+            )
         elif isinstance(event, LogCheckpointAdopted):
             with p.store.transaction():  # the device's witness follows it (§17.8)
                 if p.role is Role.COORDINATOR:  # for evidence bundles (PROTOCOL §22.5)
@@ -260,6 +275,12 @@ class Persist:
                 # An invite admits at most one device (PROTOCOL §6.5).
                 record = dict(invites[invite_id], admitted=device_id)
                 p.store.put_cbor("invite", invite_id.hex(), record)
+                member = event.roster.roster.member(device_id)
+                if member is not None and member.role is Role.COORDINATOR:
+                    # Grant it the history this coordinator holds, now and at every sync
+                    # (PROTOCOL §19.1), unless a policy was set for it before.
+                    policies = grants.grant_policies(p)
+                    grants.set_policy(p, device_id, policies.get(device_id))
         self.summary["admitted"] = [device.hex() for _, device in event.admitted]
 
 
@@ -299,6 +320,10 @@ def run_sync(
         invite_secrets=invite_secrets,
         cancelled_invites=cancelled,
         cancel_acknowledged=acknowledged,
+        grants_after=int(profile.meta.get("grants_after", 0)) if coordinator else 0,
+        grant_to=grants.grant_policies(profile) if coordinator else {},
+        first_seen=grants.first_seen(profile) if coordinator else {},
+        wall_clock=lambda: int(time.time()),
         uploads=pending_uploads(profile.store),
         read_chunk=lambda pending, index: read_sealed_chunk(profile, pending, index),
         bounds=Bounds(run_seconds=time_budget),
@@ -325,6 +350,10 @@ def run_sync(
             findings=[f.text() for f in view.findings()],
             roster_version=report.roster.roster.version,
         )
+    if report.revoked and profile.role is Role.FIELD:
+        rotated = finish_field_rotation(profile)  # PROTOCOL §19.7: revoked by its rotation
+        if rotated is not None:
+            summary.update(revoked=False, rotated_to=rotated.hex())
     summary.setdefault("attachments_uploaded", 0)
     summary["attachments_pending"] = len(pending_uploads(profile.store))
     profile.meta["last_sync"] = int(time.time())

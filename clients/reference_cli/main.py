@@ -54,12 +54,14 @@ from clients.reference_cli.common import (
 from clients.reference_cli.coordinator import conflicts_app, reports_app
 from clients.reference_cli.device_commands import devices_app
 from clients.reference_cli.evidence_commands import evidence_app
+from clients.reference_cli.grant_commands import grant, grants_lines, grants_list, grants_summary
 from clients.reference_cli.invite_commands import invites_app
 from clients.reference_cli.org_commands import enroll, invite_app, org_app
 from clients.reference_cli.passphrase_commands import passphrase_app
 from clients.reference_cli.recovery_commands import recovery_app
 from clients.reference_cli.render import console, safe, shown
 from clients.reference_cli.report_commands import report_app
+from clients.reference_cli.rotation_commands import rotate, rotations_app
 from clients.reference_cli.sync_command import sync
 from sync.roster import Role, format_fingerprint
 
@@ -90,6 +92,10 @@ app = _Sealbox(
 app.command()(sync)
 app.command()(enroll)
 app.command()(desk)
+app.command()(grant)
+app.command("grants")(grants_list)
+app.command()(rotate)
+app.add_typer(rotations_app, name="rotations")
 app.add_typer(org_app, name="org")
 app.add_typer(invite_app, name="invite")
 app.add_typer(invites_app, name="invites")
@@ -240,8 +246,11 @@ def status(home: Home = None, as_json: Json = False) -> None:
         elif me.revoked_after is not None:
             warnings.append("this device is REVOKED")
         findings: list[str] = []
+        grants: dict[str, Any] = {}
         if profile.role is Role.COORDINATOR:
-            findings = [f.text() for f in profile.view().findings()]
+            view = profile.view()
+            findings = [f.text() for f in view.findings()]
+            grants = grants_summary(view)
         data = {
             "device_id": profile.device_id.hex(),
             "org_id": profile.org_id.hex(),
@@ -261,6 +270,7 @@ def status(home: Home = None, as_json: Json = False) -> None:
             "last_sync": profile.meta.get("last_sync"),
             "warnings": warnings,
             "findings": findings,
+            "grants": grants,
         }
 
         def human() -> None:
@@ -274,6 +284,7 @@ def status(home: Home = None, as_json: Json = False) -> None:
                 f" {len(state.rejected)} refused",
                 f"last sync {_when(last)}",
             ]
+            lines += grants_lines(grants)
             sys.stdout.write("\n".join(lines) + "\n")
             for w in warnings + findings:
                 err.print(f"[bold yellow]WARNING[/] {shown(w)}", highlight=False)

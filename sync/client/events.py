@@ -24,6 +24,8 @@ __all__ = [
     "ChangesPulled",
     "DeviceRevoked",
     "DevicesAdmitted",
+    "GrantsPosted",
+    "GrantsPulled",
     "ItemRefused",
     "LogCheckpointAdopted",
     "LogMisbehaviour",
@@ -282,3 +284,20 @@ class CarriedSeenInFeed(Event):
     they now have their place in the log; forget that they were waiting for it."""
 
     envelope_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GrantsPulled(Event):
+    """A validated page of the organisation's grants (PROTOCOL §19): persist ``documents``
+    (verified when taken into the view) and the grant list position ``after``."""
+
+    documents: tuple[bytes, ...]
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class GrantsPosted(Event):
+    """This coordinator granted epochs to the HPKE key ``grantee``: keep ``documents``."""
+
+    documents: tuple[bytes, ...]
+    grantee: bytes

@@ -42,6 +42,7 @@ from sync.client.flow import (
     Response,
     decode,
 )
+from sync.client.grants import epochs_to_grant, post_grants_flow, pull_grants_flow
 from sync.client.log import LogPosition, log_flow
 from sync.client.pull import PullResult, cursor_position, pull_flow
 from sync.client.push import PushSummary, push_flow
@@ -89,6 +90,14 @@ class SyncInputs:
     roster_known_at: Mapping[int, int] = field(default_factory=dict)  # coordinators: §18.4
     relay: Sequence[bytes] = ()  # envelopes of other devices to relay (§23.3)
     carried: frozenset[bytes] = frozenset()  # coordinators: imported, not yet in the feed
+    # Coordinators, grants (§19): the grant list position; whom to grant epochs to (device
+    # id -> only epochs first stored at or after this time, or None for all; coordinators
+    # admitted in this run are added); when each key envelope was first stored here; and
+    # the wall clock (Unix seconds) to date grants with.
+    grants_after: int = 0
+    grant_to: Mapping[bytes, int | None] = field(default_factory=dict)
+    first_seen: Mapping[bytes, int] = field(default_factory=dict)
+    wall_clock: Callable[[], int] = lambda: 0
 
 
 @dataclass(slots=True)
@@ -107,6 +116,7 @@ class SyncReport:
     log: LogPosition | None = None
     fresh: bool | None = None  # §18.3: a fresh statement for the trusted roster
     relay: RelaySummary | None = None  # §23.3: None when there was nothing to relay
+    granted: int = 0  # §19: epochs this coordinator granted in this run
 
 
 def _batch_limits(response: Response | tuple[Response, ...] | None) -> tuple[int, int]:
@@ -220,6 +230,7 @@ def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[
         clock=inputs.clock,
         carried=inputs.carried,
     )
+    yield from _grant(inputs, report, admission.admitted)
     yield from witness_flow(
         report.log,
         witnesses_in(report.pull.stored),
@@ -234,6 +245,46 @@ def _coordinate(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[
     if report.pull.rewound:
         report.republished = yield from _republish_own(inputs, report, max_bytes)
     yield from attachment_states_flow(org_path=inputs.org_path)
+
+
+def _grant(
+    inputs: SyncInputs, report: SyncReport, admitted: Sequence[tuple[bytes, bytes]]
+) -> Flow[None]:
+    """Pull the grant list into the view, then grant the epochs this coordinator holds to
+    each coordinator it was asked to (and to those it admitted now) that lacks them."""
+    view = inputs.view
+    assert view is not None
+    yield from pull_grants_flow(org_path=inputs.org_path, after=inputs.grants_after, view=view)
+    roster = report.roster.roster
+    targets = dict(inputs.grant_to)
+    for _, device in admitted:
+        targets.setdefault(device, None)  # a policy set before admission wins
+    opened = {key: ck0 for key, (ck0, _, _) in view._sender_keys.items()}
+    for device, since in sorted(targets.items(), key=lambda t: t[0]):
+        member = roster.member(device)
+        if member is None or member.kem_key is None or member.revoked_after is not None:
+            continue  # not (or no longer) an active coordinator: nothing to grant
+        if device == inputs.state.device_id:
+            continue
+        epochs = epochs_to_grant(
+            view.envelopes,
+            opened,
+            view.grants,
+            member.kem_key,
+            first_seen=inputs.first_seen,
+            since=since,
+        )
+        grants = yield from post_grants_flow(
+            org_path=inputs.org_path,
+            org_id=roster.org_id,
+            roster_version=roster.version,
+            issued_at=inputs.wall_clock(),
+            epochs=epochs,
+            recipient=member.kem_key,
+            signing_key=inputs.signing_key,
+        )
+        view.add_grants(g.document for g in grants)
+        report.granted += len(epochs)
 
 
 def _republish_own(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[int]:

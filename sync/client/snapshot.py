@@ -53,8 +53,10 @@ def trust_digest(
     kem_key: KemPrivateKey,
     enrollments: Iterable[Enrollment],
     history: Iterable[int],
+    grants: Iterable[bytes] = (),
 ) -> bytes:
-    """What a view's verdicts depend on besides the envelopes, as one digest."""
+    """What a view's verdicts depend on besides the envelopes, as one digest (``grants``:
+    the ids of the grant documents it was given, PROTOCOL §19)."""
     return hashlib.sha256(
         encoding.encode(
             [
@@ -63,6 +65,7 @@ def trust_digest(
                 kem_key.public_key.key_id,
                 sorted([e.device_id, e.signing_key.key_id] for e in enrollments),
                 sorted(history),
+                sorted(grants),
             ]
         )
     ).digest()
@@ -70,7 +73,9 @@ def trust_digest(
 
 def view_trust(view: CoordinatorView) -> bytes:
     """The `trust_digest` of the trust ``view`` holds now."""
-    return trust_digest(view.roster, view.kem_key, view.enrollments.values(), view.history)
+    return trust_digest(
+        view.roster, view.kem_key, view.enrollments.values(), view.history, view.grants.documents
+    )
 
 
 def snapshot_view(view: CoordinatorView) -> bytes:
@@ -123,6 +128,7 @@ def restore_view(
     enrollments: Iterable[Enrollment] = (),
     history: Iterable[SignedRoster] = (),
     also_keys: Iterable[KemPrivateKey] = (),
+    grants: Iterable[bytes] = (),
 ) -> CoordinatorView:
     """A view equal to one rebuilt from ``envelopes`` under this trust, from ``data``.
 
@@ -135,6 +141,7 @@ def restore_view(
         enrollments=enrollments,
         history=history,
         also_keys=also_keys,
+        grants=grants,
     )
     try:
         raw = encoding.decode(data)

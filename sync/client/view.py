@@ -8,8 +8,10 @@ Rules:
   one of them vouches), the revocation point, the chain position, the epoch's
   recipients against the roster version it names, and the body opens.
 * Findings are never hidden: gaps and forks per device chain, forgeries, revisions
-  after revocation, content pending admission, keys not seen, epochs not sealed to our keys,
-  sender keys whose commitment does not match (`key-commitment-mismatch`).
+  after revocation, content pending admission, keys not seen (or grantable: `waiting-key`;
+  never grantable: `lost_epochs`, PROTOCOL §19.5), refused grants, sender keys whose
+  commitment does not match (`key-commitment-mismatch`). A granted key opens an epoch like
+  its own wrap (`chain_key_for`; `crypto.accept_chain_key` is the one commitment check).
 * A revision opens only with the key envelope at (device, c) of the device's own chain:
   the one its signed `h` links lead to, or the only one held at (device, c) while links
   are missing; with a fork at c and no links, it is not opened (PROTOCOL §4.3).
@@ -31,7 +33,6 @@ from crypto import (
     VerificationFailed,
     VerifyKey,
     open_revision,
-    open_sender_key,
     parse_envelope,
 )
 from sync.client.findings import (
@@ -41,6 +42,7 @@ from sync.client.findings import (
     Finding,
     ReportVerification,
 )
+from sync.client.grants import GrantLedger, LostEpoch, chain_key_for, waiting_findings
 from sync.invite import Enrollment
 from sync.merge import MergeError, ReportDag, ReportState, Revision
 from sync.report import ContentError, ReportContent
@@ -62,11 +64,15 @@ class CoordinatorView:
         enrollments: Iterable[Enrollment] = (),
         history: Iterable[SignedRoster] = (),
         also_keys: Iterable[KemPrivateKey] = (),  # the recovery key after a restore (§20.4)
+        grants: Iterable[bytes] = (),
     ) -> None:
         self.roster = roster
         self.kem_key, self.keys = kem_key, (kem_key, *also_keys)  # + recovery key (§20.4)
         # Verified roster versions by number: to check each epoch's recipients (§4.3 item 6).
         self.history = {v.roster.version: v.roster for v in (*history, roster)}
+        self.grants = GrantLedger(roster.roster.org_id, kem_key, self.history)
+        for document in grants:
+            self.grants.add(document)
         self.enrollments = {e.device_id: e for e in enrollments}
         self._refused: set[Finding] = set()  # about envelopes not taken in (kept by replays)
         self.held: dict[bytes, bytes] = {}
@@ -118,6 +124,15 @@ class CoordinatorView:
         enrolled = {**self.enrollments, **{e.device_id: e for e in enrollments}}
         history = {**self.history, roster.roster.version: roster.roster}
         retrust(self, roster, enrolled.values(), history)
+        self.grants.history = self.history
+        if self.grants.retry() and self.envelopes:
+            self._replay()  # a grant refused for a roster version not verified then
+
+    def add_grants(self, documents: Iterable[bytes]) -> bool:
+        """Verify grants (§19); if one gave a key, take the epochs in again (True)."""
+        if (fresh := any([self.grants.add(d) for d in documents])) and self.envelopes:
+            self._replay()
+        return fresh
 
     # -- author lookup
     def _author(self, device: bytes) -> tuple[VerifyKey, Member | None] | None:
@@ -196,18 +211,8 @@ class CoordinatorView:
                         f"epoch recipients differ from roster version {header.roster_version}",
                     )
                 )
-        if not (mine := [k for k in self.keys if k.public_key.key_id in header.recipients]):
-            self._findings.add(
-                Finding(
-                    "not-addressed",
-                    header.device,
-                    header.seq,
-                    "epoch not sealed to this coordinator",
-                )
-            )
-            return
         try:
-            ck0 = open_sender_key(envelope, author=author, recipient=mine[0])
+            ck0 = chain_key_for(envelope, author, self.keys, self.grants)
         except KeyCommitmentMismatch:
             self._mismatched.add(envelope.id)
             self._findings.add(Finding(_KCM_KIND, header.device, header.seq, _KCM))
@@ -217,6 +222,8 @@ class CoordinatorView:
             )
             return
         else:
+            if ck0 is None:
+                return  # its revisions wait for a grant; `findings` says whether one can come
             self._sender_keys[envelope.id] = (ck0, 0, ck0)
         for waiting in self._waiting.pop((header.device, header.seq), []):
             self._take_revision(waiting, author)
@@ -331,17 +338,10 @@ class CoordinatorView:
                         "content from a device not yet admitted into the roster",
                     )
                 )
-        for (device, key_seq), waiting in self._waiting.items():
-            for envelope in waiting:
-                found.add(
-                    Finding(
-                        "waiting-key",
-                        device,
-                        envelope.header.seq,
-                        f"sender key at seq {key_seq} not seen",
-                    )
-                )
-        return sorted(found)
+        return sorted(found | set(waiting_findings(self)[0]) | set(self.grants.findings()))
+
+    def lost_epochs(self) -> list[LostEpoch]:  # sealed to keys no active coordinator holds
+        return waiting_findings(self)[1]
 
     def reports(self, *, include_unverified: bool = True) -> dict[bytes, ReportState]:
         """Merged reports; without ``include_unverified``, only roster members' revisions."""

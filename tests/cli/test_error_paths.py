@@ -56,6 +56,10 @@ TALKS_TO_SERVER = {
     ("invites", "create"),
     ("invites", "list"),
     ("invites", "cancel"),
+    ("grant",),
+    ("rotate",),
+    ("rotations", "list"),
+    ("rotations", "apply"),
 }
 """Commands that must reach the server whatever the profile holds: a cut connection is 4."""
 
@@ -213,7 +217,10 @@ def test_every_command_fails_cleanly_on_bad_paths_permissions_full_disk_and_cut_
         listed = list(commands())
         assert len(listed) >= 20, [p for p, _ in listed]
         # org create's --name is required too: one name, two meanings (arg vs option).
-        placeholders_for = {("org", "create"): {**placeholders, "name": "Errors"}}
+        placeholders_for = {
+            ("org", "create"): {**placeholders, "name": "Errors"},
+            ("grant",): {**placeholders, "to": field_id},
+        }
 
         def argv_of(path: tuple[str, ...], command: Any) -> list[str]:
             return _argv(path, command, placeholders_for.get(path, placeholders))

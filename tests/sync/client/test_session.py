@@ -141,6 +141,8 @@ class OrgServer:
             return self.push.log.answer(request)
         if route == ("GET", "/attachments"):
             return Response.of_json(200, {"uploads": [], "more": False})
+        if route == ("GET", "/grants"):
+            return Response.of_json(200, {"grants": [], "more": False})
         raise AssertionError(f"unexpected request {route}")
 
 
@@ -232,6 +234,7 @@ def test_a_coordinator_sync_admits_pulls_and_reads_the_upload_states() -> None:
         ("GET", "/devices"),
         ("POST", "/roster"),
         ("GET", "/changes"),
+        ("GET", "/grants"),  # the grant log (§19); the newcomer is a field device
         ("GET", "/attachments"),
     ]
     assert [type(e) for e in events] == [

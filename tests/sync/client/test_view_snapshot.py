@@ -200,7 +200,7 @@ def test_a_restore_verifies_and_decrypts_nothing_again(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(Envelope, "verify_signature", refuse)
     monkeypatch.setattr("sync.client.view.open_revision", refuse)
-    monkeypatch.setattr("sync.client.view.open_sender_key", refuse)
+    monkeypatch.setattr("sync.client.grants.open_sender_key", refuse)
     restored = _restore(org, snapshot, envelopes, enrollments)
     state = restored.report(REPORT)
     assert state is not None and state.conflicts
