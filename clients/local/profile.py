@@ -352,14 +352,17 @@ class Profile:
             {r.roster.version for r in trust["history"]} | {trust["roster"].roster.version},
             [grant_id(d) for d in trust["grants"]],
         )  # fmt: skip
-        if current != view_trust(view):
-            # The trust changed beside the view (a roster kept, a device admitted or revoked):
-            # only the devices whose standing changed are judged again (sync.client.retrust).
+        moved = current != view_trust(view)
+        if moved:
+            # The trust changed beside the view (a roster kept, a device admitted or revoked,
+            # a grant kept): only the devices whose standing changed are judged again
+            # (sync.client.retrust), and grants refused for want of a roster version again.
             history = {r.roster.version: r.roster for r in trust["history"]}
             retrust(view, trust["roster"], trust["enrollments"], history)
+            view.add_grants(trust["grants"])
         if self._index is None or view.changed_all:
             self._index = Index.build(view)
-        elif view.changed:
+        elif view.changed or moved:  # a trust change alone still changes the findings
             self._index.update(view, view.changed)
         view.changed.clear()
         view.changed_all = False

@@ -127,4 +127,10 @@ def retrust(
     view.roster = roster
     view.enrollments = {e.device_id: e for e in enrollments}
     view.history = {**history, roster.roster.version: roster.roster}
-    return rejudge(view, before, history_before)
+    devices = rejudge(view, before, history_before)
+    # Grants are verified against the roster versions held (§19.3): one refused for a
+    # version not verified then is verified again now, and its epochs taken in.
+    view.grants.history = view.history
+    if view.grants.retry() and view.envelopes:
+        view._replay()
+    return devices
