@@ -18,6 +18,7 @@ from typing import Any
 from rich.progress import Progress
 
 from clients.local import invites as local_invites
+from clients.local.evidence import EvidenceExportError, export_bundle
 from clients.local.export import export_csv, export_json
 from clients.local.profile import Profile
 from clients.local.sealing import seal_attachment, seal_revision
@@ -299,6 +300,21 @@ def attachment_bytes(profile: Profile, entry: AttachmentManifest) -> bytes:
     if len(out) != entry.size or hashlib.sha256(out).digest() != entry.sha256:
         raise AttachmentFailed(f"attachment {entry.name!r} does not match the report's hash")
     return bytes(out)
+
+
+def evidence_bundle(profile: Profile, report: bytes) -> bytes:
+    """One verifiable evidence bundle of ``report`` (PROTOCOL §22, docs/EVIDENCE.md), as
+    `sealbox evidence export`: its attachments fetched and verified in memory, labels
+    (people's names) left out."""
+    try:
+        return export_bundle(
+            profile,
+            [report],
+            now=int(time.time()),
+            fetch=lambda entry: attachment_bytes(profile, entry),
+        )
+    except EvidenceExportError as exc:
+        raise Exit(Code.LOCAL, str(exc)) from None
 
 
 # --- field mode ------------------------------------------------------------------------------

@@ -187,6 +187,22 @@ def add_coordinator_routes(
 
         return await desk.call(work)
 
+    @app.post("/reports/{report_id}/evidence")
+    async def evidence(csrf: Csrf, report_id: str) -> Response:
+        def work() -> Response:
+            check(csrf)
+            with desk.unlocked() as (profile, reading):
+                row = _report_or_404(reading, report_id)
+                data = actions.evidence_bundle(profile, row.state.report)
+            name = f"sealbox-evidence-{row.report_id[:12]}.cbor"
+            return Response(
+                data,
+                media_type="application/cbor",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+
+        return await desk.call(work)
+
     # --- devices and invites -----------------------------------------------------------------
     @app.get("/devices")
     async def devices(request: Request) -> Response:

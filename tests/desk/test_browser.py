@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 
+from sync.evidence import verify_bundle
 from sync.invite import InviteCode
 from tests.desk.test_edge import csp
 
@@ -391,6 +392,17 @@ def test_a_photo_is_decrypted_locally_and_shown_inline_and_html_is_never_served(
         answer = context.request.get(f"{desk.origin}/attachments/{report}/{html_id}")
         assert answer.status == 415
         assert "text/html" not in answer.headers["content-type"] or "ran on" not in answer.text()
+        # An evidence bundle of the report (PROTOCOL §22): it verifies offline, photo included.
+        with page.expect_download() as download:
+            page.click("#evidence-button")
+        bundle = tmp_path / "evidence.cbor"
+        bundle.write_bytes(Path(download.value.path()).read_bytes())
+        checked = coordinator.run("evidence", "verify", str(bundle)).json
+        assert checked["verified"] is True and list(checked["reports"]) == [report]
+        files = checked["reports"][report]["state"]["attachments"]
+        assert {a["name"] for a in files} == {"checkpoint.png", "evil.html", "statement.pdf"}
+        included = verify_bundle(bundle.read_bytes()).attachments.values()
+        assert [a.included for a in included] == [True, True, True]  # the files themselves
         assert dialogs == []
     finally:
         context.close()
