@@ -5,14 +5,15 @@ Rules:
 * Every grant a coordinator sees is verified (`GrantLedger.add`): signed by a coordinator
   active in the roster version it names (a verified version), for this organisation.
   Grants to others are kept as the log of who granted which epochs to whom; grants to this
-  coordinator are opened, and their keys wait for the key envelope they claim to be of
+  coordinator (to its HPKE key, or to the recovery key it holds after a restore) are
+  opened, and their keys wait for the key envelope they claim to be of
   (`crypto.accept_chain_key`, in the view: a grant cannot substitute a chain key).
 * Refusals are findings, never silent; a document seen twice (a replay) changes nothing,
   and two grants of one epoch give one key.
-* A coordinator grants an epoch it holds to a grantee who is not among its recipients and
-  to whom no verified grant gave it yet (`epochs_to_grant`), optionally only epochs whose
-  key envelope it first stored at or after a date (its own clock: the protocol carries no
-  time in a header, §19.4).
+* A coordinator grants an epoch it holds to a grantee (a coordinator, or the recovery
+  key, §20.3) who is not among its recipients and to whom no verified grant gave it yet
+  (`epochs_to_grant`), optionally only epochs whose key envelope it first stored at or
+  after a date (its own clock: the protocol carries no time in a header, §19.4).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class GrantLedger:
     """The grants a coordinator holds, verified against the roster versions it verified."""
 
     org_id: bytes
-    kem_key: KemPrivateKey
+    own_keys: Sequence[KemPrivateKey]  # its HPKE key, and the recovery key after a restore
     history: Mapping[int, Roster]
     accepted: dict[bytes, Grant] = field(default_factory=dict)
     refused: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)  # id: (signer, why)
@@ -70,7 +71,8 @@ class GrantLedger:
     documents: dict[bytes, bytes] = field(default_factory=dict)  # every one given, by id
 
     def add(self, document: bytes) -> bool:
-        """Verify one grant document; True if it gave this coordinator a key it lacked."""
+        """Verify one grant document; True if it gave this coordinator a key it lacked.
+        A grant to any of ``own_keys`` is opened (the recovery key's too, §20.5)."""
         name = grant_id(document)
         if name in self.documents:
             return False  # a replay: nothing is counted twice
@@ -84,14 +86,15 @@ class GrantLedger:
         if why is not None:
             self.refused[grant.id] = (grant.granter, why)
             return False
-        if grant.grantee != self.kem_key.public_key.key_id:
+        recipient = next((k for k in self.own_keys if k.public_key.key_id == grant.grantee), None)
+        if recipient is None:
             self.accepted[grant.id] = grant
             return False
         signer = self.history[grant.roster_version].member(grant.granter)
         assert signer is not None
         try:
             _, keys = open_grant(
-                document, org_id=self.org_id, granter=signer.signing_key, recipient=self.kem_key
+                document, org_id=self.org_id, granter=signer.signing_key, recipient=recipient
             )
         except GrantError as exc:
             self.refused[grant.id] = (grant.granter, exc.reason)

@@ -70,7 +70,7 @@ class CoordinatorView:
         self.kem_key, self.keys = kem_key, (kem_key, *also_keys)  # + recovery key (§20.4)
         # Verified roster versions by number: to check each epoch's recipients (§4.3 item 6).
         self.history = {v.roster.version: v.roster for v in (*history, roster)}
-        self.grants = GrantLedger(roster.roster.org_id, kem_key, self.history)
+        self.grants = GrantLedger(roster.roster.org_id, self.keys, self.history)
         for document in grants:
             self.grants.add(document)
         self.enrollments = {e.device_id: e for e in enrollments}

@@ -156,7 +156,7 @@ class _World:
         ).document
 
     def ledger(self) -> GrantLedger:
-        return GrantLedger(ORG, self.newcomer_kem, {1: self.roster})
+        return GrantLedger(ORG, (self.newcomer_kem,), {1: self.roster})
 
 
 def test_the_ledger_refuses_a_grant_by_a_field_device_loudly() -> None:

@@ -8,12 +8,24 @@ import json
 
 import pytest
 
-from crypto import KemPrivateKey, SigningKey, parse_envelope, seal_sender_key
+from crypto import (
+    Envelope,
+    KemPrivateKey,
+    Purpose,
+    SigningKey,
+    encoding,
+    parse_envelope,
+    seal_revision,
+    seal_sender_key,
+    sign_document,
+    wrap_chain_key,
+)
 from crypto.chain import ChainKey
 from crypto.recovery import RecoveryKey
 from sync.client import CoordinatorView, DeviceState, Request, Response, drive, seal_edit
 from sync.client.flow import ServerMisbehaved
 from sync.client.recovery import restore_flow, setup_flow, setup_version
+from sync.grant import GrantEntry, _info, make_grant
 from sync.messages import b64decode, b64encode
 from sync.recovery import RecoveryLocator, RecoveryMismatch, public_key, setup_roster
 from sync.report import ReportContent
@@ -161,3 +173,80 @@ def test_restore_refuses_shares_of_another_key_and_setup_runs_once() -> None:
     assert first.hash == org.v2.hash  # deterministic: the sheets can name it before the post
     assert drive(setup_flow(org_path="/v1/orgs/x", candidate=first), _server(org, [], posted))
     assert posted == [first]
+
+
+def _pre_setup_epoch(org: _Org) -> tuple[list[bytes], Envelope, ChainKey]:
+    """A field device's epoch under v1 (before setup): sealed to the founder only."""
+    chain_key = ChainKey.generate()
+    envelope = seal_sender_key(
+        org=ORG,
+        seq=1,
+        prev=bytes(32),
+        roster_version=1,
+        chain_key=chain_key,
+        recipients=[org.founder_kem.public_key],
+        signing_key=org.field,
+    )
+    message_key, _ = chain_key.advance()
+    revision = seal_revision(
+        org=ORG,
+        report=REPORT,
+        parents=(),
+        seq=2,
+        prev=envelope.id,
+        roster_version=1,
+        key_seq=1,
+        message_key=message_key,
+        content=ReportContent(client_time=1, fields={"place": "Market"}).encode(),
+        signing_key=org.field,
+    )
+    return [envelope.to_bytes(), revision.to_bytes()], envelope, chain_key
+
+
+def _restored_view(org: _Org, grant: bytes, envelopes: list[bytes]) -> CoordinatorView:
+    _, newcomer_kem, _ = _coordinator()
+    view = CoordinatorView(
+        roster=org.v2,
+        kem_key=newcomer_kem,
+        history=org.chain,
+        also_keys=[org.recovery.kem_key],
+        grants=[grant],
+    )
+    for data in envelopes:
+        view.ingest(data)
+    return view
+
+
+def test_an_epoch_sealed_before_setup_opens_through_a_grant_to_the_recovery_key() -> None:
+    """PROTOCOL §20.3, §19.3: the founder grants the recovery key an epoch sealed before
+    setup; a restored coordinator (the recovery key among its keys) opens it, with no
+    `waiting-key` and no lost epoch. A grant whose wrap carries another chain key, signed
+    by the granter, is refused by the key envelope's commitment, loudly."""
+    org = _Org()
+    envelopes, envelope, chain_key = _pre_setup_epoch(org)
+    recovery = org.recovery.kem_key.public_key
+    assert recovery.key_id not in envelope.header.recipients
+    grant = make_grant(
+        org_id=ORG,
+        roster_version=2,
+        issued_at=1,
+        epochs=[(envelope, chain_key)],
+        recipient=recovery,
+        signing_key=org.founder,
+    )
+    assert grant.grantee == recovery.key_id
+    view = _restored_view(org, grant.document, envelopes)
+    assert view.findings() == [] and view.lost_epochs() == []
+    place = view.reports()[REPORT].field("place")
+    assert place is not None and place.values == ("Market",)
+
+    body = encoding.decode(encoding.decode(grant.document)[2])
+    swapped = dict(body, w=[list(x) for x in body["w"]])
+    entry = GrantEntry(*body["w"][0][:4], b"")
+    info = _info(ORG, org.founder.verify_key.key_id, recovery.key_id, 2, entry)
+    swapped["w"][0][4] = wrap_chain_key(ChainKey.generate(), recovery, info=info)
+    forged = sign_document(Purpose.GRANT_SIGNATURE, swapped, org.founder).to_bytes()
+    view = _restored_view(org, forged, envelopes)
+    kinds = {f.kind for f in view.findings()}
+    assert "grant-refused" in kinds and "waiting-key" in kinds  # the founder can still grant
+    assert REPORT not in view.reports() or view.reports()[REPORT].field("place") is None
