@@ -138,6 +138,8 @@ def grants_list(home: Home = None, as_json: Json = False) -> None:
 def grants_summary(view: CoordinatorView) -> dict[str, Any]:
     """For `status`: the grant log in brief, and the epochs no one can grant, said once."""
     me = view.kem_key.public_key.key_id
+    rk = view.roster.roster.recovery
+    recovery = rk.kem_key.key_id if rk is not None else None
     log = view.grants.log()
     lost = view.lost_epochs()
     return {
@@ -150,10 +152,16 @@ def grants_summary(view: CoordinatorView) -> dict[str, Any]:
         "log": [
             f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(g.issued_at))} UTC:"
             f" {g.granter.hex()[:12]} granted {plural(len(g.entries), 'epoch')} to key"
-            f" {g.grantee.hex()[:12]}" + (" (this coordinator)" if g.grantee == me else "")
+            f" {g.grantee.hex()[:12]}" + _whose(g.grantee, me, recovery)
             for g in log[-5:]
         ],
     }
+
+
+def _whose(grantee: bytes, me: bytes, recovery: bytes | None) -> str:
+    if grantee == me:
+        return " (this coordinator)"
+    return " (the recovery key)" if grantee == recovery else ""
 
 
 def _mine(view: CoordinatorView, granter: bytes) -> bool:

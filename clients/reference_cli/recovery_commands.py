@@ -25,6 +25,7 @@ import typer
 
 from clients.local.profile import Profile
 from clients.local.store import Secrets, StoreError
+from clients.local.syncing import run_sync
 from clients.local.transport import NetworkError, Transport
 from clients.reference_cli.common import (
     Code,
@@ -39,8 +40,16 @@ from clients.reference_cli.common import (
     _transport,
     err,
 )
+from clients.reference_cli.render import progress
 from crypto.recovery import RecoveryKey, combine_shares, split_master_secret
-from sync.client import RosterVerified, SyncRefused, drive, roster_flow
+from sync.client import (
+    DEFAULT_BOUNDS,
+    RosterVerified,
+    ServerMisbehaved,
+    SyncRefused,
+    drive,
+    roster_flow,
+)
 from sync.client.recovery import restore_flow, setup_flow, setup_version
 from sync.recovery import RecoveryLocator, public_key
 from sync.roster import Member, Role, format_fingerprint
@@ -152,8 +161,9 @@ def recovery_setup(
         except (StoreError, sqlite3.Error, OSError):
             err.print("[yellow]note:[/] this profile could not record the new roster version;")
             err.print("its next `sealbox sync` fetches it. The shares below are valid.")
-        # Epochs sealed before this version are not sealed to the recovery key (§20.3).
-        earlier = profile.store.count("env")
+        # Epochs sealed before this version are not sealed to the recovery key: a sync
+        # grants them to it (§20.3), as every later sync does for epochs that arrive late.
+        granted = _grant_to_recovery(profile)
         data: dict[str, Any] = {
             "threshold": threshold,
             "shares": split if out is None else [],
@@ -161,7 +171,7 @@ def recovery_setup(
             "locator": locator,
             "roster_version": new.roster.version,
             "recovery_key_id": recovery.signing_key.verify_key.key_id.hex(),
-            "envelopes_before_setup": earlier,
+            "granted_epochs": granted,
         }
 
         def human() -> None:
@@ -178,14 +188,32 @@ def recovery_setup(
                 f"Recovery key set up (roster v{new.roster.version}"
                 f" {format_fingerprint(new.hash)}): any {threshold} of {shares} shares restore."
             )
-            if earlier:
+            if granted is None:
                 err.print(
-                    f"[yellow]note:[/] the {earlier} envelopes already held were sealed before"
-                    " this setup: a restore reads them only once they are granted to the"
-                    " recovery key (PROTOCOL §19, §20.3)"
+                    "[yellow]note:[/] the epochs sealed before this setup are not granted to"
+                    " the recovery key yet: run `sealbox sync` (PROTOCOL §20.3)"
+                )
+            elif granted:
+                err.print(
+                    f"Granted {granted} epoch(s) sealed before this setup to the recovery key."
                 )
 
         _out(as_json, data, human)
+
+
+def _grant_to_recovery(profile: Profile) -> int | None:
+    """Sync once, which grants the recovery key the epochs this coordinator holds that are
+    not sealed to it (§20.3); how many, or None if the sync did not complete."""
+    summary: dict[str, Any] = {}
+    transport = _transport(profile)
+    try:
+        with progress(quiet=True, transfer=False, console=err) as bar:
+            run_sync(profile, transport, None, DEFAULT_BOUNDS.run_seconds, summary, bar)
+    except (NetworkError, SyncRefused, ServerMisbehaved):
+        return None  # the setup stands; the next sync grants
+    finally:
+        transport.close()
+    return int(summary.get("granted", 0))
 
 
 def _read_shares(path: Path | None) -> list[str]:

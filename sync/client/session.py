@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from crypto import SigningKey, parse_envelope
+from crypto import KemPublicKey, SigningKey, parse_envelope
 from sync.client.admission import admit_flow, devices_flow
 from sync.client.chain import DeviceState, OutboxItem
 from sync.client.events import (
@@ -54,7 +54,7 @@ from sync.client.view import CoordinatorView
 from sync.client.witness import witness_flow, witnesses_in
 from sync.merkle import Frontier
 from sync.messages import ServerInfo
-from sync.roster import Role, SignedRoster
+from sync.roster import Role, Roster, SignedRoster
 
 __all__ = ["DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ITEMS", "SyncInputs", "SyncReport", "sync_flow"]
 
@@ -251,26 +251,19 @@ def _grant(
     inputs: SyncInputs, report: SyncReport, admitted: Sequence[tuple[bytes, bytes]]
 ) -> Flow[None]:
     """Pull the grant list into the view, then grant the epochs this coordinator holds to
-    each coordinator it was asked to (and to those it admitted now) that lacks them."""
+    each coordinator it was asked to (and to those it admitted now) that lacks them, and to
+    the organisation's recovery key (§20.3: the epochs sealed before it was set up)."""
     view = inputs.view
     assert view is not None
     yield from pull_grants_flow(org_path=inputs.org_path, after=inputs.grants_after, view=view)
     roster = report.roster.roster
-    targets = dict(inputs.grant_to)
-    for _, device in admitted:
-        targets.setdefault(device, None)  # a policy set before admission wins
     opened = {key: ck0 for key, (ck0, _, _) in view._sender_keys.items()}
-    for device, since in sorted(targets.items(), key=lambda t: t[0]):
-        member = roster.member(device)
-        if member is None or member.kem_key is None or member.revoked_after is not None:
-            continue  # not (or no longer) an active coordinator: nothing to grant
-        if device == inputs.state.device_id:
-            continue
+    for recipient, since in _grantees(inputs, roster, admitted):
         epochs = epochs_to_grant(
             view.envelopes,
             opened,
             view.grants,
-            member.kem_key,
+            recipient,
             first_seen=inputs.first_seen,
             since=since,
         )
@@ -280,11 +273,32 @@ def _grant(
             roster_version=roster.version,
             issued_at=inputs.wall_clock(),
             epochs=epochs,
-            recipient=member.kem_key,
+            recipient=recipient,
             signing_key=inputs.signing_key,
         )
         view.add_grants(g.document for g in grants)
         report.granted += len(epochs)
+
+
+def _grantees(
+    inputs: SyncInputs, roster: Roster, admitted: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[KemPublicKey, int | None]]:
+    """Whom this coordinator grants to (§19.1, §20.3), each with its "only from" time: the
+    active coordinators it was asked to or admitted now (not itself), then the recovery
+    key of the roster, if it carries one, always every epoch."""
+    targets = dict(inputs.grant_to)
+    for _, device in admitted:
+        targets.setdefault(device, None)  # a policy set before admission wins
+    out: list[tuple[KemPublicKey, int | None]] = []
+    for device, since in sorted(targets.items(), key=lambda t: t[0]):
+        member = roster.member(device)
+        if member is None or member.kem_key is None or member.revoked_after is not None:
+            continue  # not (or no longer) an active coordinator: nothing to grant
+        if device != inputs.state.device_id:
+            out.append((member.kem_key, since))
+    if roster.recovery is not None:
+        out.append((roster.recovery.kem_key, None))
+    return out
 
 
 def _republish_own(inputs: SyncInputs, report: SyncReport, max_bytes: int) -> Flow[int]:

@@ -16,22 +16,28 @@ from tests.cli.conftest import Device, LiveServer
 
 
 def _org_with_recovery(server: LiveServer, devices, tmp_path: Path):
-    """A founder who sets recovery up at once (so every epoch is sealed to it), and a field
-    device that files reports, one with an attachment."""
+    """A founder and a field device that file reports (one with an attachment) before the
+    founder sets recovery up, and more after: the earlier epochs are not sealed to the
+    recovery key, so setup grants them to it (§20.3); the later ones are sealed to it."""
     founder, field = devices("founder"), devices("field")
     founder.run("org", "create", "--server", server.url, "--name", "Clinic")
-    setup = founder.run("recovery", "setup", "--threshold", "3", "--shares", "5").json
-    assert setup["roster_version"] == 2 and len(setup["shares"]) == 5
-    assert setup["envelopes_before_setup"] == 0  # the whole archive is covered
     code = founder.run("invite", "create", "--role", "field").json["code"]
     field.device_id = field.run("enroll", code, "--label", "phone").json["device_id"]
-    founder.run("sync")  # admits the field device (roster v3)
+    founder.run("sync")  # admits the field device (roster v2)
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(os.urandom(70_000))
     field.run("report", "new", "-f", "place=Market", "-f", "victims=2", "--attach", str(photo))
-    for n in range(3):
-        field.run("report", "new", "-f", f"title=report {n}")
+    field.run("report", "new", "-f", "title=report 0")
     founder.run("report", "new", "-f", "title=the founder's own note")
+    field.run("sync")
+    founder.run("sync")
+    setup = founder.run("recovery", "setup", "--threshold", "3", "--shares", "5").json
+    assert setup["roster_version"] == 3 and len(setup["shares"]) == 5
+    # The field device's epoch and the founder's own, sealed before setup, are granted.
+    assert setup["granted_epochs"] == 2
+    field.run("sync")  # learns roster v3: its next epoch is sealed to the recovery key
+    for n in (1, 2):
+        field.run("report", "new", "-f", f"title=report {n}")
     field.run("sync")
     founder.run("sync")
     founder.device_id = founder.run("status").json["device_id"]
@@ -61,7 +67,8 @@ def test_three_of_five_trustees_restore_a_seized_founder_and_revoke_it(
 ) -> None:
     """PROTOCOL §20.4: the founder's laptop is seized (its profile gone); three trustees
     restore a coordinator on a new machine that reads everything, attachments included,
-    and revokes the lost founder, whose requests the server then refuses."""
+    sealed before the recovery setup (granted to the recovery key, §20.3) and after, with
+    no warning, and revokes the lost founder, whose requests the server then refuses."""
     founder, field, setup, photo = _org_with_recovery(server, devices, tmp_path)
     before = founder.run("reports", "list").json
     assert len(before) == 5
@@ -80,6 +87,8 @@ def test_three_of_five_trustees_restore_a_seized_founder_and_revoke_it(
     assert sorted(str(r["fields"]) for r in after) == sorted(str(r["fields"]) for r in before)
     status = restored.run("status").json
     assert status["findings"] == [] and status["warnings"] == []
+    assert status["grants"]["lost_epochs"] == 0
+    assert status["grants"]["epochs_granted_to_me"] == 2  # the two pre-setup epochs
     market = next(r for r in after if r["fields"].get("place") == "Market")
     out = tmp_path / "photo-restored.jpg"
     restored.run("attachments", "get", market["report_id"], "photo.jpg", "-o", str(out))
