@@ -85,7 +85,7 @@ def parse_org_id(org: str) -> bytes:
     return org_id
 
 
-def _org_id_param(
+async def _org_id_param(
     org: Annotated[str, Path(description="organisation id, 16 bytes base64url", max_length=64)],
 ) -> bytes:
     return parse_org_id(org)
@@ -313,7 +313,7 @@ PushCaller = Annotated[Caller, Depends(_push_caller)]
 """Like SignedCaller, but the push service records the nonce in its own transaction."""
 
 
-def _coordinator(caller: SignedCaller) -> Caller:
+async def _coordinator(caller: SignedCaller) -> Caller:
     if not caller.is_coordinator:
         raise ApiError(
             ErrorCode.FORBIDDEN, 403, "only an active coordinator of the roster may do this"
@@ -324,7 +324,7 @@ def _coordinator(caller: SignedCaller) -> Caller:
 CoordinatorCaller = Annotated[Caller, Depends(_coordinator)]
 
 
-def _roster_signer(caller: RecoveryOrMemberCaller) -> Caller:
+async def _roster_signer(caller: RecoveryOrMemberCaller) -> Caller:
     if not (caller.is_coordinator or caller.role == RECOVERY_ROLE):
         raise ApiError(
             ErrorCode.FORBIDDEN, 403, "only an active coordinator of the roster may do this"

@@ -18,10 +18,16 @@ def get_ctx(request: Request) -> ServerContext:
     return ctx
 
 
-Ctx = Annotated[ServerContext, Depends(get_ctx)]
+async def _ctx(request: Request) -> ServerContext:
+    # A coroutine: FastAPI runs a plain-function dependency in its thread pool, a hop that
+    # costs more than the lookup (so do the other trivial dependencies of the API).
+    return get_ctx(request)
 
 
-def reject_unknown_query_parameters(request: Request) -> None:
+Ctx = Annotated[ServerContext, Depends(_ctx)]
+
+
+async def reject_unknown_query_parameters(request: Request) -> None:
     """Refuse query parameters a route does not declare (strict, like extra="forbid").
 
     The declared ones come from the app's own OpenAPI document, so the check and

@@ -40,7 +40,7 @@ _Since = Annotated[
 ]
 
 
-def _push_media_type(request: Request) -> str:
+async def _push_media_type(request: Request) -> str:
     """The push body's media type, refused (415) unless JSON or CBOR: before any body byte
     is read, since nothing else is parsed as a push (PROTOCOL §8.2)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
