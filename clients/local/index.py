@@ -18,7 +18,6 @@ Theory of operation:
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sqlite3
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from clients.local.files import write_private
 from clients.local.report_json import state_from_json
 from sync.client import CoordinatorView, Finding, ReportVerification, snapshot_view
 from sync.merge import ReportState
@@ -158,19 +158,7 @@ class Index:
 
     def write(self, path: Path, key: bytes, aad: bytes) -> None:
         """Seal and write atomically: a temporary file, fsync, rename, fsync the directory."""
-        blob = self.seal(key, aad)
-        temporary = path.with_name(path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_private(path, self.seal(key, aad))
 
     # --- updating -----------------------------------------------------------------------------
     def update(self, view: CoordinatorView, reports: Iterable[bytes] | None) -> None:

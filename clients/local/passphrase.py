@@ -29,18 +29,16 @@ Theory of operation:
 from __future__ import annotations
 
 import contextlib
-import getpass
 import io
 import os
 import secrets
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import typer
 from zxcvbn import zxcvbn
 
-from clients.local.store import KEYFILE, PassphraseUnavailable, Store, StoreError
+from clients.local.files import fsync_dir, temporary_for, write_synced
+from clients.local.store import KEYFILE, Store, StoreError
 from crypto import VerificationFailed
 from crypto.keyfile import unwrap_keyfile, wrap_keyfile
 
@@ -92,34 +90,9 @@ def check_strength(passphrase: bytes, *, context: Sequence[str] = ()) -> None:
 
 def new_passphrase() -> bytes:
     """The new passphrase: SEALBOX_NEW_PASSPHRASE, else asked twice on the terminal."""
-    from clients.local.profile import _has_terminal
+    from clients.local.profile import ask_passphrase
 
-    env = os.environ.get("SEALBOX_NEW_PASSPHRASE")
-    if env:
-        return env.encode()
-    unavailable = PassphraseUnavailable(
-        "no new passphrase: set SEALBOX_NEW_PASSPHRASE, or run sealbox in a terminal to be"
-        " asked for it"
-    )
-    if not _has_terminal():
-        raise unavailable
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", getpass.GetPassWarning)
-        try:
-            text = typer.prompt(
-                "New passphrase", hide_input=True, confirmation_prompt=True, err=True
-            )
-        except getpass.GetPassWarning:
-            raise unavailable from None
-    return str(text).encode()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return ask_passphrase("SEALBOX_NEW_PASSPHRASE", "New passphrase", confirm=True)
 
 
 def change_passphrase(home: Path, old: bytes, new: bytes) -> None:
@@ -140,13 +113,9 @@ def change_passphrase(home: Path, old: bytes, new: bytes) -> None:
     except VerificationFailed as exc:
         raise StoreError("wrong passphrase (or a damaged key file): nothing was changed") from exc
     blob = wrap_keyfile(secret, new)
-    temporary = home / (KEYFILE + ".tmp")  # `wipe` shreds a leftover one too
+    temporary = temporary_for(path)  # `wipe` shreds a leftover one too
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_synced(temporary, blob)
         # Read back what the disk holds and open it: never rename a file that does not open.
         try:
             if unwrap_keyfile(temporary.read_bytes(), new) != secret:
@@ -155,7 +124,7 @@ def change_passphrase(home: Path, old: bytes, new: bytes) -> None:
             raise StoreError("the new key file did not read back: nothing was changed") from None
         with path.open("r+b", buffering=0) as previous:
             os.replace(temporary, path)
-            _fsync_dir(home)
+            fsync_dir(home)
             _shred(previous)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -48,7 +48,7 @@ from sync.invite import Enrollment
 from sync.messages import b64encode
 from sync.roster import Role, SignedRoster
 
-__all__ = ["Profile", "default_home", "passphrase"]
+__all__ = ["Profile", "ask_passphrase", "default_home", "passphrase"]
 
 
 def default_home() -> Path:
@@ -68,25 +68,28 @@ def _has_terminal() -> bool:
 
 
 def passphrase(*, confirm: bool) -> bytes:
-    """The passphrase from SEALBOX_PASSPHRASE, else a hidden prompt on the terminal.
+    """The passphrase from SEALBOX_PASSPHRASE, else a hidden prompt on the terminal."""
+    return ask_passphrase("SEALBOX_PASSPHRASE", "Passphrase", confirm=confirm)
+
+
+def ask_passphrase(variable: str, label: str, *, confirm: bool) -> bytes:
+    """The value of the environment ``variable``, else asked (hidden) on the terminal.
 
     Without either, `PassphraseUnavailable` says so (getpass would otherwise warn,
     GetPassWarning, and read the passphrase from stdin with echo).
     """
-    env = os.environ.get("SEALBOX_PASSPHRASE")
+    env = os.environ.get(variable)
     if env:
         return env.encode()
     unavailable = PassphraseUnavailable(
-        "no passphrase: set SEALBOX_PASSPHRASE, or run sealbox in a terminal to be asked for it"
+        f"no {label.lower()}: set {variable}, or run sealbox in a terminal to be asked for it"
     )
     if not _has_terminal():
         raise unavailable
     with warnings.catch_warnings():
         warnings.simplefilter("error", getpass.GetPassWarning)
         try:
-            text = typer.prompt(
-                "Passphrase", hide_input=True, confirmation_prompt=confirm, err=True
-            )
+            text = typer.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
         except getpass.GetPassWarning:
             raise unavailable from None
     return str(text).encode()

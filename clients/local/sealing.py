@@ -20,6 +20,7 @@ import secrets
 from pathlib import Path
 from typing import BinaryIO
 
+from clients.local.files import fsync_dir
 from clients.local.profile import Profile
 from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key, seal_chunks
 from sync.attachments import SealedTransfer
@@ -85,14 +86,6 @@ class _HashingReader:
         return data
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def seal_stream(
     handle: BinaryIO, name: str, directory: Path, *, chunk_size: int = CHUNK_SIZE
 ) -> tuple[AttachmentManifest, PendingUpload]:
@@ -117,7 +110,7 @@ def seal_stream(
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     manifest = hasher.finish()
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
     name = name[:255] or "attachment"

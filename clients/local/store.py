@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from clients.local.files import write_private
 from crypto import KemPrivateKey, SigningKey, VerificationFailed, encoding
 from crypto.keyfile import unwrap_keyfile, wrap_keyfile
 
@@ -118,14 +119,7 @@ class Store:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (home / KEYFILE).exists():
             raise StoreError(f"a profile already exists in {home}")
-        blob = wrap_keyfile(secret.encode(), passphrase)
-        temporary = home / (KEYFILE + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, home / KEYFILE)
+        write_private(home / KEYFILE, wrap_keyfile(secret.encode(), passphrase))
         return cls(home, secret)
 
     @staticmethod

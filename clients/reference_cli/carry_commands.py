@@ -11,7 +11,6 @@ only on receipts, §15.3).
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ import typer
 from rich.table import Table
 
 from clients.local import carried
+from clients.local.files import write_private
 from clients.local.profile import Profile
 from clients.reference_cli.attachments import PENDING_KIND
 from clients.reference_cli.common import (
@@ -53,25 +53,6 @@ _MAX_FILE = 2 * 1024 * 1024 * 1024
 """A carried file larger than this is not read (it is no outbox a device could export)."""
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 @outbox_app.command("export")
 def outbox_export(
     to: Annotated[Path, typer.Option("--to", help="Directory to write the file in (a USB stick).")],
@@ -92,7 +73,7 @@ def outbox_export(
             raise Exit(Code.FILES, f"{safe(to)} is not a directory")
         data = write_carried(item.data for item in state.outbox)
         path = to / f"sealbox-{secrets.token_hex(8)}{_SUFFIX}"  # the name tells nothing
-        _write_atomic(path, data)
+        write_private(path, data)
         attachments = profile.store.count(PENDING_KIND)
         summary = {
             "file": str(path),

@@ -11,7 +11,6 @@ organisation key: it prints what the bundle proves and what it only claims, and 
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import typer
 
 from clients.local.evidence import EvidenceExportError, export_bundle
 from clients.local.evidence_summary import render_summary, timeline
+from clients.local.files import write_private
 from clients.reference_cli.attachment_commands import download_attachment
 from clients.reference_cli.common import (
     Code,
@@ -42,21 +42,6 @@ from sync.report import AttachmentManifest
 __all__ = ["evidence_app"]
 
 evidence_app = typer.Typer(help="Verifiable evidence bundles of reports.", no_args_is_help=True)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600, through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _from_dir(directory: Path) -> dict[bytes, Path]:
@@ -123,7 +108,7 @@ def export_command(
             scratch.cleanup()
             if transport is not None:
                 transport.close()
-        _write_private(output, data)
+        write_private(output, data)
         result = verify_bundle(data)
         summary: dict[str, Any] = {
             "file": str(output),
@@ -214,5 +199,5 @@ def verify_command(
             raise Exit(Code.LOCAL, f"NOT VERIFIED: {exc}") from None
         seconds = time.perf_counter() - started
         if html is not None:
-            _write_private(html.expanduser(), render_summary(result).encode())
+            write_private(html.expanduser(), render_summary(result).encode())
         _out(as_json, {**_json(result), "seconds": round(seconds, 3)}, lambda: _human(result))
