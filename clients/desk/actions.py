@@ -21,6 +21,7 @@ from clients.local import invites as local_invites
 from clients.local.evidence import EvidenceExportError, export_bundle
 from clients.local.export import export_csv, export_json
 from clients.local.profile import Profile
+from clients.local.revocation import RevocationRefused, revoke_member
 from clients.local.sealing import seal_attachment, seal_revision
 from clients.local.syncing import run_sync
 from clients.local.transport import NetworkError
@@ -33,14 +34,11 @@ from crypto.stream import open_chunks
 from sync.client import (
     DEFAULT_BOUNDS,
     Request,
-    RosterVerified,
     ServerMisbehaved,
     SyncRefused,
     cancelled_invite,
     devices_flow,
     drive,
-    revoke_flow,
-    roster_flow,
 )
 from sync.invite import Enrollment, Invite, InviteError, InviteState
 from sync.merge import ReportState
@@ -108,11 +106,8 @@ def sync(profile: Profile, run: SyncRun) -> None:
 
 def devices(profile: Profile) -> list[dict[str, Any]]:
     """The server's device list with labels opened and roster state (as `devices list`)."""
-    transport = _transport(profile)
-    try:
+    with _transport(profile) as transport:
         listed = drive(devices_flow(org_path=profile.org_path), transport.send)
-    finally:
-        transport.close()
     invites = {bytes.fromhex(n): encoding.decode(p) for n, p in profile.store.items("invite")}
     roster = profile.roster.roster
     out = []
@@ -154,36 +149,15 @@ def _invite_of(enrollment: bytes | None) -> bytes | None:
 
 
 def revoke(profile: Profile, device_hex: str) -> int:
-    """Revoke the roster member ``device_hex``; the new roster version (as `devices revoke`)."""
-    transport = _transport(profile)
-    try:
-
-        def adopt(event: object) -> None:
-            if isinstance(event, RosterVerified):
-                for version in event.fresh:
-                    profile.set_roster(version)
-
-        roster = drive(
-            roster_flow(org_path=profile.org_path, trusted=profile.roster), transport.send, adopt
-        ).roster
-        matches = [m.device_id for m in roster.roster.members if m.device_id.hex() == device_hex]
-        if len(matches) != 1:
-            raise Exit(Code.LOCAL, "no roster member has this id (admit it first: sync)")
-        if matches[0] == profile.device_id:
-            raise Exit(Code.LOCAL, "a coordinator cannot revoke itself here")
-        new = drive(
-            revoke_flow(
-                org_path=profile.org_path,
-                trusted=roster,
-                signing_key=profile.signing_key,
-                device_id=matches[0],
-            ),
-            transport.send,
-        )
-    finally:
-        transport.close()
-    profile.set_roster(new)
-    return new.roster.version
+    """Revoke the roster member ``device_hex``; the new roster version (as `devices revoke`,
+    whose rules are `clients.local.revocation`'s; the Desk does not revoke its own device)."""
+    if device_hex == profile.device_id.hex():
+        raise Exit(Code.LOCAL, "a coordinator cannot revoke itself here")
+    with _transport(profile) as transport:
+        try:
+            return revoke_member(profile, transport, device_hex).roster_version
+        except RevocationRefused as exc:
+            raise Exit(Code.LOCAL, str(exc)) from None
 
 
 def create_invite(profile: Profile, role: Role, seconds: int) -> dict[str, Any]:
@@ -197,16 +171,13 @@ def create_invite(profile: Profile, role: Role, seconds: int) -> dict[str, Any]:
         server_url=profile.server_url,
         signing_key=profile.signing_key,
     )
-    transport = _transport(profile)
-    try:
+    with _transport(profile) as transport:
         _call(
             transport,
             Request(
                 "POST", f"{profile.org_path}/invites", {"invite": b64encode(document.to_bytes())}
             ),
         )
-    finally:
-        transport.close()
     profile.store.put_cbor(
         "invite",
         code.invite_id.hex(),
@@ -244,11 +215,8 @@ def cancel_invite(profile: Profile, invite_hex: str) -> local_invites.Cancelled:
         raise Exit(Code.LOCAL, "no such invite") from None
     if len(invite_id) != 16:
         raise Exit(Code.LOCAL, "no such invite")
-    transport = _transport(profile)
-    try:
+    with _transport(profile) as transport:
         return local_invites.cancel_invite(profile, transport, invite_id)
-    finally:
-        transport.close()
 
 
 def export(rows: list[Row], fmt: str) -> str:

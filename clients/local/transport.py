@@ -102,6 +102,12 @@ class Transport:
             self._pool.shutdown(cancel_futures=True)
         self.client.close()
 
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after is not None and retry_after.isdigit():
             return min(float(retry_after), self.max_delay)

@@ -201,11 +201,8 @@ def get_command(
         if not output.expanduser().parent.is_dir():  # said before anything is fetched
             raise OSError(errno.ENOENT, "no such directory", str(output.expanduser().parent))
         _report, entry = _find(profile, report_id, name)
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             size = download_attachment(transport, profile.org_path, entry, output, quiet=as_json)
-        finally:
-            transport.close()
         data = {
             "name": entry.name,
             "size": size,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from clients.local.revocation import RevocationRefused, revoke_member
 from clients.reference_cli.common import (
     Exit,
     Home,
@@ -21,11 +22,8 @@ from clients.reference_cli.common import (
 from clients.reference_cli.render import cell, console
 from crypto import encoding
 from sync.client import (
-    RosterVerified,
     devices_flow,
     drive,
-    revoke_flow,
-    roster_flow,
 )
 from sync.invite import Enrollment, open_label
 
@@ -59,11 +57,8 @@ def devices_list(home: Home = None, as_json: Json = False) -> None:
     """Enrolled devices with their role, state, chain watermark and flags."""
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             devices = drive(devices_flow(org_path=profile.org_path), transport.send)
-        finally:
-            transport.close()
         invites = {bytes.fromhex(n): encoding.decode(p) for n, p in profile.store.items("invite")}
         roster = profile.roster.roster
         data: list[dict[str, Any]] = []
@@ -111,77 +106,25 @@ def devices_revoke(
     """Revoke a device (seized, lost): a new signed roster version; later uploads are refused."""
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        transport = _transport(profile)
-
-        def adopt(event: object) -> None:
-            if isinstance(event, RosterVerified):
-                for version in event.fresh:
-                    profile.set_roster(version)
-
-        roster = drive(
-            roster_flow(org_path=profile.org_path, trusted=profile.roster), transport.send, adopt
-        ).roster
-        matches = [
-            m.device_id
-            for m in roster.roster.members
-            if m.device_id.hex().startswith(device_id.lower())
-        ]
-        if len(matches) != 1:
-            raise Exit(
-                1,
-                f"no single roster member matches {device_id!r}"
-                " (a device is revocable once admitted: sync first)",
-            )
-        if matches[0] == profile.device_id:
-            others = [m for m in roster.roster.active_coordinators() if m.device_id != matches[0]]
-            if not others and roster.roster.recovery is None:
-                raise Exit(
-                    1,
-                    "this is the last active coordinator: revoked, no one could read new"
-                    " reports or admit a device; set up recovery first (`sealbox recovery"
-                    " setup`) or admit another coordinator",
-                )
-        already = roster.roster.member(matches[0])
-        if already is not None and already.revoked_after is not None:
-            # Nothing to sign: the point could only move earlier, and no version is needed.
-            data = {
-                "device_id": matches[0].hex(),
-                "revoked_after": already.revoked_after,
-                "roster_version": roster.roster.version,
-                "already_revoked": True,
-            }
-            _out(
-                as_json,
-                data,
-                lambda: err.print(
-                    f"Device {matches[0].hex()} is already revoked (after its seq"
-                    f" {already.revoked_after}, roster v{roster.roster.version}): nothing to do."
-                ),
-            )
-            return
-        new = drive(
-            revoke_flow(
-                org_path=profile.org_path,
-                trusted=roster,
-                signing_key=profile.signing_key,
-                device_id=matches[0],
-            ),
-            transport.send,
-        )
-        profile.set_roster(new)
-        revoked = new.roster.member(matches[0])
-        assert revoked is not None
+        with _transport(profile) as transport:
+            try:
+                done = revoke_member(profile, transport, device_id)
+            except RevocationRefused as exc:
+                raise Exit(1, str(exc)) from None
         data = {
-            "device_id": matches[0].hex(),
-            "revoked_after": revoked.revoked_after,
-            "roster_version": new.roster.version,
-            "already_revoked": False,
+            "device_id": done.device_id.hex(),
+            "revoked_after": done.revoked_after,
+            "roster_version": done.roster_version,
+            "already_revoked": done.already_revoked,
         }
-        _out(
-            as_json,
-            data,
-            lambda: err.print(
-                f"Device {matches[0].hex()} revoked after its seq {revoked.revoked_after}"
-                f" (roster v{new.roster.version})."
-            ),
-        )
+        if done.already_revoked:
+            said = (
+                f"Device {done.device_id.hex()} is already revoked (after its seq"
+                f" {done.revoked_after}, roster v{done.roster_version}): nothing to do."
+            )
+        else:
+            said = (
+                f"Device {done.device_id.hex()} revoked after its seq {done.revoked_after}"
+                f" (roster v{done.roster_version})."
+            )
+        _out(as_json, data, lambda: err.print(said))

@@ -72,12 +72,9 @@ def grant(
             raise Exit(Code.LOCAL, "a coordinator holds its own keys: nothing to grant")
         local_grants.set_policy(profile, matches[0], start)
         summary: dict[str, Any] = {}
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             with progress(quiet=True, transfer=False, console=err) as bar:
                 run_sync(profile, transport, None, DEFAULT_BOUNDS.run_seconds, summary, bar)
-        finally:
-            transport.close()
         data = {
             "to": matches[0].hex(),
             "from": start,

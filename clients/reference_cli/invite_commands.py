@@ -42,11 +42,8 @@ def invites_list(home: Home = None, as_json: Json = False) -> None:
     """Every invite: created (still usable), used, expired or cancelled."""
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             rows = invites.list_invites(profile, transport, now=int(time.time()))
-        finally:
-            transport.close()
         data = [r.to_json() for r in rows]
 
         def human() -> None:
@@ -85,8 +82,7 @@ def invites_cancel(
     """Cancel an invite: the server refuses it and no coordinator admits a device with it."""
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             prefix = invite_id.strip().lower()
             # This profile's own invites first: one of them is cancelled here even when the
             # server cannot be reached; another coordinator's is found in the server's list.
@@ -109,8 +105,6 @@ def invites_cancel(
                     highlight=False,
                 )
                 raise
-        finally:
-            transport.close()
         data = {
             "invite_id": done.invite_id.hex(),
             "cancelled": True,

@@ -142,13 +142,15 @@ def invite_create(
             server_url=profile.server_url,
             signing_key=profile.signing_key,
         )
-        transport = _transport(profile)
-        _call(
-            transport,
-            Request(
-                "POST", f"{profile.org_path}/invites", {"invite": b64encode(document.to_bytes())}
-            ),
-        )
+        with _transport(profile) as transport:
+            _call(
+                transport,
+                Request(
+                    "POST",
+                    f"{profile.org_path}/invites",
+                    {"invite": b64encode(document.to_bytes())},
+                ),
+            )
         profile.store.put_cbor(
             "invite",
             code.invite_id.hex(),

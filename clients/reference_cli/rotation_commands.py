@@ -56,8 +56,7 @@ def rotate(home: Home = None, as_json: Json = False) -> None:
         if profile.role is not Role.COORDINATOR:
             _request(profile, as_json)
             return
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             summary: dict[str, Any] = {}
             with progress(quiet=True, transfer=False, console=err) as bar:
                 run_sync(profile, transport, None, DEFAULT_BOUNDS.run_seconds, summary, bar)
@@ -85,8 +84,6 @@ def rotate(home: Home = None, as_json: Json = False) -> None:
                 transport.send,
                 keep,
             )
-        finally:
-            transport.close()
         adopt_new_keys(profile, roster, posted)
         data: dict[str, Any] = {
             "old_device_id": old.hex(),
@@ -108,8 +105,7 @@ def rotate(home: Home = None, as_json: Json = False) -> None:
 
 def _request(profile: Profile, as_json: bool) -> None:
     """A field device: sync, then post a rotation request signed by the old and new keys."""
-    transport = _transport(profile)
-    try:
+    with _transport(profile) as transport:
         with progress(quiet=True, transfer=False, console=err) as bar:
             run_sync(profile, transport, None, DEFAULT_BOUNDS.run_seconds, {}, bar)
         new = pending_secrets(profile)
@@ -122,8 +118,6 @@ def _request(profile: Profile, as_json: bool) -> None:
             ),
             transport.send,
         )
-    finally:
-        transport.close()
     data = {
         "device_id": profile.device_id.hex(),
         "new_device_id": request.new_device.hex(),
@@ -153,11 +147,8 @@ def rotations_list(home: Home = None, as_json: Json = False) -> None:
     """Rotation requests waiting for a coordinator, with the new keys' fingerprints."""
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             waiting, refused = _waiting(profile, transport)
-        finally:
-            transport.close()
         clash = conflicting([r for r, _ in waiting])
         data: dict[str, Any] = {
             "rotations": [
@@ -192,8 +183,7 @@ def rotations_apply(
     """Apply a device's rotation request: its new key joins, its old id is revoked."""
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        transport = _transport(profile)
-        try:
+        with _transport(profile) as transport:
             waiting, _ = _waiting(profile, transport)
             requests = [r for r, _ in waiting]
             olds = {r.old_device for r in requests if r.old_device.hex().startswith(device_id)}
@@ -213,8 +203,6 @@ def rotations_apply(
                 )
             except ValueError as exc:
                 raise Exit(Code.LOCAL, str(exc)) from None
-        finally:
-            transport.close()
         profile.set_roster(roster)
         new = next(r.new_device for r in requests if r.old_device == old)
         data = {
