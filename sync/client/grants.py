@@ -208,10 +208,15 @@ class LostEpoch:
 
 def waiting_findings(view: CoordinatorView) -> tuple[list[Finding], list[LostEpoch]]:
     """Revisions waiting for their sender key: ``waiting-key`` findings for keys that can
-    still arrive (the key envelope is not seen yet, or an active coordinator holds its
-    epoch, by wrap or by grant, and can grant it), and the epochs no one can grant."""
+    still arrive (the key envelope is not seen yet, an active coordinator holds its epoch,
+    by wrap or by grant, and can grant it, or only the recovery key holds it and a restore
+    reads it), and the epochs no one can grant."""
     mine = {k.public_key.key_id for k in view.keys}
-    active = {k.key_id for k in view.roster.roster.recipients()} - mine
+    roster = view.roster.roster
+    # Who can grant: the active coordinators.  The recovery key is also a recipient, but
+    # it is offline, split among trustees: an epoch only it holds waits for a restore.
+    active = {m.kem_key.key_id for m in roster.active_coordinators() if m.kem_key} - mine
+    recovery = roster.recovery.kem_key.key_id if roster.recovery is not None else None
     found: list[Finding] = []
     lost: list[LostEpoch] = []
     for (device, c), waiting in sorted(view._waiting.items(), key=lambda i: i[0]):
@@ -227,7 +232,8 @@ def waiting_findings(view: CoordinatorView) -> tuple[list[Finding], list[LostEpo
             ]
             continue
         header, epoch = held[0], next(iter(view._chains[device][c]))
-        holders = (set(header.recipients) | view.grants.holders(epoch)) & active
+        sealed_to = set(header.recipients) | view.grants.holders(epoch)
+        holders = sealed_to & active
         if holders:
             found.append(
                 Finding(
@@ -236,6 +242,17 @@ def waiting_findings(view: CoordinatorView) -> tuple[list[Finding], list[LostEpo
                     c,
                     f"epoch not sealed to this coordinator: {len(waiting)} revision(s) wait"
                     f" for a grant from a coordinator who holds it ({len(holders)})",
+                )
+            )
+        elif recovery is not None and recovery in sealed_to and recovery not in mine:
+            found.append(
+                Finding(
+                    "waiting-key",
+                    device,
+                    c,
+                    f"epoch held only by the recovery key: {len(waiting)} revision(s) wait for"
+                    " a recovery restore (`sealbox recovery restore`, k trustees); no active"
+                    " coordinator can grant it",
                 )
             )
         else:

@@ -278,7 +278,9 @@ def test_two_requests_for_one_device_naming_different_keys_are_applied_by_nobody
     assert conflicting([one, two]) == {old.verify_key.key_id}
 
 
-def _view_of_newcomer(world: _World, roster: Roster, grants: tuple[bytes, ...] = ()):
+def _view_of_newcomer(
+    world: _World, roster: Roster, grants: tuple[bytes, ...] = (), recovery: Any = None
+):
     from crypto import seal_revision
     from sync.client.view import CoordinatorView
     from sync.report import ReportContent
@@ -304,8 +306,9 @@ def _view_of_newcomer(world: _World, roster: Roster, grants: tuple[bytes, ...] =
         bytes(32),
         roster.server_key,
         tuple(m for m in world.roster.members if m.device_id != newcomer),
+        recovery=recovery,
     ).sign(world.founder)
-    second = replace(roster, version=2, prev=first.hash).sign(world.founder)
+    second = replace(roster, version=2, prev=first.hash, recovery=recovery).sign(world.founder)
     view = CoordinatorView(
         roster=second, kem_key=world.newcomer_kem, grants=grants, history=[first]
     )
@@ -332,3 +335,30 @@ def test_waiting_key_only_for_a_key_that_can_still_arrive() -> None:
         (world.field.verify_key.key_id, 1, 1)
     ]
     assert "no one can grant" in view.lost_epochs()[0].text()
+
+
+def test_an_epoch_only_the_recovery_key_holds_waits_for_a_restore() -> None:
+    """PROTOCOL §19.5, §20: the recovery key is a recipient but no coordinator: once the
+    founder is revoked, an epoch sealed to the founder and the recovery key is neither
+    "waiting for a grant from a coordinator who holds it" nor lost: a restore reads it."""
+    from crypto.recovery import RecoveryKey
+    from sync.roster import RecoveryPublicKey
+
+    world = _World()
+    keys = RecoveryKey.derive(bytes(range(32)), ORG)
+    recovery = RecoveryPublicKey(keys.signing_key.verify_key, keys.kem_key.public_key)
+    world.envelope = seal_sender_key(
+        org=ORG,
+        seq=1,
+        prev=bytes(32),
+        roster_version=1,
+        chain_key=world.chain_key,
+        recipients=[world.founder_kem.public_key, recovery.kem_key],
+        signing_key=world.field,
+    )
+    founder = world.founder.verify_key.key_id
+    view = _view_of_newcomer(world, world.roster.revoke(founder, after_seq=0), recovery=recovery)
+    assert view.lost_epochs() == []
+    [finding] = view.findings()
+    assert finding.kind == "waiting-key" and "recovery restore" in finding.detail
+    assert "coordinator who holds it" not in finding.detail
