@@ -35,8 +35,6 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from zxcvbn import zxcvbn
-
 from clients.local.files import fsync_dir, temporary_for, write_synced
 from clients.local.store import KEYFILE, Store, StoreError
 from crypto import VerificationFailed
@@ -73,6 +71,8 @@ def check_strength(passphrase: bytes, *, context: Sequence[str] = ()) -> None:
     # zxcvbn fails on the empty string (an IndexError in 4.5.0): it is no passphrase.
     guesses, hints = 0.0, ["An empty passphrase protects nothing."]
     if text:
+        from zxcvbn import zxcvbn  # its dictionaries load only when a passphrase is set
+
         result = zxcvbn(text[:_ESTIMATED_CHARS], user_inputs=words)
         guesses = float(result["guesses_log10"])
         feedback = result["feedback"]

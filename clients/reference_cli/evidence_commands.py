@@ -14,12 +14,10 @@ import hashlib
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clients.local.evidence import EvidenceExportError, export_bundle
-from clients.local.evidence_summary import render_summary, timeline
 from clients.local.files import write_private
 from clients.reference_cli.attachment_commands import download_attachment
 from clients.reference_cli.common import (
@@ -36,8 +34,13 @@ from clients.reference_cli.common import (
     err,
 )
 from clients.reference_cli.render import console, safe
-from sync.evidence import EvidenceRefused, VerifiedBundle, claimed, proven, verify_bundle
 from sync.report import AttachmentManifest
+
+if TYPE_CHECKING:
+    from sync.evidence import VerifiedBundle
+
+# The evidence modules (bundle rules, the HTML summary's templates) load with the evidence
+# commands only: every other command would pay ~90 ms for them at start-up.
 
 __all__ = ["evidence_app"]
 
@@ -76,6 +79,9 @@ def export_command(
     as_json: Json = False,
 ) -> None:
     """Write one verifiable evidence bundle for the chosen reports (plaintext: mode 0600)."""
+    from clients.local.evidence import EvidenceExportError, export_bundle
+    from sync.evidence import verify_bundle
+
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
         output = output.expanduser()
@@ -138,6 +144,9 @@ def export_command(
 
 
 def _json(result: VerifiedBundle) -> dict[str, Any]:
+    from clients.local.evidence_summary import timeline
+    from sync.evidence import claimed, proven
+
     return {
         "verified": True,
         "org_id": result.org_id.hex(),
@@ -158,6 +167,9 @@ def _json(result: VerifiedBundle) -> dict[str, Any]:
 
 
 def _human(result: VerifiedBundle) -> None:
+    from clients.local.evidence_summary import timeline
+    from sync.evidence import claimed, proven
+
     out = console()
     out.print("[bold green]VERIFIED[/] (offline, with the keys the bundle's roster proves)")
     out.print("\n[bold]Proven:[/]")
@@ -189,6 +201,9 @@ def verify_command(
 ) -> None:
     """Verify a bundle offline (no server, no organisation key); say what is proven and
     what is only claimed.  It reads no profile (``--home`` is accepted and unused)."""
+    from clients.local.evidence_summary import render_summary
+    from sync.evidence import EvidenceRefused, verify_bundle
+
     del home
     with _errors(as_json):
         data = bundle.expanduser().read_bytes()

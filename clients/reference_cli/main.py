@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import typer
@@ -115,6 +114,8 @@ app.command("import")(import_command)
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import PackageNotFoundError, version  # ~50 ms: not at start-up
+
         try:
             number = version("sealbox")
         except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
