@@ -349,15 +349,19 @@ def parse_envelope(data: bytes) -> Envelope:
             header = _validate(fields)
         except MalformedEnvelope:
             return _parse_general(data)  # the same verdict, with the general path's reason
-        return Envelope(
-            header=header,
-            header_bytes=header_bytes,
-            body=body,
-            signature=signature,
-            id=_envelope_id(header_bytes, body),
-            header_hash=_header_hash(header_bytes),
-        )
+        return _assemble(header, header_bytes, body, signature)
     return _parse_general(data)
+
+
+def _assemble(header: Header, header_bytes: bytes, body: bytes, signature: bytes) -> Envelope:
+    return Envelope(
+        header=header,
+        header_bytes=header_bytes,
+        body=body,
+        signature=signature,
+        id=_envelope_id(header_bytes, body),
+        header_hash=_header_hash(header_bytes),
+    )
 
 
 def _parse_general(data: bytes) -> Envelope:
@@ -381,14 +385,7 @@ def _parse_general(data: bytes) -> Envelope:
     except encoding.CanonicalError as exc:
         raise MalformedEnvelope("header is not canonical CBOR") from exc
     header = _validate(fields)
-    return Envelope(
-        header=header,
-        header_bytes=header_bytes,
-        body=body,
-        signature=signature,
-        id=_envelope_id(header_bytes, body),
-        header_hash=_header_hash(header_bytes),
-    )
+    return _assemble(header, header_bytes, body, signature)
 
 
 def _finish(header_bytes: bytes, body: bytes, signing_key: SigningKey) -> Envelope:
