@@ -26,6 +26,13 @@ settings.register_profile("ci", deadline=None, max_examples=100)
 settings.register_profile("dev", deadline=None, max_examples=20)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The CLI keeps its lines whole off a terminal unless $COLUMNS says otherwise
+# (clients/reference_cli/render.py), and the tests pin that: the runner's own terminal
+# settings must not reach the processes they start (with COLUMNS=80 exported, four CLI
+# tests saw their one-line errors wrapped).
+for _variable in ("COLUMNS", "LINES"):
+    os.environ.pop(_variable, None)
+
 # Every process a test starts inherits os.environ, so it (and every worker it forks)
 # carries this variable with the test's own token: /proc tells which ones are still alive.
 OWNER_VARIABLE = "SEALBOX_TEST_PROCESS_OWNER"
