@@ -342,14 +342,13 @@ def parse_envelope(data: bytes) -> Envelope:
         raise MalformedEnvelope("envelope too large")
     data = bytes(data)
     parts = _split_canonical(data)
-    fields = _canonical_header_fields(parts[0]) if parts is not None else None
-    if parts is not None and fields is not None and len(parts[1]) <= MAX_BODY_LENGTH:
-        header_bytes, body, signature = parts
-        try:
-            header = _validate(fields)
-        except MalformedEnvelope:
-            return _parse_general(data)  # the same verdict, with the general path's reason
-        return _assemble(header, header_bytes, body, signature)
+    if parts is not None and len(parts[1]) <= MAX_BODY_LENGTH:
+        fields = _canonical_header_fields(parts[0])
+        if fields is not None:
+            try:
+                return _assemble(_validate(fields), *parts)
+            except MalformedEnvelope:
+                pass  # refused: the general path gives the same verdict and says why
     return _parse_general(data)
 
 

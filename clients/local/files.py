@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["fsync_dir", "temporary_for", "write_private", "write_synced"]
@@ -39,17 +38,12 @@ def write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def write_private(path: Path, data: bytes, *, check: Callable[[Path], None] | None = None) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (mode 0600).
-
-    ``check`` is given the staged file before the rename (to read it back, say); if it
-    raises, the target is untouched.  On any failure the staged file is removed.
-    """
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (mode 0600); on any failure the
+    staged file is removed and the target is untouched."""
     staged = temporary_for(path)
     try:
         write_synced(staged, data)
-        if check is not None:
-            check(staged)
         os.replace(staged, path)
     except BaseException:
         with contextlib.suppress(OSError):

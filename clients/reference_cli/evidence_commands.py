@@ -36,11 +36,10 @@ from clients.reference_cli.common import (
 from clients.reference_cli.render import console, safe
 from sync.report import AttachmentManifest
 
-if TYPE_CHECKING:
-    from sync.evidence import VerifiedBundle
-
 # The evidence modules (bundle rules, the HTML summary's templates) load with the evidence
 # commands only: every other command would pay ~90 ms for them at start-up.
+if TYPE_CHECKING:
+    from sync.evidence import VerifiedBundle
 
 __all__ = ["evidence_app"]
 
