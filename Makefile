@@ -50,7 +50,7 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 
 bench: $(VENV)/.installed
-	for b in bench/bench_crypto.py bench/bench_grant.py bench/bench_server.py bench/bench_cli_sync.py bench/bench_attachments.py bench/bench_evidence.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/bench_crypto.py bench/bench_grant.py bench/bench_server.py bench/bench_ceiling.py bench/bench_cli_sync.py bench/bench_attachments.py bench/bench_evidence.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) data/ .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
