@@ -503,6 +503,12 @@ def main() -> None:
     parser.add_argument(
         "--pg-database", default="sealbox_growth_big", help="PostgreSQL: the history's database"
     )
+    parser.add_argument(
+        "--pg-server",
+        default=PG_BASE,
+        help="PostgreSQL: the server's URL up to the database name (e.g. another cluster's port, "
+        "to measure a setting such as shared_buffers without changing the shared instance)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--warmup-rounds",
@@ -532,8 +538,9 @@ def main() -> None:
     history_dir.mkdir(parents=True, exist_ok=True)
     state_file = history_dir / "growth-state.json"
     empty_dir = Path(tempfile.mkdtemp(prefix="sealbox-growth-empty-"))
-    big = Server("big", history_dir / "data", PG_BASE + args.pg_database if postgres else None)
-    empty = Server("empty", empty_dir, PG_BASE + "sealbox_growth_empty" if postgres else None)
+    pg_base = args.pg_server.rstrip("/") + "/"
+    big = Server("big", history_dir / "data", pg_base + args.pg_database if postgres else None)
+    empty = Server("empty", empty_dir, pg_base + "sealbox_growth_empty" if postgres else None)
     spare_needed = CLIENTS * 8
     result: dict[str, Any] = {"backend": args.backend}
     try:
