@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_server  # noqa: E402
-from bench_server import Signed, create_org, fresh_database  # noqa: E402
+from bench_server import Signed, create_org, fresh_database, seal_chain  # noqa: E402
 
 
 def _settings(data_dir: Path, database_url: str | None) -> Settings:
@@ -64,7 +64,7 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> list[Path]:
     every device's chain; one file of batches per device, for its pushing process."""
     from starlette.testclient import TestClient
 
-    from crypto import ChainKey, VerifyKey, seal_revision, seal_sender_key
+    from crypto import VerifyKey
     from server import migrate
     from server.app import create_app
     from server.db import engine_for
@@ -83,36 +83,8 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> list[Path]:
         org = create_org(client, Signed(base), server_key, token, args.clients, base)
         content = os.urandom(args.plaintext)
         for n, device in enumerate(org.devices):
-            chain = ChainKey.generate()
-            key_env = seal_sender_key(
-                org=org.org_id,
-                seq=1,
-                prev=bytes(32),
-                roster_version=org.roster.version,
-                chain_key=chain,
-                recipients=org.roster.recipients(),
-                signing_key=device,
-            )
-            envelopes, prev, parent = [key_env.to_bytes()], key_env.id, None
-            report = secrets.token_bytes(16)
-            for i in range(args.batch * args.batches - 1):
-                if i % 10 == 0:
-                    report, parent = secrets.token_bytes(16), None
-                message_key, chain = chain.advance()
-                env = seal_revision(
-                    org=org.org_id,
-                    report=report,
-                    parents=[parent] if parent else [],
-                    seq=i + 2,
-                    prev=prev,
-                    roster_version=org.roster.version,
-                    key_seq=1,
-                    message_key=message_key,
-                    content=content,
-                    signing_key=device,
-                )
-                envelopes.append(env.to_bytes())
-                prev = parent = env.id
+            chain = seal_chain(org.org_id, org.roster, device, args.batch * args.batches, content)
+            envelopes = [env.to_bytes() for env in chain]
             batches = [envelopes[s : s + args.batch] for s in range(0, len(envelopes), args.batch)]
             path = data_dir / f"device-{n}.pickle"
             path.write_bytes(

@@ -69,16 +69,14 @@ from bench_server import (  # noqa: E402
     create_org,
     free_port,
     fresh_database,
+    seal_chain,
     unb64,
 )
 
 from crypto import (  # noqa: E402
-    ChainKey,
     SigningKey,
     VerifyKey,
     encoding,
-    seal_revision,
-    seal_sender_key,
 )
 from sync.cursor import decode_cursor, encode_cursor  # noqa: E402
 from sync.roster import Roster  # noqa: E402
@@ -243,38 +241,8 @@ def _load_org(path: Path) -> tuple[BenchOrg, list[SigningKey], int]:
 def _chain(
     org_id: bytes, roster: Roster, device: SigningKey, count: int, content: bytes
 ) -> list[bytes]:
-    """A device's first ``count`` envelopes: its key envelope, then reports of 10 revisions
-    chained by parents (as ``bench_server.py``)."""
-    chain_key = ChainKey.generate()
-    key_env = seal_sender_key(
-        org=org_id,
-        seq=1,
-        prev=bytes(32),
-        roster_version=roster.version,
-        chain_key=chain_key,
-        recipients=roster.recipients(),
-        signing_key=device,
-    )
-    out, prev, parent, report = [key_env.to_bytes()], key_env.id, None, b""
-    for i in range(count - 1):
-        if i % 10 == 0:
-            report, parent = secrets.token_bytes(16), None
-        message_key, chain_key = chain_key.advance()
-        env = seal_revision(
-            org=org_id,
-            report=report,
-            parents=[parent] if parent else [],
-            seq=i + 2,
-            prev=prev,
-            roster_version=roster.version,
-            key_seq=1,
-            message_key=message_key,
-            content=content,
-            signing_key=device,
-        )
-        out.append(env.to_bytes())
-        prev = parent = env.id
-    return out
+    """A device's first ``count`` envelopes, encoded (`bench_server.seal_chain`)."""
+    return [env.to_bytes() for env in seal_chain(org_id, roster, device, count, content)]
 
 
 def _push(http: httpx2.Client, signer: Signed, org_path: str, key: SigningKey, body: Any) -> None:

@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_server import Signed, create_org  # noqa: E402
+from bench_server import Signed, create_org, seal_chain  # noqa: E402
 
-from crypto import ChainKey, VerifyKey, seal_revision, seal_sender_key  # noqa: E402
+from crypto import VerifyKey  # noqa: E402
 from server import migrate  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.auth import Caller  # noqa: E402
@@ -104,37 +104,9 @@ def measure() -> dict[str, object]:
             server_key = VerifyKey(b64decode(client.get("/v1/server").json()["server_key"]))
             org = create_org(client, Signed(base), server_key, token, 1, base)
             device = org.devices[0]
-            chain = ChainKey.generate()
-            key_env = seal_sender_key(
-                org=org.org_id,
-                seq=1,
-                prev=bytes(32),
-                roster_version=org.roster.version,
-                chain_key=chain,
-                recipients=org.roster.recipients(),
-                signing_key=device,
-            )
-            envelopes, prev, parent = [key_env.to_bytes()], key_env.id, None
             content = os.urandom(args.plaintext)
-            report = secrets.token_bytes(16)
-            for i in range(args.batch * args.batches - 1):
-                if i % 10 == 0:
-                    report, parent = secrets.token_bytes(16), None
-                message_key, chain = chain.advance()
-                env = seal_revision(
-                    org=org.org_id,
-                    report=report,
-                    parents=[parent] if parent else [],
-                    seq=i + 2,
-                    prev=prev,
-                    roster_version=org.roster.version,
-                    key_seq=1,
-                    message_key=message_key,
-                    content=content,
-                    signing_key=device,
-                )
-                envelopes.append(env.to_bytes())
-                prev = parent = env.id
+            chain = seal_chain(org.org_id, org.roster, device, args.batch * args.batches, content)
+            envelopes = [env.to_bytes() for env in chain]
             ctx = app.state.ctx
             walls, cpus = [], []
             database0 = postgres_cpu_seconds() if schema else 0.0

@@ -50,7 +50,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CODE = Path(os.environ.get("SEALBOX_BENCH_CODE", ROOT))
 sys.path.insert(0, str(CODE))
 
-from crypto import ChainKey, KemPrivateKey, SigningKey, VerifyKey, seal_revision, seal_sender_key  # noqa: E402  # noqa: E402
+from crypto import (  # noqa: E402
+    ChainKey,
+    Envelope,
+    KemPrivateKey,
+    SigningKey,
+    VerifyKey,
+    seal_revision,
+    seal_sender_key,
+)
 from sync.auth import sign_request  # noqa: E402
 from sync.invite import Enrollment, Invite, seal_label  # noqa: E402
 from sync.roster import Member, Role, Roster  # noqa: E402
@@ -159,6 +167,43 @@ def create_org(
     )
     http.post(org_path + "/roster", content=body, headers=headers).raise_for_status()
     return BenchOrg(org_id, org_path, coordinator, signed2.roster, devices)
+
+
+def seal_chain(
+    org_id: bytes, roster: Roster, device: SigningKey, count: int, content: bytes
+) -> list[Envelope]:
+    """A field device's chain of ``count`` envelopes, as its pushes carry them: its sender
+    key first, then revisions of ``content`` in reports of 10 revisions chained by parents."""
+    chain = ChainKey.generate()
+    key_env = seal_sender_key(
+        org=org_id,
+        seq=1,
+        prev=bytes(32),
+        roster_version=roster.version,
+        chain_key=chain,
+        recipients=roster.recipients(),
+        signing_key=device,
+    )
+    envelopes, prev, parent, report = [key_env], key_env.id, None, secrets.token_bytes(16)
+    for i in range(count - 1):
+        if i % 10 == 0:
+            report, parent = secrets.token_bytes(16), None
+        message_key, chain = chain.advance()
+        env = seal_revision(
+            org=org_id,
+            report=report,
+            parents=[parent] if parent else [],
+            seq=i + 2,
+            prev=prev,
+            roster_version=roster.version,
+            key_seq=1,
+            message_key=message_key,
+            content=content,
+            signing_key=device,
+        )
+        envelopes.append(env)
+        prev = parent = env.id
+    return envelopes
 
 
 class Feed:
@@ -476,38 +521,8 @@ def measure(
         push_item = (lambda raw: raw) if args.push_format == "cbor" else b64
         requests: list[tuple[str, list[tuple[bytes, dict[str, str]]]]] = []
         for org, dev in placed:
-            org_id, org_path, roster = org.org_id, org.path, org.roster
-            ck = ChainKey.generate()
-            key_env = seal_sender_key(
-                org=org_id,
-                seq=1,
-                prev=bytes(32),
-                roster_version=roster.version,
-                chain_key=ck,
-                recipients=roster.recipients(),
-                signing_key=dev,
-            )
-            prev, seq, envs, chain = key_env.id, 1, [key_env], ck
-            report, parent = secrets.token_bytes(16), None
-            for i in range(args.batch * args.batches - 1):
-                seq += 1
-                if i % 10 == 0:
-                    report, parent = secrets.token_bytes(16), None
-                message_key, chain = chain.advance()
-                env = seal_revision(
-                    org=org_id,
-                    report=report,
-                    parents=[parent] if parent else [],
-                    seq=seq,
-                    prev=prev,
-                    roster_version=roster.version,
-                    key_seq=1,
-                    message_key=message_key,
-                    content=content,
-                    signing_key=dev,
-                )
-                prev, parent = env.id, env.id
-                envs.append(env)
+            org_path = org.path
+            envs = seal_chain(org.org_id, org.roster, dev, args.batch * args.batches, content)
             batches = []
             for start in range(0, len(envs), args.batch):
                 chunk = envs[start : start + args.batch]
