@@ -14,7 +14,8 @@ Rules:
   its own wrap (`chain_key_for`; `crypto.accept_chain_key` is the one commitment check).
 * A revision opens only with the key envelope at (device, c) of the device's own chain:
   the one its signed `h` links lead to, or the only one held at (device, c) while links
-  are missing; with a fork at c and no links, it is not opened (PROTOCOL §4.3).
+  are missing; with a fork at c and no links, it is not opened (PROTOCOL §4.3). A fork
+  makes that guess order-dependent, so a late link of a forked chain takes all in again.
 * Every report carries a verification state (`ReportVerification`); exports leave out
   content that is not verified unless asked, and then mark it.
 """
@@ -87,6 +88,7 @@ class CoordinatorView:
         self.envelopes: dict[bytes, bytes] = {}
         self._findings: set[Finding] = set()
         self._chains: dict[bytes, dict[int, set[bytes]]] = {}
+        self._forked: set[bytes] = set()  # devices with two envelopes at one seq
         self._prev: dict[bytes, bytes] = {}
         # By key envelope id: CK0 and the ratchet's last position; ids whose commitment failed.
         self._sender_keys: dict[bytes, tuple[ChainKey, int, ChainKey]] = {}
@@ -171,6 +173,8 @@ class CoordinatorView:
             self.changed.add(header.report)
         slot = self._chains.setdefault(header.device, {}).setdefault(header.seq, set())
         slot.add(envelope.id)
+        if len(slot) > 1:
+            self._forked.add(header.device)
         self._prev[envelope.id] = header.prev
         member = author[1]
         if member is not None and not member.accepts_seq(header.seq):
@@ -188,9 +192,15 @@ class CoordinatorView:
         if header.kind == "key":
             if len(slot) == 1 or not self._replay():
                 self._take_sender_key(envelope, author[0])
-        else:
+        elif not (self._walks_stopped_here(envelope) and self._replay()):
             self._take_revision(envelope, author[0])
         return True
+
+    def _walks_stopped_here(self, envelope: Envelope) -> bool:
+        """A late link of a forked chain: later walks to their key (`_key_envelope`) stopped
+        short of it, and one that took the only key held at c may have taken another chain's."""
+        h = envelope.header
+        return h.device in self._forked and h.seq + 1 in self._chains[h.device]
 
     def _take_sender_key(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header
@@ -313,8 +323,7 @@ class CoordinatorView:
                 Finding("unknown-device", header.device, header.seq, "signer not in roster (held)")
             )
         for device, chain in self._chains.items():
-            top = max(chain)
-            for seq in range(1, top):
+            for seq in range(1, max(chain)):
                 if seq not in chain:
                     found.add(Finding("gap", device, seq, "missing from the device's chain"))
             for seq, ids in chain.items():
@@ -369,14 +378,8 @@ class CoordinatorView:
             p not in dag for revision in dag.revisions.values() for p in revision.parents
         ):  # what `ReportState.missing` lists, without folding the whole DAG again
             flags.add("parent revisions not seen")
-        if "pending-admission" in flags:
-            state = "pending-admission"
-        elif "after-revocation" in flags:
-            state = "after-revocation"
-        elif flags:
-            state = "with-findings"
-        else:
-            state = "verified"
+        ranked = ("pending-admission", "after-revocation")  # the first one flagged names it
+        state = next((s for s in ranked if s in flags), "with-findings" if flags else "verified")
         return ReportVerification(state, tuple(sorted(flags)))
 
     def message_key(self, revision: bytes) -> MessageKey | None:
