@@ -64,7 +64,6 @@ def forget_devices(view: CoordinatorView, devices: set[bytes]) -> list[bytes]:
     if not devices:
         return []
     ids = {i for d in devices for slot in view._chains.pop(d, {}).values() for i in slot}
-    view._forked -= devices
     envelopes = [view.envelopes.pop(i) for i in ids]
     for held_id, data in list(view.held.items()):
         if parse_envelope(data).header.device in devices:

@@ -176,9 +176,6 @@ def _fill(view: CoordinatorView, raw: dict[str, Any], envelopes: Mapping[bytes, 
         view.envelopes[envelope_id] = envelope(envelope_id)
         view._chains.setdefault(device, {}).setdefault(seq, set()).add(envelope_id)
         view._prev[envelope_id] = prev
-    view._forked = {
-        d for d, chain in view._chains.items() if any(len(s) > 1 for s in chain.values())
-    }
     for key, ck0 in raw["sk"]:
         chain = ChainKey(ck0)
         view._sender_keys[key] = (chain, 0, chain)

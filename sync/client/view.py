@@ -88,7 +88,6 @@ class CoordinatorView:
         self.envelopes: dict[bytes, bytes] = {}
         self._findings: set[Finding] = set()
         self._chains: dict[bytes, dict[int, set[bytes]]] = {}
-        self._forked: set[bytes] = set()  # devices with two envelopes at one seq
         self._prev: dict[bytes, bytes] = {}
         # By key envelope id: CK0 and the ratchet's last position; ids whose commitment failed.
         self._sender_keys: dict[bytes, tuple[ChainKey, int, ChainKey]] = {}
@@ -173,8 +172,6 @@ class CoordinatorView:
             self.changed.add(header.report)
         slot = self._chains.setdefault(header.device, {}).setdefault(header.seq, set())
         slot.add(envelope.id)
-        if len(slot) > 1:
-            self._forked.add(header.device)
         self._prev[envelope.id] = header.prev
         member = author[1]
         if member is not None and not member.accepts_seq(header.seq):
@@ -198,9 +195,11 @@ class CoordinatorView:
 
     def _walks_stopped_here(self, envelope: Envelope) -> bool:
         """A late link of a forked chain: later walks to their key (`_key_envelope`) stopped
-        short of it, and one that took the only key held at c may have taken another chain's."""
-        h = envelope.header
-        return h.device in self._forked and h.seq + 1 in self._chains[h.device]
+        short of it, and one that took the only key held at c may have taken another chain's.
+        Late links are rare in a feed (one per out-of-order run), so the fork is looked for
+        only then."""
+        chain = self._chains[envelope.header.device]
+        return envelope.header.seq + 1 in chain and any(len(s) > 1 for s in chain.values())
 
     def _take_sender_key(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header
