@@ -16,7 +16,7 @@ PACKAGES = crypto sync server clients migrations
 export SEALBOX_DATA_DIR ?= ./data
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow lint format bench clean
+.PHONY: help install bytecode run test test-slow lint format bench clean
 
 help:
 	@echo "make run        create .venv, migrate the database, serve on $(HOST):$(PORT)"
@@ -35,18 +35,18 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-run: $(VENV)/.installed
+bytecode: $(VENV)/.installed
 	@$(BIN)/python -m compileall -q -j0 $(PACKAGES)
+
+run: bytecode
 	@mkdir -p $(SEALBOX_DATA_DIR)
 	$(BIN)/sealbox-server migrate
 	exec $(BIN)/sealbox-server serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed
-	@$(BIN)/python -m compileall -q -j0 $(PACKAGES)
+test: bytecode
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not browser"
 
-test-slow: $(VENV)/.installed
-	@$(BIN)/python -m compileall -q -j0 $(PACKAGES)
+test-slow: bytecode
 	$(BIN)/python -m pytest -m slow
 
 lint: $(VENV)/.installed
