@@ -45,9 +45,16 @@ _BY_NAME = {name: purpose for purpose, name in _PURPOSE_NAMES.items()}
 
 def digest(purpose: Purpose, data: bytes) -> bytes:
     """Tagged SHA-256: ``SHA-256(purpose_tag || 0x00 || data)``."""
+    hasher = digest_hasher(purpose)
+    hasher.update(data)
+    return hasher.digest()
+
+
+def digest_hasher(purpose: Purpose) -> hashlib._Hash:
+    """`digest` for data that comes in pieces: ``update`` each, then ``digest()``."""
     if not isinstance(purpose, Purpose):
         raise TypeError("purpose must be a crypto.Purpose")
-    return hashlib.sha256(purpose.value + b"\x00" + bytes(data)).digest()
+    return hashlib.sha256(purpose.value + b"\x00")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,10 @@ from clients.local.evidence import EvidenceExportError, export_bundle
 from clients.local.export import export_csv, export_json
 from clients.local.profile import Profile
 from clients.local.revocation import RevocationRefused, revoke_member
-from clients.local.sealing import seal_attachment, seal_revision
+from clients.local.sealing import local_copy, seal_attachment, seal_revision
 from clients.local.syncing import run_sync
 from clients.local.transport import NetworkError
-from clients.reference_cli.attachment_commands import _fetch_chunks
+from clients.reference_cli.attachment_commands import attachment_chunks
 from clients.reference_cli.attachments import AttachmentFailed
 from clients.reference_cli.common import Code, Exit, _call, _fields, _transport
 from clients.reference_cli.device_commands import device_label
@@ -248,11 +248,13 @@ def attachment_bytes(profile: Profile, entry: AttachmentManifest) -> bytes:
     if entry.size > INLINE_MAX:
         raise Exit(Code.LOCAL, "too large to show here: use `sealbox attachments get`")
     m = transfer.manifest
-    base = f"{profile.org_path}/attachments/{b64encode(entry.attachment_id)}"
-    transport = _transport(profile)
+    local = local_copy(profile, entry)  # a carried photo opens with no server
+    transport = None if local is not None else _transport(profile)
     out = bytearray()
     try:
-        chunks = _fetch_chunks(transport, base, entry.name, m.chunk_count, lambda n: None)
+        chunks, source = attachment_chunks(
+            transport, profile.org_path, entry, lambda n: None, local=local
+        )
         try:
             for piece in open_chunks(
                 transfer.key, entry.attachment_id, chunks, chunk_size=m.chunk_size, expected=m
@@ -260,11 +262,12 @@ def attachment_bytes(profile: Profile, entry: AttachmentManifest) -> bytes:
                 out += piece
         except VerificationFailed:
             raise AttachmentFailed(
-                f"attachment {entry.name!r} failed verification: the chunks the server sent"
-                " are not the ones sealed (tampered, reordered or truncated)"
+                f"attachment {entry.name!r} failed verification: {source} are not the ones"
+                " sealed (tampered, reordered or truncated)"
             ) from None
     finally:
-        transport.close()
+        if transport is not None:
+            transport.close()
     if len(out) != entry.size or hashlib.sha256(out).digest() != entry.sha256:
         raise AttachmentFailed(f"attachment {entry.name!r} does not match the report's hash")
     return bytes(out)

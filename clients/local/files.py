@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["fsync_dir", "temporary_for", "write_private", "write_synced"]
@@ -29,18 +30,20 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_synced(path: Path, data: bytes) -> None:
-    """Create or truncate ``path`` with mode 0600, write ``data`` and fsync it."""
+def write_synced(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Create or truncate ``path`` with mode 0600, write ``data`` (or its pieces, as they
+    come) and fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+        for piece in (data,) if isinstance(data, bytes) else data:
+            handle.write(piece)
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (mode 0600); on any failure the
-    staged file is removed and the target is untouched."""
+def write_private(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Replace ``path`` with ``data`` (or its pieces) atomically and durably (mode 0600); on
+    any failure the staged file is removed and the target is untouched."""
     staged = temporary_for(path)
     try:
         write_synced(staged, data)

@@ -9,6 +9,9 @@ an attachment from any stream into its sealed copy and upload record (PROTOCOL �
   `seal_attachment` does so under the profile's ``attachments/`` and queues the upload
   record (id, geometry, hash, the sealed copy's name; no key) in the encrypted store. The
   key and the manifest go only into the report content.
+* Sealed copies a device holds are read chunk by chunk (`sealed_chunks`): its own, waiting
+  for upload, and, on a coordinator, those a carried file brought (`keep_sealed_copy`,
+  PROTOCOL §23.4), which `local_copy` finds so that an attachment opens with no server.
 """
 
 from __future__ import annotations
@@ -17,30 +20,37 @@ import hashlib
 import mimetypes
 import os
 import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from clients.local.files import fsync_dir
 from clients.local.profile import Profile
-from crypto.stream import CHUNK_SIZE, ManifestHasher, new_attachment_key, seal_chunks
-from sync.attachments import SealedTransfer
+from crypto.stream import CHUNK_SIZE, Manifest, ManifestHasher, new_attachment_key, seal_chunks
+from sync.attachments import SealedTransfer, chunk_length, chunk_offset
 from sync.client import DeviceState, PendingUpload, seal_edit
 from sync.report import AttachmentManifest, ReportContent
 from sync.roster import Role
 
 __all__ = [
+    "COPY_KIND",
     "PENDING_KIND",
     "SEALED_DIR",
+    "keep_sealed_copy",
+    "local_copy",
     "save_sealed",
     "seal_attachment",
     "seal_revision",
     "seal_stream",
+    "sealed_chunks",
 ]
 
 PENDING_KIND = "attachment-upload"
 """The store records of attachments sealed and still to upload."""
 SEALED_DIR = "attachments"
-"""Where, under the profile's home, the sealed copies wait for upload."""
+"""Where, under the profile's home, the sealed copies are (random names)."""
+COPY_KIND = "attachment-copy"
+"""The store records of sealed copies a carried file brought: ``{f: file, h: sealed SHA-256}``."""
 
 
 def seal_revision(
@@ -93,24 +103,16 @@ def seal_stream(
 
     ``name`` is the file's name (at most 255 characters kept); the media type is guessed
     from it."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     key, attachment_id = new_attachment_key(), secrets.token_bytes(16)
-    sealed_name = f"{secrets.token_hex(16)}.sealed"
-    target = directory / sealed_name
     hasher = ManifestHasher(chunk_size)
     reader = _HashingReader(handle)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in seal_chunks(key, attachment_id, reader, chunk_size=chunk_size):
-                hasher.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    fsync_dir(directory)
+
+    def sealed() -> Iterator[bytes]:
+        for chunk in seal_chunks(key, attachment_id, reader, chunk_size=chunk_size):
+            hasher.update(chunk)
+            yield chunk
+
+    sealed_name = _write_sealed(directory, sealed())
     manifest = hasher.finish()
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
     name = name[:255] or "attachment"
@@ -133,3 +135,64 @@ def seal_attachment(
     entry, pending = seal_stream(handle, name, directory, chunk_size=chunk_size)
     profile.store.put_cbor(PENDING_KIND, pending.attachment_id.hex(), pending.to_cbor())
     return entry
+
+
+def _write_sealed(directory: Path, chunks: Iterable[bytes]) -> str:
+    """Write chunk ciphertexts to a new randomly named file (fsync, directory fsync)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = f"{secrets.token_hex(16)}.sealed"
+    target = directory / name
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    fsync_dir(directory)
+    return name
+
+
+def keep_sealed_copy(profile: Profile, entry: AttachmentManifest, chunks: Iterable[bytes]) -> None:
+    """Keep the verified sealed chunks of ``entry`` (a carried file's, PROTOCOL §23.4)."""
+    assert entry.transfer is not None
+    name = _write_sealed(Path(profile.home) / SEALED_DIR, chunks)
+    record = {"f": name, "h": entry.transfer.manifest.sha256}
+    profile.store.put_cbor(COPY_KIND, entry.attachment_id.hex(), record)
+
+
+def local_copy(profile: Profile, entry: AttachmentManifest) -> Path | None:
+    """The sealed copy of ``entry`` on this device, if there is one of exactly its chunks:
+    one a carried file brought, or this device's own still waiting for upload."""
+    if entry.transfer is None:
+        return None
+    key = entry.attachment_id.hex()
+    sealed = entry.transfer.manifest.sha256
+    for kind in (COPY_KIND, PENDING_KIND):
+        record = profile.store.get_cbor(kind, key)
+        if record is not None and bytes(record["h"]) == sealed:
+            path = Path(profile.home) / SEALED_DIR / str(record["f"])
+            if path.is_file():
+                return path
+    return None
+
+
+def sealed_chunks(path: Path, manifest: Manifest) -> Iterator[bytes]:
+    """The chunk ciphertexts of a sealed copy, one at a time (a short file ends them early:
+    the reader's verification then fails, as for a server that cut the stream)."""
+    with path.open("rb") as handle:
+        for index in range(manifest.chunk_count):
+            handle.seek(chunk_offset(index, manifest.chunk_size))
+            length = chunk_length(
+                index,
+                chunk_size=manifest.chunk_size,
+                chunk_count=manifest.chunk_count,
+                total_size=manifest.total_size,
+            )
+            data = handle.read(length)
+            if not data:
+                return
+            yield data

@@ -16,11 +16,13 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from clients.local.sealing import local_copy, sealed_chunks
 from clients.local.transport import Transport
 from clients.reference_cli.attachments import (
     SEALED_DIR,
@@ -49,7 +51,7 @@ from sync.client.upload import IN_FLIGHT
 from sync.messages import b64encode
 from sync.report import AttachmentManifest
 
-__all__ = ["attachments_app", "download_attachment"]
+__all__ = ["attachment_chunks", "attachments_app", "download_attachment"]
 
 
 # --- download -------------------------------------------------------------------------------------
@@ -105,20 +107,48 @@ def _fetch_chunks(
             pool.shutdown(cancel_futures=True)
 
 
+def attachment_chunks(
+    transport: Transport | None,
+    org_path: str,
+    entry: AttachmentManifest,
+    advance: Callable[[int], None],
+    *,
+    local: Path | None = None,
+) -> tuple[Iterator[bytes], str]:
+    """The sealed chunks of ``entry``, and where they come from: ``local``, a sealed copy on
+    this device (`clients.local.sealing.local_copy`: a carried file's, PROTOCOL §23.4, or
+    its own awaiting upload), else the server. The reader verifies every chunk either way."""
+    assert entry.transfer is not None
+    m = entry.transfer.manifest
+    if local is not None:
+
+        def counted() -> Iterator[bytes]:
+            for chunk in sealed_chunks(local, m):
+                advance(len(chunk))
+                yield chunk
+
+        return counted(), "the sealed copy on this device"
+    assert transport is not None, "no local copy: the server is needed"
+    base = f"{org_path}/attachments/{b64encode(entry.attachment_id)}"
+    chunks = _fetch_chunks(transport, base, entry.name, m.chunk_count, advance)
+    return chunks, "the chunks the server sent"
+
+
 def download_attachment(
-    transport: Transport,
+    transport: Transport | None,
     org_path: str,
     entry: AttachmentManifest,
     output: Path,
     *,
     quiet: bool = False,
+    local: Path | None = None,
 ) -> int:
-    """Fetch, verify and write one attachment to ``output``; its size in bytes."""
+    """Verify and write one attachment to ``output``, from ``local`` (a sealed copy on this
+    device) or else the server; its size in bytes."""
     transfer = entry.transfer
     if transfer is None:
         raise AttachmentFailed(f"attachment {entry.name!r} has no sealed transfer entry")
     m = transfer.manifest
-    base = f"{org_path}/attachments/{b64encode(entry.attachment_id)}"
     output = output.expanduser()
     tmp = output.with_name(f".{output.name}.{secrets.token_hex(6)}.partial")
     written = 0
@@ -128,12 +158,8 @@ def download_attachment(
         try:
             plain = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
-                chunks = _fetch_chunks(
-                    transport,
-                    base,
-                    entry.name,
-                    m.chunk_count,
-                    lambda n: progress.advance(task, n),
+                chunks, source = attachment_chunks(
+                    transport, org_path, entry, lambda n: progress.advance(task, n), local=local
                 )
                 try:
                     for piece in open_chunks(
@@ -145,9 +171,8 @@ def download_attachment(
                         written += len(piece)
                 except VerificationFailed:
                     raise AttachmentFailed(
-                        f"attachment {entry.name!r} failed verification: the chunks the server"
-                        " sent are not the ones sealed (tampered, reordered or truncated);"
-                        " nothing was kept"
+                        f"attachment {entry.name!r} failed verification: {source} are not"
+                        " the ones sealed (tampered, reordered or truncated); nothing was kept"
                     ) from None
                 if written != entry.size or plain.digest() != entry.sha256:
                     raise AttachmentFailed(
@@ -201,8 +226,11 @@ def get_command(
         if not output.expanduser().parent.is_dir():  # said before anything is fetched
             raise OSError(errno.ENOENT, "no such directory", str(output.expanduser().parent))
         _report, entry = _find(profile, report_id, name)
-        with _transport(profile) as transport:
-            size = download_attachment(transport, profile.org_path, entry, output, quiet=as_json)
+        local = local_copy(profile, entry)  # a carried photo opens with no server
+        with nullcontext(None) if local is not None else _transport(profile) as transport:
+            size = download_attachment(
+                transport, profile.org_path, entry, output, quiet=as_json, local=local
+            )
         data = {
             "name": entry.name,
             "size": size,

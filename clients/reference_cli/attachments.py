@@ -27,7 +27,13 @@ from rich.progress import (
     Progress,
 )
 
-from clients.local.sealing import PENDING_KIND, SEALED_DIR, seal_attachment, seal_stream
+from clients.local.sealing import (
+    COPY_KIND,
+    PENDING_KIND,
+    SEALED_DIR,
+    seal_attachment,
+    seal_stream,
+)
 from clients.local.transport import Transport
 from clients.reference_cli.common import (
     Exit,
@@ -201,8 +207,11 @@ def refresh_attachment_states(profile: Any, transport: Transport, *, page_size: 
 
 
 def attachment_state(profile: Any, attachment_id: bytes) -> dict[str, Any]:
-    """What the last sync said of one attachment: state (pending until seen complete)."""
-    record = profile.store.get_cbor(STATE_KIND, attachment_id.hex())
-    if not record:
-        return {"state": "pending", "received_bytes": 0}
-    return {"state": record["s"], "received_bytes": record["r"]}
+    """What the last sync said of one attachment: state (pending until seen complete), or
+    ``carried`` while the server has not the whole of it but a carried file brought a
+    verified sealed copy here (PROTOCOL §23.4), which opens with no server."""
+    record = profile.store.get_cbor(STATE_KIND, attachment_id.hex()) or {"s": "pending", "r": 0}
+    state = record["s"]
+    if state != "complete" and profile.store.get(COPY_KIND, attachment_id.hex()) is not None:
+        state = "carried"
+    return {"state": state, "received_bytes": record["r"]}

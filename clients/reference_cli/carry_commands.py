@@ -7,11 +7,19 @@ it for its next sync (a relay push), and a coordinator reads it with no server a
 Every item of a file is judged on its own (`sync.carry.judge`): what is refused says why,
 nothing is applied twice, and the author's outbox is never touched by an export (it purges
 only on receipts, §15.3).
+
+The file also carries the sealed attachments the server has not confirmed (§23.1): a
+coordinator's import keeps those that open as a revision it verified names them
+(`sync.carry_attachments`), so they open with no server; a relay leaves them to their
+author's own upload.  Files are memory-mapped, never read whole.
 """
 
 from __future__ import annotations
 
+import mmap
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +29,14 @@ from rich.table import Table
 from clients.local import carried
 from clients.local.files import write_private
 from clients.local.profile import Profile
-from clients.reference_cli.attachments import PENDING_KIND
+from clients.local.sealing import (
+    PENDING_KIND,
+    SEALED_DIR,
+    keep_sealed_copy,
+    local_copy,
+    sealed_chunks,
+)
+from clients.reference_cli.attachments import pending_uploads
 from clients.reference_cli.common import (
     Code,
     Exit,
@@ -35,7 +50,21 @@ from clients.reference_cli.common import (
 )
 from clients.reference_cli.render import cell, console, plural, safe, shown
 from crypto import VerifyKey
-from sync.carry import CarriedFile, CarryError, Judged, Status, judge, read_carried, write_carried
+from crypto.padding import padded_length
+from sync.carry import (
+    CHUNK_FRAME_OVERHEAD,
+    CarriedFile,
+    CarryError,
+    Judged,
+    Status,
+    carried_length,
+    carried_pieces,
+    judge,
+    read_carried,
+)
+from sync.carry_attachments import AttachmentJudged, attachments_of, judge_attachments
+from sync.client import CoordinatorView, PendingUpload
+from sync.report import AttachmentManifest
 
 __all__ = ["import_command", "outbox_app", "relay_app"]
 
@@ -49,21 +78,52 @@ relay_app = typer.Typer(
 )
 
 _SUFFIX = ".carried"
-_MAX_FILE = 2 * 1024 * 1024 * 1024
-"""A carried file larger than this is not read (it is no outbox a device could export)."""
+_MB = 1024 * 1024
+
+
+def _carryable(profile: Profile) -> list[tuple[PendingUpload, Path]]:
+    """The attachments this device sealed and the server has not confirmed, with a copy."""
+    directory = Path(profile.home) / SEALED_DIR
+    return [
+        (p, directory / p.sealed_file)
+        for p in pending_uploads(profile.store)
+        if (directory / p.sealed_file).is_file()
+    ]
+
+
+def _frames_bytes(p: PendingUpload) -> int:
+    return p.manifest.total_size + p.manifest.chunk_count * CHUNK_FRAME_OVERHEAD
 
 
 @outbox_app.command("export")
 def outbox_export(
     to: Annotated[Path, typer.Option("--to", help="Directory to write the file in (a USB stick).")],
+    attachments: Annotated[
+        bool,
+        typer.Option(
+            "--attachments/--no-attachments",
+            help="Carry the sealed attachments not yet uploaded (default) or only the reports.",
+        ),
+    ] = True,
+    max_mb: Annotated[
+        int | None,
+        typer.Option(
+            "--max-mb",
+            min=1,
+            help="Leave out the attachments that would make the file larger than this many"
+            " MiB (a messenger's limit); the reports always go.",
+        ),
+    ] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Write the outbox (sealed, not yet receipted) to one file anyone may carry.
+    """Write the outbox (sealed, not yet receipted) and its sealed attachments to one file
+    anyone may carry.
 
-    The file holds only the signed, sealed envelopes, padded: no report can be read from
-    it. The outbox is left as it is: it empties when the server's receipts come back,
-    whoever brought the envelopes there.
+    The file holds only the signed, sealed envelopes and the attachments' ciphertext,
+    padded: no report or attachment can be read from it. The outbox is left as it is: it
+    empties when the server's receipts come back, whoever brought the envelopes there, and
+    attachments still upload from this device once it is online.
     """
     with _errors(as_json), _profile(home) as profile:
         state = profile.device_state()
@@ -71,42 +131,66 @@ def outbox_export(
             raise Exit(Code.LOCAL, "the outbox is empty: nothing to export")
         if not to.is_dir():
             raise Exit(Code.FILES, f"{safe(to)} is not a directory")
-        data = write_carried(item.data for item in state.outbox)
+        envelopes = [item.data for item in state.outbox]
+        size = carried_length(envelopes)
+        limit = None if max_mb is None else max_mb * _MB
+        if limit is not None and padded_length(size) > limit:
+            raise Exit(
+                Code.LOCAL, f"the reports alone take {padded_length(size)} bytes: over --max-mb"
+            )
+        chosen: list[tuple[PendingUpload, Path]] = []
+        left = profile.store.count(PENDING_KIND)
+        for pending, path in _carryable(profile) if attachments else []:
+            more = _frames_bytes(pending)
+            if limit is None or padded_length(size + more) <= limit:
+                chosen.append((pending, path))
+                size += more
+        left -= len(chosen)
+        pieces = carried_pieces(
+            envelopes, ((p.manifest.sha256, sealed_chunks(f, p.manifest)) for p, f in chosen)
+        )
         path = to / f"sealbox-{secrets.token_hex(8)}{_SUFFIX}"  # the name tells nothing
-        write_private(path, data)
-        attachments = profile.store.count(PENDING_KIND)
+        write_private(path, pieces)
+        written = path.stat().st_size
         summary = {
             "file": str(path),
-            "envelopes": len(state.outbox),
-            "bytes": len(data),
-            "attachments_not_carried": attachments,
+            "envelopes": len(envelopes),
+            "attachments": len(chosen),
+            "bytes": written,
+            "attachments_not_carried": left,
         }
 
         def human() -> None:
+            carried_too = f" and {plural(len(chosen), 'sealed attachment')}" if chosen else ""
             err.print(
-                f"Wrote {plural(len(state.outbox), 'sealed envelope')} ({len(data)} bytes,"
-                f" padded) to {shown(str(path))}. It is safe to carry: nothing in it can be"
-                " read without a coordinator's key. They stay in the outbox until the server"
-                " receipts them.",
+                f"Wrote {plural(len(envelopes), 'sealed envelope')}{carried_too} ({written}"
+                f" bytes, padded) to {shown(str(path))}. It is safe to carry: nothing in it can"
+                " be read without a coordinator's key. They stay on this device until the"
+                " server has them.",
                 highlight=False,
             )
-            if attachments:
+            if left:
                 err.print(
-                    f"{plural(attachments, 'attachment')} not carried: they upload from this"
-                    " device when it is back online.",
+                    f"{plural(left, 'attachment')} not carried"
+                    f" ({'over --max-mb' if attachments else '--no-attachments'}, or no sealed"
+                    " copy here): they upload from this device when it is back online.",
                     highlight=False,
                 )
 
         _out(as_json, summary, human)
 
 
-def _read(path: Path) -> CarriedFile:
-    if path.stat().st_size > _MAX_FILE:
-        raise Exit(Code.LOCAL, f"{safe(path)} is too large to be a carried file")
-    try:
-        return read_carried(path.read_bytes())
-    except CarryError as exc:
-        raise Exit(Code.LOCAL, f"{safe(path)}: {exc}") from None
+@contextmanager
+def _opened(path: Path) -> Iterator[CarriedFile]:
+    """The carried file at ``path``, memory-mapped: frames are read from it one at a time."""
+    with path.open("rb") as handle:
+        if path.stat().st_size == 0:
+            raise Exit(Code.LOCAL, f"{safe(path)}: not a Sealbox carried file (empty)")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            try:
+                yield read_carried(mapped)
+            except CarryError as exc:
+                raise Exit(Code.LOCAL, f"{safe(path)}: {exc}") from None
 
 
 def _roster_authors(profile: Profile) -> dict[bytes, tuple[VerifyKey, int | None]]:
@@ -120,6 +204,7 @@ def _report(
     verdicts: list[Judged],
     done: str,
     extra: dict[str, Any],
+    attachments: list[AttachmentJudged] | None = None,
 ) -> None:
     items: list[dict[str, Any]] = [
         {
@@ -130,7 +215,19 @@ def _report(
         }
         for v in verdicts
     ]
+    judged: list[dict[str, Any]] = [
+        {
+            "sealed_sha256": a.sealed_sha256.hex(),
+            "attachment_id": a.entry.attachment_id.hex() if a.entry else None,
+            "name": a.entry.name if a.entry else None,
+            "chunks": len(a.chunks),
+            "status": str(a.status),
+            "reason": a.reason,
+        }
+        for a in attachments or []
+    ]
     refused = sum(1 for v in verdicts if v.status is Status.REFUSED)
+    refused += sum(1 for a in attachments or [] if a.status is Status.REFUSED)
     data = {
         "file": str(path),
         "complete": file.complete,
@@ -139,6 +236,8 @@ def _report(
         "refused": refused,
         **extra,
     }
+    if attachments is not None:
+        data["attachments"] = judged
 
     def human() -> None:
         table = Table("#", "envelope", "status", "reason", title=f"{path.name}: {done}")
@@ -147,6 +246,13 @@ def _report(
                 str(x["index"]), (x["envelope_id"] or "-")[:16], x["status"], cell(x["reason"])
             )
         console().print(table)
+        for a in judged:
+            named = shown(a["name"]) if a["name"] else a["sealed_sha256"][:16]
+            why = f": {shown(a['reason'])}" if a["reason"] else ""
+            err.print(
+                f"attachment {named} ({plural(a['chunks'], 'chunk')}): {a['status']}{why}",
+                highlight=False,
+            )
         for problem in file.problems:
             err.print(f"[bold yellow]WARNING[/] the file: {shown(problem)}", highlight=False)
 
@@ -171,26 +277,44 @@ def relay_import(
         me = profile.roster.roster.member(profile.device_id)
         if me is not None and me.revoked_after is not None:
             raise Exit(Code.REFUSED, "this device is revoked: it cannot relay for others")
-        parsed = _read(file)
-        authors = _roster_authors(profile)
-        own = {i.envelope_id for i in profile.device_state().outbox}
-        queued = {bytes.fromhex(name) for name, _ in profile.store.items("relay")}
-        verdicts = judge(
-            parsed,
-            org_id=profile.org_id,
-            author=authors.get,
-            held=lambda i: i in own or i in queued,
-            refuse_after_revocation=True,
+        with _opened(file) as parsed:
+            _relay_import(profile, file, parsed, me is None, as_json)
+
+
+def _relay_import(
+    profile: Profile, file: Path, parsed: CarriedFile, not_admitted: bool, as_json: bool
+) -> None:
+    authors = _roster_authors(profile)
+    own = {i.envelope_id for i in profile.device_state().outbox}
+    queued = {bytes.fromhex(name) for name, _ in profile.store.items("relay")}
+    verdicts = judge(
+        parsed,
+        org_id=profile.org_id,
+        author=authors.get,
+        held=lambda i: i in own or i in queued,
+        refuse_after_revocation=True,
+    )
+    usable = [(v.envelope_id, v.data) for v in verdicts if v.usable and v.envelope_id]
+    carried.queue_relay(profile.store, usable)
+    groups = attachments_of(parsed)
+    extra = {
+        "queued": len(usable),
+        "relay_queue": profile.store.count("relay"),
+        "attachments_not_relayed": len(groups),
+    }
+    if not_admitted:
+        err.print(
+            "This device is not admitted yet: it relays once a coordinator admits it.",
+            highlight=False,
         )
-        usable = [(v.envelope_id, v.data) for v in verdicts if v.usable and v.envelope_id]
-        carried.queue_relay(profile.store, usable)
-        extra = {"queued": len(usable), "relay_queue": profile.store.count("relay")}
-        if me is None:
-            err.print(
-                "This device is not admitted yet: it relays once a coordinator admits it.",
-                highlight=False,
-            )
-        _report(as_json, file, parsed, verdicts, f"{len(usable)} queued for the next sync", extra)
+    if groups:
+        err.print(
+            f"{plural(len(groups), 'attachment')} in the file not relayed: the server takes"
+            " an attachment only from its author's device, which uploads it once online"
+            " (a coordinator can read them from this file with `sealbox import`).",
+            highlight=False,
+        )
+    _report(as_json, file, parsed, verdicts, f"{len(usable)} queued for the next sync", extra)
 
 
 @relay_app.command("list")
@@ -225,20 +349,50 @@ def import_command(
     """
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
-        parsed = _read(file)
-        view = profile.view()
-        authors = _roster_authors(profile)
-        for enrollment in profile.enrollments():
-            authors.setdefault(enrollment.device_id, (enrollment.signing_key, None))
-        verdicts = judge(
-            parsed,
-            org_id=profile.org_id,
-            author=authors.get,
-            held=lambda i: i in view.envelopes or i in view.held,
-            refuse_after_revocation=False,  # the view flags them, as it does from the feed
-        )
-        usable = [v for v in verdicts if v.usable and v.envelope_id]
-        profile.keep_envelopes([v.data for v in usable])
-        carried.mark_carried(profile.store, [v.envelope_id for v in usable if v.envelope_id])
-        extra = {"imported": len(usable), "findings": [f.text() for f in view.findings()]}
-        _report(as_json, file, parsed, verdicts, f"{len(usable)} taken in", extra)
+        with _opened(file) as parsed:
+            _coordinator_import(profile, file, parsed, as_json)
+
+
+def _coordinator_import(profile: Profile, file: Path, parsed: CarriedFile, as_json: bool) -> None:
+    view = profile.view()
+    authors = _roster_authors(profile)
+    for enrollment in profile.enrollments():
+        authors.setdefault(enrollment.device_id, (enrollment.signing_key, None))
+    verdicts = judge(
+        parsed,
+        org_id=profile.org_id,
+        author=authors.get,
+        held=lambda i: i in view.envelopes or i in view.held,
+        refuse_after_revocation=False,  # the view flags them, as it does from the feed
+    )
+    usable = [v for v in verdicts if v.usable and v.envelope_id]
+    profile.keep_envelopes([v.data for v in usable])
+    carried.mark_carried(profile.store, [v.envelope_id for v in usable if v.envelope_id])
+    entries = _sealed_entries(profile.view()) if parsed.chunks else {}
+    attachments = judge_attachments(
+        parsed,
+        entry=entries.get,
+        held=lambda entry: local_copy(profile, entry) is not None,
+    )
+    for a in attachments:
+        if a.usable and a.entry is not None:
+            keep_sealed_copy(profile, a.entry, (c.data for c in a.chunks))
+    kept = sum(1 for a in attachments if a.usable)
+    extra = {
+        "imported": len(usable),
+        "attachments_kept": kept,
+        "findings": [f.text() for f in view.findings()],
+    }
+    done = f"{len(usable)} taken in" + (f", {plural(kept, 'attachment')} kept" if kept else "")
+    _report(as_json, file, parsed, verdicts, done, extra, attachments)
+
+
+def _sealed_entries(view: CoordinatorView) -> dict[bytes, AttachmentManifest]:
+    """Every attachment the view's revisions name, by the SHA-256 of its sealed chunks."""
+    return {
+        entry.transfer.manifest.sha256: entry
+        for report in view.report_ids()
+        for revision in view.revisions(report)
+        for entry in revision.content.attachments
+        if entry.transfer is not None
+    }

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from clients.local.files import write_private
+from clients.local.sealing import local_copy
+from clients.local.transport import Transport
 from clients.reference_cli.attachment_commands import download_attachment
 from clients.reference_cli.common import (
     Code,
@@ -89,17 +91,26 @@ def export_command(
         view = profile.view()
         chosen = [_resolve_report(view, profile, prefix) for prefix in reports]
         local = _from_dir(attachments_from) if attachments_from is not None else None
-        transport = None if (no_attachments or local is not None) else _transport(profile)
+        opened: list[Transport] = []  # the server is asked only for what is not on this device
         scratch = tempfile.TemporaryDirectory(prefix="sealbox-evidence-")
+
+        def transport() -> Transport:
+            if not opened:
+                opened.append(_transport(profile))
+            return opened[0]
 
         def fetch(entry: AttachmentManifest) -> bytes | None:
             if local is not None:
                 path = local.get(entry.sha256)
                 return path.read_bytes() if path is not None else None
-            if transport is None:
+            if no_attachments:
                 return None
             target = Path(scratch.name) / entry.attachment_id.hex()
-            download_attachment(transport, profile.org_path, entry, target, quiet=as_json)
+            copy = local_copy(profile, entry)
+            download_attachment(
+                None if copy else transport(), profile.org_path, entry, target,
+                quiet=as_json, local=copy,
+            )  # fmt: skip
             try:
                 return target.read_bytes()
             finally:
@@ -111,8 +122,8 @@ def export_command(
             raise Exit(Code.LOCAL, str(exc)) from None
         finally:
             scratch.cleanup()
-            if transport is not None:
-                transport.close()
+            for t in opened:
+                t.close()
         write_private(output, data)
         result = verify_bundle(data)
         summary: dict[str, Any] = {

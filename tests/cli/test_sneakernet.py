@@ -12,9 +12,13 @@ and a revoked author's late envelopes.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+from clients.desk.actions import attachment_bytes
+from clients.local.profile import Profile
 from sync.carry import read_carried, write_carried
+from tests.cli.conftest import PASSPHRASE
 
 
 def _org(server, devices, *names: str, coordinators: tuple[str, ...] = ()):
@@ -185,3 +189,77 @@ def test_a_revoked_relay_carries_nothing_and_a_revoked_authors_late_envelopes_ar
     assert any("revoked" in f for f in imported["findings"])
     titles = sorted(r["fields"]["title"] for r in coord.run("reports", "list").json)
     assert "planted after the seizure" not in titles
+
+
+def test_photos_cross_the_shutdown_in_the_carried_file_and_open_with_no_server(
+    server, devices, tmp_path
+) -> None:
+    """PROTOCOL §23.1, §23.4: the export carries the sealed chunks of what the server does
+    not have yet; a coordinator with no server reads the photo byte for byte from them;
+    a relay does not relay them (the server takes an attachment only from its author); a
+    chunk altered on the way is refused and nothing of it kept; ``--max-mb`` leaves the
+    photo out and says so; and the author still uploads once the link returns."""
+    coord, (field, courier, second) = _org(
+        server, devices, "field", "courier", coordinators=("second",)
+    )
+    server.stop()  # the shutdown
+    photo = tmp_path / "bruises.jpg"
+    photo.write_bytes(os.urandom(2 * 1024 * 1024 + 12_345))  # three chunks
+    field.run("report", "new", "-f", "place=Market", "--attach", str(photo))
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    small = field.run("outbox", "export", "--to", str(usb), "--max-mb", "1").json
+    assert small["attachments"] == 0 and small["attachments_not_carried"] == 1
+    out = field.run("outbox", "export", "--to", str(usb)).json
+    assert out["attachments"] == 1 and out["attachments_not_carried"] == 0
+    carried = Path(out["file"])
+    data = carried.read_bytes()
+    assert photo.read_bytes()[:4096] not in data and b"bruises" not in data
+    assert len(read_carried(data).chunks) == 3
+
+    # The relay takes the envelopes only, and says why.
+    relay = courier.run("relay", "import", str(carried)).json
+    assert relay["queued"] == 2 and relay["attachments_not_relayed"] == 1  # key + revision
+
+    # A coordinator with no server: the photo opens from the file's chunks, verified.
+    imported = coord.run("import", str(carried)).json
+    assert imported["attachments_kept"] == 1 and imported["refused"] == 0
+    (judged,) = imported["attachments"]
+    assert judged["status"] == "accepted" and judged["name"] == "bruises.jpg"
+    report_id = json.loads(_reports(coord))[0]["report_id"]
+    shown = coord.run("reports", "show", report_id).json
+    assert [a["state"] for a in shown["attachments"]] == ["carried"]
+    got = tmp_path / "got.jpg"
+    coord.run("attachments", "get", report_id, "bruises.jpg", "-o", str(got))
+    assert got.read_bytes() == photo.read_bytes()
+    assert coord.run("import", str(carried)).json["attachments"][0]["status"] == "duplicate"
+    # Sealbox Desk opens it the same way, in memory, still with no server.
+    profile = Profile.open(coord.home, secret_passphrase=PASSPHRASE.encode())
+    try:
+        (entry,) = profile.view().report(bytes.fromhex(report_id)).attachments
+        assert attachment_bytes(profile, entry) == photo.read_bytes()
+    finally:
+        profile.close()
+
+    # One byte of a chunk altered on the way: refused, nothing kept, exit 1.
+    altered = bytearray(data)
+    altered[len(data) // 2] ^= 0x01  # inside the second chunk
+    bad = tmp_path / "bad.carried"
+    bad.write_bytes(bytes(altered))
+    refused = second.run("import", str(bad), check=False)
+    assert refused.code == 1
+    (judged,) = refused.json["attachments"]
+    assert judged["status"] == "refused" and judged["reason"].startswith("altered")
+    assert refused.json["attachments_kept"] == 0
+    assert second.run("attachments", "get", report_id, "bruises.jpg", "-o", str(tmp_path / "x"),
+                      check=False).code != 0  # fmt: skip
+    assert not (tmp_path / "x").exists()
+
+    # The link returns: the author uploads as ever; the coordinator's copy still opens.
+    server.start()
+    synced = field.run("sync").json
+    assert synced["attachments_uploaded"] == 1
+    second.run("sync")
+    fetched = tmp_path / "fetched.jpg"
+    second.run("attachments", "get", report_id, "bruises.jpg", "-o", str(fetched))
+    assert fetched.read_bytes() == photo.read_bytes()
