@@ -23,10 +23,11 @@ from typing import Annotated, Any
 import typer
 
 from clients.local.sealing import local_copy, sealed_chunks
-from clients.local.transport import Transport
+from clients.local.transport import NetworkError, Transport
 from clients.reference_cli.attachments import (
     SEALED_DIR,
     AttachmentFailed,
+    attachment_state,
     pending_uploads,
     upload_pending,
 )
@@ -253,29 +254,29 @@ def list_command(
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """A report's attachments with size and upload state on the server (coordinators)."""
+    """A report's attachments with size and upload state on the server (coordinators);
+    with no server, the states the last sync saw (``carried``: a verified sealed copy from
+    a carried file is on this device, so it opens all the same)."""
     with _errors(as_json), _profile(home) as profile:
         view = profile.view()
         report = _resolve_report(view, profile, report_id)
         state = view.report(report)
+        attachments = state.attachments if state is not None else ()
         transport = _transport(profile)
-        rows = []
+        offline = False
         try:
-            for a in state.attachments if state is not None else ():
-                path = f"{profile.org_path}/attachments/{b64encode(a.attachment_id)}"
-                r = transport.send(Request("GET", path, max_answer_bytes=1024 * 1024))
-                # Not declared yet (404) is pending too: the device has not started.
-                server_state = (
-                    decode(r, UploadStatus, what="attachment").state
-                    if r.status == 200
-                    else "pending"
-                )
-                rows.append(
-                    {"id": a.attachment_id.hex(), "name": a.name, "size": a.size,
-                     "media_type": a.media_type, "state": server_state}
-                )  # fmt: skip
+            states = [_server_state(transport, profile.org_path, a) for a in attachments]
+        except NetworkError:
+            offline = True
+            states = [attachment_state(profile, a.attachment_id)["state"] for a in attachments]
         finally:
             transport.close()
+        rows = [
+            {"id": a.attachment_id.hex(), "name": a.name, "size": a.size,
+             "media_type": a.media_type, "state": server_state,
+             "on_this_device": local_copy(profile, a) is not None}
+            for a, server_state in zip(attachments, states, strict=True)
+        ]  # fmt: skip
 
         def human() -> None:
             for row in rows:
@@ -284,7 +285,21 @@ def list_command(
                     f"\t{safe(row['media_type'])}\t{safe(row['state'])}"
                 )
 
-        _out(as_json, {"attachments": rows}, human)
+        if offline:
+            err.print(
+                "The server cannot be reached: these are the states the last sync saw.",
+                highlight=False,
+            )
+        _out(as_json, {"attachments": rows, "offline": offline}, human)
+
+
+def _server_state(transport: Transport, org_path: str, entry: AttachmentManifest) -> str:
+    r = transport.send(
+        Request("GET", f"{org_path}/attachments/{b64encode(entry.attachment_id)}",
+                max_answer_bytes=1024 * 1024)
+    )  # fmt: skip
+    # Not declared yet (404) is pending too: the device has not started.
+    return decode(r, UploadStatus, what="attachment").state if r.status == 200 else "pending"
 
 
 @attachments_app.command("queued")

@@ -229,6 +229,9 @@ def test_photos_cross_the_shutdown_in_the_carried_file_and_open_with_no_server(
     report_id = json.loads(_reports(coord))[0]["report_id"]
     shown = coord.run("reports", "show", report_id).json
     assert [a["state"] for a in shown["attachments"]] == ["carried"]
+    listed = coord.run("attachments", "list", report_id).json  # no server: the last states
+    assert listed["offline"] and [(a["state"], a["on_this_device"]) for a in listed[
+        "attachments"]] == [("carried", True)]  # fmt: skip
     got = tmp_path / "got.jpg"
     coord.run("attachments", "get", report_id, "bruises.jpg", "-o", str(got))
     assert got.read_bytes() == photo.read_bytes()
