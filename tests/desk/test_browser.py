@@ -256,7 +256,9 @@ def test_invites_from_the_desk_enroll_a_device_and_a_cancelled_one_is_never_admi
 def test_the_desk_locks_itself_when_idle(server, devices, desk_for, browser) -> None:
     coordinator = devices("coordinator")
     coordinator.run("org", "create", "--server", server.url, "--name", "Clinic")
-    desk = desk_for(coordinator, env_passphrase=True, idle_minutes=0.02)  # 1.2 s
+    # 6 s: the period runs from the Desk's start, and on a busy machine the browser took
+    # longer than 1.2 s to arrive, so the Desk had locked before the page could be open.
+    desk = desk_for(coordinator, env_passphrase=True, idle_minutes=0.1)
     context = browser.new_context()
     page = context.new_page()
     try:
@@ -269,7 +271,9 @@ def test_the_desk_locks_itself_when_idle(server, devices, desk_for, browser) -> 
         assert page.locator("nav").count() == 0
         page.fill("#passphrase", coordinator.env["SEALBOX_PASSPHRASE"])
         page.click("main button[type=submit]")
-        page.wait_for_url(f"{desk.origin}/")
+        # Unlocked again, it is back on the reports (it may lock once more 6 s later: on a
+        # busy machine the page's load event can come after that, so wait for the commit).
+        page.wait_for_url(f"{desk.origin}/", wait_until="commit")
     finally:
         context.close()
 
