@@ -38,6 +38,7 @@ __all__ = [
     "SEALED_DIR",
     "keep_sealed_copy",
     "local_copy",
+    "read_chunk",
     "save_sealed",
     "seal_attachment",
     "seal_revision",
@@ -180,19 +181,25 @@ def local_copy(profile: Profile, entry: AttachmentManifest) -> Path | None:
     return None
 
 
+def read_chunk(handle: BinaryIO, manifest: Manifest, index: int) -> bytes:
+    """Chunk ``index`` of a sealed copy, read at its offset (short if the file is cut)."""
+    handle.seek(chunk_offset(index, manifest.chunk_size))
+    return handle.read(
+        chunk_length(
+            index,
+            chunk_size=manifest.chunk_size,
+            chunk_count=manifest.chunk_count,
+            total_size=manifest.total_size,
+        )
+    )
+
+
 def sealed_chunks(path: Path, manifest: Manifest) -> Iterator[bytes]:
     """The chunk ciphertexts of a sealed copy, one at a time (a short file ends them early:
     the reader's verification then fails, as for a server that cut the stream)."""
     with path.open("rb") as handle:
         for index in range(manifest.chunk_count):
-            handle.seek(chunk_offset(index, manifest.chunk_size))
-            length = chunk_length(
-                index,
-                chunk_size=manifest.chunk_size,
-                chunk_count=manifest.chunk_count,
-                total_size=manifest.total_size,
-            )
-            data = handle.read(length)
+            data = read_chunk(handle, manifest, index)
             if not data:
                 return
             yield data

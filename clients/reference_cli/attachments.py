@@ -31,6 +31,7 @@ from clients.local.sealing import (
     COPY_KIND,
     PENDING_KIND,
     SEALED_DIR,
+    read_chunk,
     seal_attachment,
     seal_stream,
 )
@@ -42,7 +43,6 @@ from clients.reference_cli.common import (
 from clients.reference_cli.render import progress as render_progress
 from clients.reference_cli.render import shown
 from crypto.stream import CHUNK_SIZE
-from sync.attachments import chunk_offset
 from sync.client import AttachmentFailed as UploadFailed
 from sync.client import (
     AttachmentProgress,
@@ -122,11 +122,9 @@ def read_sealed_chunk(profile: Any, pending: PendingUpload, index: int) -> bytes
     sealed = Path(profile.home) / SEALED_DIR / pending.sealed_file
     if not sealed.is_file():
         raise OSError(errno.ENOENT, "its sealed copy is gone from this device")
-    length = pending.plan().transfer.chunk_length(index)
     with sealed.open("rb") as handle:
-        handle.seek(chunk_offset(index, pending.manifest.chunk_size))
-        data = handle.read(length)
-    if len(data) != length:
+        data = read_chunk(handle, pending.manifest, index)
+    if len(data) != pending.plan().transfer.chunk_length(index):
         raise OSError(errno.EIO, "the local sealed copy is damaged")
     return data
 
