@@ -12,7 +12,8 @@ Theory of operation:
 * Connection failures, timeouts, 429 and 5xx are retried a bounded number of times
   with exponential backoff and full jitter (honouring Retry-After); any other answer
   goes back to the flow, which decides.
-* `send_many` sends a `Concurrent` step on a small thread pool (attachment chunks).
+* `send_many` sends a `Concurrent` step on a small thread pool (attachment chunks) and
+  returns (or raises the first failure) only once every request of the step has ended.
 * Counts the bytes it puts on and takes off the wire (for `bench/`).
 """
 
@@ -22,7 +23,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlencode
 
 import httpx2
@@ -188,4 +189,8 @@ class Transport:
             return tuple(self.send(r) for r in requests)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(4, thread_name_prefix="sealbox-http")
-        return tuple(f.result() for f in [self._pool.submit(self.send, r) for r in requests])
+        futures = [self._pool.submit(self.send, r) for r in requests]
+        # The step ends when every request has: raising at the first failure would leave
+        # the others on the wire, still changing the server after the caller moved on.
+        wait(futures)
+        return tuple(f.result() for f in futures)

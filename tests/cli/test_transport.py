@@ -138,3 +138,46 @@ def test_an_answer_that_trickles_in_is_abandoned(endless) -> None:
             transport.send(Request("GET", "/x", signed=False))
     finally:
         transport.close()
+
+
+class HalfBroken(BaseHTTPRequestHandler):
+    """``/fail`` hangs up at once (a lost connection); ``/slow`` answers a while later."""
+
+    slow_answered = threading.Event()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.path == "/fail":
+            self.close_connection = True
+            return
+        threading.Event().wait(1.0)
+        type(self).slow_answered.set()  # before the answer leaves, so it is seen first
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_concurrent_step_ends_only_when_all_its_requests_have() -> None:
+    """A failure in one chunk upload must not leave the others on the wire after the call
+    returned: the caller would judge the server's state while it is still changing."""
+    HalfBroken.slow_answered.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HalfBroken)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    transport = Transport(f"http://127.0.0.1:{server.server_port}", retries=0)
+    try:
+        requests = (
+            Request("PUT", "/fail", content=b"x", content_type="a/b", signed=False),
+            Request("PUT", "/slow", content=b"y", content_type="a/b", signed=False),
+        )
+        with pytest.raises(NetworkError):
+            transport.send_many(requests)
+        assert HalfBroken.slow_answered.is_set()
+    finally:
+        transport.close()
+        server.shutdown()
+        server.server_close()
