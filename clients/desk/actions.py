@@ -8,7 +8,6 @@ through the same `sync.client` flows as the `devices` and `invite` commands.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from dataclasses import dataclass, field
@@ -25,12 +24,10 @@ from clients.local.revocation import RevocationRefused, revoke_member
 from clients.local.sealing import local_copy, seal_attachment, seal_revision
 from clients.local.syncing import run_sync
 from clients.local.transport import NetworkError
-from clients.reference_cli.attachment_commands import attachment_chunks
-from clients.reference_cli.attachments import AttachmentFailed
+from clients.reference_cli.attachment_commands import attachment_plaintext
 from clients.reference_cli.common import Code, Exit, _call, _fields, _transport
 from clients.reference_cli.device_commands import device_label
 from crypto import VerificationFailed, encoding
-from crypto.stream import open_chunks
 from sync.client import (
     DEFAULT_BOUNDS,
     Request,
@@ -242,35 +239,15 @@ INLINE_MAX = 64 * 1024 * 1024
 def attachment_bytes(profile: Profile, entry: AttachmentManifest) -> bytes:
     """Fetch, verify and decrypt one attachment in memory (never on disk), as `attachments get`
     does to a file: each chunk checked against the sealed manifest, then size and hash."""
-    transfer = entry.transfer
-    if transfer is None:
-        raise AttachmentFailed(f"attachment {entry.name!r} has no sealed transfer entry")
     if entry.size > INLINE_MAX:
         raise Exit(Code.LOCAL, "too large to show here: use `sealbox attachments get`")
-    m = transfer.manifest
     local = local_copy(profile, entry)  # a carried photo opens with no server
     transport = None if local is not None else _transport(profile)
-    out = bytearray()
     try:
-        chunks, source = attachment_chunks(
-            transport, profile.org_path, entry, lambda n: None, local=local
-        )
-        try:
-            for piece in open_chunks(
-                transfer.key, entry.attachment_id, chunks, chunk_size=m.chunk_size, expected=m
-            ):
-                out += piece
-        except VerificationFailed:
-            raise AttachmentFailed(
-                f"attachment {entry.name!r} failed verification: {source} are not the ones"
-                " sealed (tampered, reordered or truncated)"
-            ) from None
+        return attachment_plaintext(transport, profile.org_path, entry, local=local)
     finally:
         if transport is not None:
             transport.close()
-    if len(out) != entry.size or hashlib.sha256(out).digest() != entry.sha256:
-        raise AttachmentFailed(f"attachment {entry.name!r} does not match the report's hash")
-    return bytes(out)
 
 
 def evidence_bundle(profile: Profile, report: bytes) -> bytes:

@@ -52,7 +52,13 @@ from sync.client.upload import IN_FLIGHT
 from sync.messages import b64encode
 from sync.report import AttachmentManifest
 
-__all__ = ["attachment_chunks", "attachments_app", "download_attachment"]
+__all__ = [
+    "attachment_chunks",
+    "attachment_plaintext",
+    "attachments_app",
+    "download_attachment",
+    "read_attachment",
+]
 
 
 # --- download -------------------------------------------------------------------------------------
@@ -135,6 +141,55 @@ def attachment_chunks(
     return chunks, "the chunks the server sent"
 
 
+def read_attachment(
+    transport: Transport | None,
+    org_path: str,
+    entry: AttachmentManifest,
+    write: Callable[[bytes], object],
+    *,
+    advance: Callable[[int], None] = lambda n: None,
+    local: Path | None = None,
+) -> int:
+    """Verify ``entry`` chunk by chunk, from ``local`` (a sealed copy on this device) or
+    else the server, handing its plaintext to ``write`` in order; its size.  On
+    `AttachmentFailed` what was written must be thrown away: the last check, the
+    report's size and SHA-256 of the whole, comes after the last piece."""
+    transfer = entry.transfer
+    if transfer is None:
+        raise AttachmentFailed(f"attachment {entry.name!r} has no sealed transfer entry")
+    m = transfer.manifest
+    chunks, source = attachment_chunks(transport, org_path, entry, advance, local=local)
+    plain, written = hashlib.sha256(), 0
+    try:
+        for piece in open_chunks(
+            transfer.key, entry.attachment_id, chunks, chunk_size=m.chunk_size, expected=m
+        ):
+            plain.update(piece)
+            write(piece)
+            written += len(piece)
+    except VerificationFailed:
+        raise AttachmentFailed(
+            f"attachment {entry.name!r} failed verification: {source} are not the ones"
+            " sealed (tampered, reordered or truncated); nothing was kept"
+        ) from None
+    if written != entry.size or plain.digest() != entry.sha256:
+        raise AttachmentFailed(
+            f"attachment {entry.name!r} does not match the report's hash; nothing kept"
+        )
+    return written
+
+
+def attachment_plaintext(
+    transport: Transport | None, org_path: str, entry: AttachmentManifest, *,
+    advance: Callable[[int], None] = lambda n: None, local: Path | None = None,
+) -> bytes:  # fmt: skip
+    """One attachment verified and opened in memory, never on disk (evidence bundles,
+    the Desk's inline view)."""
+    out = bytearray()
+    read_attachment(transport, org_path, entry, out.extend, advance=advance, local=local)
+    return bytes(out)
+
+
 def download_attachment(
     transport: Transport | None,
     org_path: str,
@@ -146,39 +201,20 @@ def download_attachment(
 ) -> int:
     """Verify and write one attachment to ``output``, from ``local`` (a sealed copy on this
     device) or else the server; its size in bytes."""
-    transfer = entry.transfer
-    if transfer is None:
+    if entry.transfer is None:
         raise AttachmentFailed(f"attachment {entry.name!r} has no sealed transfer entry")
-    m = transfer.manifest
     output = output.expanduser()
     tmp = output.with_name(f".{output.name}.{secrets.token_hex(6)}.partial")
-    written = 0
     with render_progress(quiet=quiet, transfer=True) as progress:
-        task = progress.add_task(f"Fetching {shown(entry.name)}", total=m.total_size)
+        total = entry.transfer.manifest.total_size
+        task = progress.add_task(f"Fetching {shown(entry.name)}", total=total)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            plain = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
-                chunks, source = attachment_chunks(
-                    transport, org_path, entry, lambda n: progress.advance(task, n), local=local
-                )
-                try:
-                    for piece in open_chunks(
-                        transfer.key, entry.attachment_id, chunks, chunk_size=m.chunk_size,
-                        expected=m,
-                    ):  # fmt: skip
-                        plain.update(piece)
-                        out.write(piece)
-                        written += len(piece)
-                except VerificationFailed:
-                    raise AttachmentFailed(
-                        f"attachment {entry.name!r} failed verification: {source} are not"
-                        " the ones sealed (tampered, reordered or truncated); nothing was kept"
-                    ) from None
-                if written != entry.size or plain.digest() != entry.sha256:
-                    raise AttachmentFailed(
-                        f"attachment {entry.name!r} does not match the report's hash; nothing kept"
-                    )
+                written = read_attachment(
+                    transport, org_path, entry, out.write,
+                    advance=lambda n: progress.advance(task, n), local=local,
+                )  # fmt: skip
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, output)

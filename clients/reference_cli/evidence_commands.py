@@ -11,7 +11,6 @@ organisation key: it prints what the bundle proves and what it only claims, and 
 from __future__ import annotations
 
 import hashlib
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,7 +20,7 @@ import typer
 from clients.local.files import write_private
 from clients.local.sealing import local_copy
 from clients.local.transport import Transport
-from clients.reference_cli.attachment_commands import download_attachment
+from clients.reference_cli.attachment_commands import attachment_plaintext
 from clients.reference_cli.common import (
     Code,
     Exit,
@@ -35,7 +34,8 @@ from clients.reference_cli.common import (
     _transport,
     err,
 )
-from clients.reference_cli.render import console, safe
+from clients.reference_cli.render import console, safe, shown
+from clients.reference_cli.render import progress as render_progress
 from sync.report import AttachmentManifest
 
 # The evidence modules (bundle rules, the HTML summary's templates) load with the evidence
@@ -92,7 +92,6 @@ def export_command(
         chosen = [_resolve_report(view, profile, prefix) for prefix in reports]
         local = _from_dir(attachments_from) if attachments_from is not None else None
         opened: list[Transport] = []  # the server is asked only for what is not on this device
-        scratch = tempfile.TemporaryDirectory(prefix="sealbox-evidence-")
 
         def transport() -> Transport:
             if not opened:
@@ -105,23 +104,21 @@ def export_command(
                 return path.read_bytes() if path is not None else None
             if no_attachments:
                 return None
-            target = Path(scratch.name) / entry.attachment_id.hex()
             copy = local_copy(profile, entry)
-            download_attachment(
-                None if copy else transport(), profile.org_path, entry, target,
-                quiet=as_json, local=copy,
-            )  # fmt: skip
-            try:
-                return target.read_bytes()
-            finally:
-                target.unlink()
+            # In memory, as the bundle itself is built: no plaintext file to leave behind.
+            with render_progress(quiet=as_json, transfer=True) as progress:
+                sealed = entry.transfer.manifest.total_size if entry.transfer else None
+                task = progress.add_task(f"Fetching {shown(entry.name)}", total=sealed)
+                return attachment_plaintext(
+                    None if copy else transport(), profile.org_path, entry, local=copy,
+                    advance=lambda n: progress.advance(task, n),
+                )  # fmt: skip
 
         try:
             data = export_bundle(profile, chosen, now=int(time.time()), fetch=fetch, labels=labels)
         except EvidenceExportError as exc:
             raise Exit(Code.LOCAL, str(exc)) from None
         finally:
-            scratch.cleanup()
             for t in opened:
                 t.close()
         write_private(output, data)
