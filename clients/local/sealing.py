@@ -21,6 +21,7 @@ import mimetypes
 import os
 import secrets
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
@@ -194,10 +195,11 @@ def read_chunk(handle: BinaryIO, manifest: Manifest, index: int) -> bytes:
     )
 
 
-def sealed_chunks(path: Path, manifest: Manifest) -> Iterator[bytes]:
-    """The chunk ciphertexts of a sealed copy, one at a time (a short file ends them early:
-    the reader's verification then fails, as for a server that cut the stream)."""
-    with path.open("rb") as handle:
+def sealed_chunks(source: Path | BinaryIO, manifest: Manifest) -> Iterator[bytes]:
+    """The chunk ciphertexts of a sealed copy (its path, or a file already open), one at a
+    time (a short file ends them early: the reader's verification then fails, as for a
+    server that cut the stream)."""
+    with source.open("rb") if isinstance(source, Path) else nullcontext(source) as handle:
         for index in range(manifest.chunk_count):
             data = read_chunk(handle, manifest, index)
             if not data:

@@ -16,7 +16,6 @@ author's own upload.  Files are memory-mapped, never read whole.
 
 from __future__ import annotations
 
-import mmap
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,17 +25,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from clients.local import carried
+from clients.local import carried, carrying
+from clients.local.carrying import CarryRefused
 from clients.local.files import write_private
-from clients.local.profile import Profile
-from clients.local.sealing import (
-    PENDING_KIND,
-    SEALED_DIR,
-    keep_sealed_copy,
-    local_copy,
-    sealed_chunks,
-)
-from clients.reference_cli.attachments import pending_uploads
 from clients.reference_cli.common import (
     Code,
     Exit,
@@ -49,22 +40,8 @@ from clients.reference_cli.common import (
     err,
 )
 from clients.reference_cli.render import cell, console, plural, safe, shown
-from crypto import VerifyKey
-from crypto.padding import padded_length
-from sync.carry import (
-    CHUNK_FRAME_OVERHEAD,
-    CarriedFile,
-    CarryError,
-    Judged,
-    Status,
-    carried_length,
-    carried_pieces,
-    judge,
-    read_carried,
-)
-from sync.carry_attachments import AttachmentJudged, attachments_of, judge_attachments
-from sync.client import CoordinatorView, PendingUpload
-from sync.report import AttachmentManifest
+from sync.carry import CarriedFile, Judged
+from sync.carry_attachments import AttachmentJudged
 
 __all__ = ["import_command", "outbox_app", "relay_app"]
 
@@ -79,20 +56,6 @@ relay_app = typer.Typer(
 
 _SUFFIX = ".carried"
 _MB = 1024 * 1024
-
-
-def _carryable(profile: Profile) -> list[tuple[PendingUpload, Path]]:
-    """The attachments this device sealed and the server has not confirmed, with a copy."""
-    directory = Path(profile.home) / SEALED_DIR
-    return [
-        (p, directory / p.sealed_file)
-        for p in pending_uploads(profile.store)
-        if (directory / p.sealed_file).is_file()
-    ]
-
-
-def _frames_bytes(p: PendingUpload) -> int:
-    return p.manifest.total_size + p.manifest.chunk_count * CHUNK_FRAME_OVERHEAD
 
 
 @outbox_app.command("export")
@@ -125,36 +88,17 @@ def outbox_export(
     empties when the server's receipts come back, whoever brought the envelopes there, and
     attachments still upload from this device once it is online.
     """
-    with _errors(as_json), _profile(home) as profile:
-        state = profile.device_state()
-        if not state.outbox:
-            raise Exit(Code.LOCAL, "the outbox is empty: nothing to export")
+    with _errors(as_json), _profile(home) as profile, _carrying(None):
         if not to.is_dir():
             raise Exit(Code.FILES, f"{safe(to)} is not a directory")
-        envelopes = [item.data for item in state.outbox]
-        size = carried_length(envelopes)
         limit = None if max_mb is None else max_mb * _MB
-        if limit is not None and padded_length(size) > limit:
-            raise Exit(
-                Code.LOCAL, f"the reports alone take {padded_length(size)} bytes: over --max-mb"
-            )
-        chosen: list[tuple[PendingUpload, Path]] = []
-        left = profile.store.count(PENDING_KIND)
-        for pending, path in _carryable(profile) if attachments else []:
-            more = _frames_bytes(pending)
-            if limit is None or padded_length(size + more) <= limit:
-                chosen.append((pending, path))
-                size += more
-        left -= len(chosen)
-        pieces = carried_pieces(
-            envelopes, ((p.manifest.sha256, sealed_chunks(f, p.manifest)) for p, f in chosen)
-        )
-        path = to / f"sealbox-{secrets.token_hex(8)}{_SUFFIX}"  # the name tells nothing
-        write_private(path, pieces)
-        written = path.stat().st_size
+        with carrying.plan_export(profile, attachments=attachments, limit=limit) as plan:
+            path = to / f"sealbox-{secrets.token_hex(8)}{carrying.SUFFIX}"  # tells nothing
+            write_private(path, plan.pieces())
+        written, chosen, left = path.stat().st_size, plan.chosen, plan.left_out
         summary = {
             "file": str(path),
-            "envelopes": len(envelopes),
+            "envelopes": len(plan.envelopes),
             "attachments": len(chosen),
             "bytes": written,
             "attachments_not_carried": left,
@@ -163,7 +107,7 @@ def outbox_export(
         def human() -> None:
             carried_too = f" and {plural(len(chosen), 'sealed attachment')}" if chosen else ""
             err.print(
-                f"Wrote {plural(len(envelopes), 'sealed envelope')}{carried_too} ({written}"
+                f"Wrote {plural(len(plan.envelopes), 'sealed envelope')}{carried_too} ({written}"
                 f" bytes, padded) to {shown(str(path))}. It is safe to carry: nothing in it can"
                 " be read without a coordinator's key. They stay on this device until the"
                 " server has them.",
@@ -181,20 +125,19 @@ def outbox_export(
 
 
 @contextmanager
+def _carrying(path: Path | None) -> Iterator[None]:
+    """`CarryRefused` as the command's error (naming the file, if there is one)."""
+    try:
+        yield
+    except CarryRefused as exc:
+        where = f"{safe(path)}: " if path is not None else ""
+        raise Exit(Code.REFUSED if exc.refused else Code.LOCAL, f"{where}{exc}") from None
+
+
+@contextmanager
 def _opened(path: Path) -> Iterator[CarriedFile]:
-    """The carried file at ``path``, memory-mapped: frames are read from it one at a time."""
-    with path.open("rb") as handle:
-        if path.stat().st_size == 0:
-            raise Exit(Code.LOCAL, f"{safe(path)}: not a Sealbox carried file (empty)")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            try:
-                yield read_carried(mapped)
-            except CarryError as exc:
-                raise Exit(Code.LOCAL, f"{safe(path)}: {exc}") from None
-
-
-def _roster_authors(profile: Profile) -> dict[bytes, tuple[VerifyKey, int | None]]:
-    return {m.device_id: (m.signing_key, m.revoked_after) for m in profile.roster.roster.members}
+    with _carrying(path), carrying.opened(path) as parsed:
+        yield parsed
 
 
 def _report(
@@ -202,6 +145,7 @@ def _report(
     path: Path,
     file: CarriedFile,
     verdicts: list[Judged],
+    refused: int,
     done: str,
     extra: dict[str, Any],
     attachments: list[AttachmentJudged] | None = None,
@@ -226,8 +170,6 @@ def _report(
         }
         for a in attachments or []
     ]
-    refused = sum(1 for v in verdicts if v.status is Status.REFUSED)
-    refused += sum(1 for a in attachments or [] if a.status is Status.REFUSED)
     data = {
         "file": str(path),
         "complete": file.complete,
@@ -273,48 +215,29 @@ def relay_import(
     in the roster) and again by the server; what is refused says why. Exit 1 if an item was
     refused or the file is damaged (the good items are queued all the same).
     """
-    with _errors(as_json), _profile(home) as profile:
-        me = profile.roster.roster.member(profile.device_id)
-        if me is not None and me.revoked_after is not None:
-            raise Exit(Code.REFUSED, "this device is revoked: it cannot relay for others")
-        with _opened(file) as parsed:
-            _relay_import(profile, file, parsed, me is None, as_json)
-
-
-def _relay_import(
-    profile: Profile, file: Path, parsed: CarriedFile, not_admitted: bool, as_json: bool
-) -> None:
-    authors = _roster_authors(profile)
-    own = {i.envelope_id for i in profile.device_state().outbox}
-    queued = {bytes.fromhex(name) for name, _ in profile.store.items("relay")}
-    verdicts = judge(
-        parsed,
-        org_id=profile.org_id,
-        author=authors.get,
-        held=lambda i: i in own or i in queued,
-        refuse_after_revocation=True,
-    )
-    usable = [(v.envelope_id, v.data) for v in verdicts if v.usable and v.envelope_id]
-    carried.queue_relay(profile.store, usable)
-    groups = attachments_of(parsed)
-    extra = {
-        "queued": len(usable),
-        "relay_queue": profile.store.count("relay"),
-        "attachments_not_relayed": len(groups),
-    }
-    if not_admitted:
-        err.print(
-            "This device is not admitted yet: it relays once a coordinator admits it.",
-            highlight=False,
-        )
-    if groups:
-        err.print(
-            f"{plural(len(groups), 'attachment')} in the file not relayed: the server takes"
-            " an attachment only from its author's device, which uploads it once online"
-            " (a coordinator can read them from this file with `sealbox import`).",
-            highlight=False,
-        )
-    _report(as_json, file, parsed, verdicts, f"{len(usable)} queued for the next sync", extra)
+    with _errors(as_json), _profile(home) as profile, _opened(file) as parsed:
+        with _carrying(None):
+            done = carrying.relay_import(profile, parsed)
+        extra = {
+            "queued": done.queued,
+            "relay_queue": done.relay_queue,
+            "attachments_not_relayed": done.attachments_not_relayed,
+        }
+        if done.not_admitted:
+            err.print(
+                "This device is not admitted yet: it relays once a coordinator admits it.",
+                highlight=False,
+            )
+        if done.attachments_not_relayed:
+            err.print(
+                f"{plural(done.attachments_not_relayed, 'attachment')} in the file not relayed:"
+                " the server takes an attachment only from its author's device, which uploads"
+                " it once online (a coordinator can read them from this file with"
+                " `sealbox import`).",
+                highlight=False,
+            )
+        queued = f"{done.queued} queued for the next sync"
+        _report(as_json, file, parsed, done.verdicts, done.refused, queued, extra)
 
 
 @relay_app.command("list")
@@ -350,49 +273,14 @@ def import_command(
     with _errors(as_json), _profile(home) as profile:
         _require_coordinator(profile)
         with _opened(file) as parsed:
-            _coordinator_import(profile, file, parsed, as_json)
-
-
-def _coordinator_import(profile: Profile, file: Path, parsed: CarriedFile, as_json: bool) -> None:
-    view = profile.view()
-    authors = _roster_authors(profile)
-    for enrollment in profile.enrollments():
-        authors.setdefault(enrollment.device_id, (enrollment.signing_key, None))
-    verdicts = judge(
-        parsed,
-        org_id=profile.org_id,
-        author=authors.get,
-        held=lambda i: i in view.envelopes or i in view.held,
-        refuse_after_revocation=False,  # the view flags them, as it does from the feed
-    )
-    usable = [v for v in verdicts if v.usable and v.envelope_id]
-    profile.keep_envelopes([v.data for v in usable])
-    carried.mark_carried(profile.store, [v.envelope_id for v in usable if v.envelope_id])
-    entries = _sealed_entries(profile.view()) if parsed.chunks else {}
-    attachments = judge_attachments(
-        parsed,
-        entry=entries.get,
-        held=lambda entry: local_copy(profile, entry) is not None,
-    )
-    for a in attachments:
-        if a.usable and a.entry is not None:
-            keep_sealed_copy(profile, a.entry, (c.data for c in a.chunks))
-    kept = sum(1 for a in attachments if a.usable)
-    extra = {
-        "imported": len(usable),
-        "attachments_kept": kept,
-        "findings": [f.text() for f in view.findings()],
-    }
-    done = f"{len(usable)} taken in" + (f", {plural(kept, 'attachment')} kept" if kept else "")
-    _report(as_json, file, parsed, verdicts, done, extra, attachments)
-
-
-def _sealed_entries(view: CoordinatorView) -> dict[bytes, AttachmentManifest]:
-    """Every attachment the view's revisions name, by the SHA-256 of its sealed chunks."""
-    return {
-        entry.transfer.manifest.sha256: entry
-        for report in view.report_ids()
-        for revision in view.revisions(report)
-        for entry in revision.content.attachments
-        if entry.transfer is not None
-    }
+            done = carrying.coordinator_import(profile, parsed)
+            extra = {
+                "imported": done.imported,
+                "attachments_kept": done.kept,
+                "findings": done.findings,
+            }
+            kept = f", {plural(done.kept, 'attachment')} kept" if done.kept else ""
+            taken = f"{done.imported} taken in{kept}"
+            _report(
+                as_json, file, parsed, done.verdicts, done.refused, taken, extra, done.attachments
+            )
