@@ -17,6 +17,7 @@ from typing import Any
 from rich.progress import Progress
 
 from clients.local import invites as local_invites
+from clients.local.attachment_reading import attachment_plaintext
 from clients.local.evidence import EvidenceExportError, export_bundle
 from clients.local.export import export_csv, export_json
 from clients.local.profile import Profile
@@ -24,7 +25,6 @@ from clients.local.revocation import RevocationRefused, revoke_member
 from clients.local.sealing import local_copy, seal_attachment, seal_revision
 from clients.local.syncing import run_sync
 from clients.local.transport import NetworkError
-from clients.reference_cli.attachment_commands import attachment_plaintext
 from clients.reference_cli.common import Code, Exit, _call, _fields, _transport
 from clients.reference_cli.device_commands import device_label
 from crypto import VerificationFailed, encoding

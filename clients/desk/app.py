@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from clients.local.store import StoreError
 from clients.reference_cli.common import Exit
 
+from .carried_pages import add_carried_routes
 from .coordinator_pages import add_coordinator_routes
 from .edge import ATTACHMENTS, COOKIE, LOOPBACK, SAFE_METHODS, security_headers
 from .field_pages import add_field_routes
@@ -222,6 +223,7 @@ def create_app(desk: Desk) -> FastAPI:
     # --- reading ---------------------------------------------------------------------------
     add_coordinator_routes(app, desk, page, check, plain)
     add_field_routes(app, desk, page, check)
+    add_carried_routes(app, desk, page, check)
 
     return app
 

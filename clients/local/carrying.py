@@ -15,11 +15,12 @@ and the Desk only show the outcomes.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from clients.local import carried
 from clients.local.profile import Profile
@@ -53,7 +54,9 @@ __all__ = [
     "CoordinatorImport",
     "OutboxExport",
     "RelayImport",
+    "attachment_rows",
     "coordinator_import",
+    "item_rows",
     "opened",
     "plan_export",
     "relay_import",
@@ -144,16 +147,45 @@ def plan_export(
 
 
 @contextmanager
-def opened(path: Path) -> Iterator[CarriedFile]:
-    """The carried file at ``path``, memory-mapped: frames are read from it one at a time."""
-    with path.open("rb") as handle:
-        if path.stat().st_size == 0:
+def opened(source: Path | BinaryIO) -> Iterator[CarriedFile]:
+    """The carried file at ``source`` (a path, or a real file already open),
+    memory-mapped: frames are read from it one at a time, never the whole into memory."""
+    with source.open("rb") if isinstance(source, Path) else nullcontext(source) as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
             raise CarryRefused("not a Sealbox carried file (empty)")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             try:
                 yield read_carried(mapped)
             except CarryError as exc:
                 raise CarryRefused(str(exc)) from None
+
+
+def item_rows(verdicts: list[Judged]) -> list[dict[str, Any]]:
+    """Each envelope's verdict, for a table or JSON (the file's order)."""
+    return [
+        {
+            "index": v.index,
+            "envelope_id": v.envelope_id.hex() if v.envelope_id else None,
+            "status": str(v.status),
+            "reason": v.reason,
+        }
+        for v in verdicts
+    ]
+
+
+def attachment_rows(attachments: list[AttachmentJudged]) -> list[dict[str, Any]]:
+    """Each carried attachment's verdict, named by the report's entry when one matched."""
+    return [
+        {
+            "sealed_sha256": a.sealed_sha256.hex(),
+            "attachment_id": a.entry.attachment_id.hex() if a.entry else None,
+            "name": a.entry.name if a.entry else None,
+            "chunks": len(a.chunks),
+            "status": str(a.status),
+            "reason": a.reason,
+        }
+        for a in attachments
+    ]
 
 
 def _roster_authors(profile: Profile) -> dict[bytes, tuple[VerifyKey, int | None]]:

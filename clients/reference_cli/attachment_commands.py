@@ -1,8 +1,8 @@
 """`sealbox attachments ...` commands and the verified download (PROTOCOL §13.6).
 
-``sealbox attachments get REPORT NAME -o FILE`` (coordinators) fetches the chunks in
-order (prefetching `IN_FLIGHT`) and verifies each with the AEAD before its plaintext is
-written to a temporary file next to FILE; the file is renamed into place only after the
+``sealbox attachments get REPORT NAME -o FILE`` (coordinators) reads the attachment through
+`clients.local.attachment_reading` (each chunk verified with the AEAD before its plaintext
+is written) into a temporary file next to FILE; the file is renamed into place only after the
 whole stream, the manifest and the plaintext SHA-256 verified.  On any failure the
 partial output is deleted and the error names the attachment.
 """
@@ -10,19 +10,16 @@ partial output is deleted and the error names the attachment.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import secrets
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from clients.local.sealing import local_copy, sealed_chunks
+from clients.local.attachment_reading import read_attachment
+from clients.local.sealing import local_copy
 from clients.local.transport import NetworkError, Transport
 from clients.reference_cli.attachments import (
     SEALED_DIR,
@@ -44,150 +41,15 @@ from clients.reference_cli.common import (
 )
 from clients.reference_cli.render import plural, safe, shown
 from clients.reference_cli.render import progress as render_progress
-from crypto import VerificationFailed
-from crypto.stream import CHUNK_SIZE, open_chunks
 from sync.attachments import UploadStatus
-from sync.client import Request, Response, decode
-from sync.client.upload import IN_FLIGHT
+from sync.client import Request, decode
 from sync.messages import b64encode
 from sync.report import AttachmentManifest
 
-__all__ = [
-    "attachment_chunks",
-    "attachment_plaintext",
-    "attachments_app",
-    "download_attachment",
-    "read_attachment",
-]
+__all__ = ["attachments_app", "download_attachment"]
 
 
 # --- download -------------------------------------------------------------------------------------
-
-
-def _fetch_chunks(
-    transport: Transport,
-    base: str,
-    name: str,
-    count: int,
-    advance: Callable[[int], None],
-) -> Iterator[bytes]:
-    """The chunks in order, fetched up to `IN_FLIGHT` ahead (bounded memory)."""
-
-    def get(index: int) -> Response:
-        return transport.send(
-            Request(
-                "GET",
-                f"{base}/chunks/{index}",
-                accept="application/octet-stream",
-                max_answer_bytes=CHUNK_SIZE + 4096,
-            )
-        )
-
-    with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="download") as pool:
-        window: deque[Future[Response]] = deque()
-        ahead = 0
-        try:
-            while ahead < count and len(window) < IN_FLIGHT:
-                window.append(pool.submit(get, ahead))
-                ahead += 1
-            for index in range(count):
-                r = window.popleft().result()
-                if ahead < count:
-                    window.append(pool.submit(get, ahead))
-                    ahead += 1
-                if r.status != 200 or r.oversized:
-                    problem = r.problem()
-                    if problem.get("reason") in (
-                        "attachment_pending",
-                        "unknown_upload",
-                    ):
-                        raise AttachmentFailed(
-                            f"attachment {name!r} is still uploading (pending); try again later"
-                        )
-                    detail = problem.get("detail", f"HTTP {r.status}")
-                    raise AttachmentFailed(
-                        f"attachment {name!r}: chunk {index} unavailable ({detail})"
-                    )
-                advance(len(r.content))
-                yield r.content
-        finally:
-            pool.shutdown(cancel_futures=True)
-
-
-def attachment_chunks(
-    transport: Transport | None,
-    org_path: str,
-    entry: AttachmentManifest,
-    advance: Callable[[int], None],
-    *,
-    local: Path | None = None,
-) -> tuple[Iterator[bytes], str]:
-    """The sealed chunks of ``entry``, and where they come from: ``local``, a sealed copy on
-    this device (`clients.local.sealing.local_copy`: a carried file's, PROTOCOL §23.4, or
-    its own awaiting upload), else the server. The reader verifies every chunk either way."""
-    assert entry.transfer is not None
-    m = entry.transfer.manifest
-    if local is not None:
-
-        def counted() -> Iterator[bytes]:
-            for chunk in sealed_chunks(local, m):
-                advance(len(chunk))
-                yield chunk
-
-        return counted(), "the sealed copy on this device"
-    assert transport is not None, "no local copy: the server is needed"
-    base = f"{org_path}/attachments/{b64encode(entry.attachment_id)}"
-    chunks = _fetch_chunks(transport, base, entry.name, m.chunk_count, advance)
-    return chunks, "the chunks the server sent"
-
-
-def read_attachment(
-    transport: Transport | None,
-    org_path: str,
-    entry: AttachmentManifest,
-    write: Callable[[bytes], object],
-    *,
-    advance: Callable[[int], None] = lambda n: None,
-    local: Path | None = None,
-) -> int:
-    """Verify ``entry`` chunk by chunk, from ``local`` (a sealed copy on this device) or
-    else the server, handing its plaintext to ``write`` in order; its size.  On
-    `AttachmentFailed` what was written must be thrown away: the last check, the
-    report's size and SHA-256 of the whole, comes after the last piece."""
-    transfer = entry.transfer
-    if transfer is None:
-        raise AttachmentFailed(f"attachment {entry.name!r} has no sealed transfer entry")
-    m = transfer.manifest
-    chunks, source = attachment_chunks(transport, org_path, entry, advance, local=local)
-    plain, written = hashlib.sha256(), 0
-    try:
-        for piece in open_chunks(
-            transfer.key, entry.attachment_id, chunks, chunk_size=m.chunk_size, expected=m
-        ):
-            plain.update(piece)
-            write(piece)
-            written += len(piece)
-    except VerificationFailed:
-        raise AttachmentFailed(
-            f"attachment {entry.name!r} failed verification: {source} are not the ones"
-            " sealed (tampered, reordered or truncated); nothing was kept"
-        ) from None
-    if written != entry.size or plain.digest() != entry.sha256:
-        raise AttachmentFailed(
-            f"attachment {entry.name!r} does not match the report's hash; nothing kept"
-        )
-    return written
-
-
-def attachment_plaintext(
-    transport: Transport | None, org_path: str, entry: AttachmentManifest, *,
-    advance: Callable[[int], None] = lambda n: None, local: Path | None = None,
-) -> bytes:  # fmt: skip
-    """One attachment verified and opened in memory, never on disk (evidence bundles,
-    the Desk's inline view)."""
-    out = bytearray()
-    read_attachment(transport, org_path, entry, out.extend, advance=advance, local=local)
-    return bytes(out)
 
 
 def download_attachment(

@@ -150,26 +150,8 @@ def _report(
     extra: dict[str, Any],
     attachments: list[AttachmentJudged] | None = None,
 ) -> None:
-    items: list[dict[str, Any]] = [
-        {
-            "index": v.index,
-            "envelope_id": v.envelope_id.hex() if v.envelope_id else None,
-            "status": str(v.status),
-            "reason": v.reason,
-        }
-        for v in verdicts
-    ]
-    judged: list[dict[str, Any]] = [
-        {
-            "sealed_sha256": a.sealed_sha256.hex(),
-            "attachment_id": a.entry.attachment_id.hex() if a.entry else None,
-            "name": a.entry.name if a.entry else None,
-            "chunks": len(a.chunks),
-            "status": str(a.status),
-            "reason": a.reason,
-        }
-        for a in attachments or []
-    ]
+    items = carrying.item_rows(verdicts)
+    judged = carrying.attachment_rows(attachments or [])
     data = {
         "file": str(path),
         "complete": file.complete,

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from clients.local.attachment_reading import attachment_plaintext
 from clients.local.files import write_private
 from clients.local.sealing import local_copy
 from clients.local.transport import Transport
-from clients.reference_cli.attachment_commands import attachment_plaintext
 from clients.reference_cli.common import (
     Code,
     Exit,

@@ -22,6 +22,7 @@ import httpx2
 import pytest
 
 from clients.desk.edge import COOKIE
+from sync.carry import write_carried
 from tests.cli.conftest import PASSPHRASE, Device, LiveServer
 from tests.cli.conftest import shared_server as shared_server  # noqa: F401
 from tests.desk.conftest import DeskProcess, snap, start_desk, stop_desk
@@ -192,6 +193,8 @@ PAGES: dict[str, str] = {
     "exports": "/?conflict=yes",  # a filtered selection and its JSON and CSV export links
     "sync": "/sync",
     "mixed-scripts": "/reports/{mixed}",
+    "carried": "/carried",
+    "carried-result": "/carried",  # with a carried file read
 }
 
 # Violations found that need the other templates changed (see /work/notes/a11y_findings.md).
@@ -230,6 +233,14 @@ def test_the_page_has_no_serious_accessibility_violation(served: Served, browser
             expect(page.locator("main tbody tr")).to_have_count(3)  # with the one pending
         elif name == "exports":
             page.focus("#export-csv")
+        elif name == "carried-result":
+            page.set_input_files(
+                "#carried-file",
+                files=[{"name": "sealbox-a11y.carried", "mimeType": "application/octet-stream",
+                        "buffer": write_carried([])}],
+            )  # fmt: skip
+            page.locator("#carried-import button").click()
+            expect(page.locator("#carried-done")).to_be_visible()
         found = serious_violations(page)
         served.shot(page, name)
     finally:
@@ -244,6 +255,7 @@ FIELD_PAGES: dict[str, str] = {
     "field": "/field",
     "new-report": "/field/new",
     "outbox": "/outbox",
+    "field-carried": "/carried",
     "wipe": "/wipe",  # the confirmation page only: nothing is submitted
 }
 KNOWN_FIELD: dict[str, str] = {}
