@@ -21,12 +21,17 @@ _STATE_LABELS: dict[str, str] = {
     "used": N_("used"),
     "expired": N_("expired"),
     "cancelled": N_("cancelled"),
+    # An attachment's state (`attachment_state`), on a report's page: keys that no report
+    # or invite state takes.
+    "pending": N_("not all on the server yet"),
+    "complete": N_("on the server"),
+    "carried": N_("carried here: opens with no server"),
 }
 
 
 def state_label(state: str) -> str:
-    """A report's verification state, or an invite's, as shown (a message id); an unknown
-    state as it is."""
+    """A report's verification state, an invite's or an attachment's, as shown (a message
+    id); an unknown state as it is."""
     return _STATE_LABELS.get(state, state)
 
 

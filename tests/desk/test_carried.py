@@ -106,6 +106,7 @@ def test_a_carried_file_goes_from_a_field_desk_to_a_coordinator_desk_with_no_ser
         assert "raid.jpg" in taken.text
         shown = client.get(f"/reports/{report}")
         assert shown.status_code == 200 and "CANARY-raid-5521" in shown.text
+        assert "carried here: opens with no server" in shown.text
         assert desk.profile is not None
         [revision] = desk.profile.view().revisions(bytes.fromhex(report))
         [entry] = revision.content.attachments
