@@ -392,6 +392,6 @@ class Profile:
                 self.store.put("env", envelope.id.hex(), data)
             self._next_generation()
         parsed.sort(key=lambda p: (p[0].header.device, p[0].header.seq))
-        for _, data in parsed:
-            view.ingest(data)
+        for envelope, _ in parsed:
+            view.ingest(envelope)
         self._index_dirty = True

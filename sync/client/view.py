@@ -88,6 +88,7 @@ class CoordinatorView:
         self.envelopes: dict[bytes, bytes] = {}
         self._findings: set[Finding] = set()
         self._chains: dict[bytes, dict[int, set[bytes]]] = {}
+        self._forked: set[bytes] = set()  # devices with two envelopes at one seq somewhere
         self._prev: dict[bytes, bytes] = {}
         # By key envelope id: CK0 and the ratchet's last position; ids whose commitment failed.
         self._sender_keys: dict[bytes, tuple[ChainKey, int, ChainKey]] = {}
@@ -142,13 +143,17 @@ class CoordinatorView:
             return enrollment.signing_key, None
         return None
 
-    def ingest(self, data: bytes) -> bool:
-        """Verify and take in one envelope; False if refused (a finding says why) or known."""
-        try:
-            envelope = parse_envelope(data)
-        except MalformedEnvelope as exc:
-            self._refused.add(Finding("malformed", b"", 0, exc.reason))
-            return False
+    def ingest(self, data: bytes | Envelope) -> bool:
+        """Verify and take in one envelope (its bytes, or those already parsed); False if
+        refused (a finding says why) or known."""
+        if isinstance(data, Envelope):
+            envelope = data
+        else:
+            try:
+                envelope = parse_envelope(data)
+            except MalformedEnvelope as exc:
+                self._refused.add(Finding("malformed", b"", 0, exc.reason))
+                return False
         header = envelope.header
         if envelope.id in self.envelopes:
             return False
@@ -160,7 +165,7 @@ class CoordinatorView:
         author = self._author(header.device)
         if author is None:
             # Held, not dropped: the enrollment or roster version may arrive later.
-            self.held[envelope.id] = data
+            self.held[envelope.id] = envelope.to_bytes()
             return True
         try:
             envelope.verify_signature(author[0])
@@ -172,6 +177,8 @@ class CoordinatorView:
             self.changed.add(header.report)
         slot = self._chains.setdefault(header.device, {}).setdefault(header.seq, set())
         slot.add(envelope.id)
+        if len(slot) > 1:
+            self._forked.add(header.device)
         self._prev[envelope.id] = header.prev
         member = author[1]
         if member is not None and not member.accepts_seq(header.seq):
@@ -198,8 +205,8 @@ class CoordinatorView:
         short of it, and one that took the only key held at c may have taken another chain's.
         Late links are rare in a feed (one per out-of-order run), so the fork is looked for
         only then."""
-        chain = self._chains[envelope.header.device]
-        return envelope.header.seq + 1 in chain and any(len(s) > 1 for s in chain.values())
+        device = envelope.header.device
+        return device in self._forked and envelope.header.seq + 1 in self._chains[device]
 
     def _take_sender_key(self, envelope: Envelope, author: VerifyKey) -> None:
         header = envelope.header

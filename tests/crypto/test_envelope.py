@@ -585,3 +585,22 @@ def test_outer_version_must_be_integer_one(version: Any) -> None:
         parse_envelope(
             encoding.encode([version, REVISION.header_bytes, REVISION.body, REVISION.signature])
         )
+
+
+def test_a_verified_signature_is_remembered_only_for_that_envelope_and_that_key() -> None:
+    """`verify_signature` answers again without Ed25519 only for the same immutable envelope
+    and the same author key: a copy with another signature, or another key, is checked."""
+    import dataclasses
+
+    envelope = parse_envelope(REVISION_BYTES)
+    envelope.verify_signature(DEVICE.verify_key)
+    envelope.verify_signature(DEVICE.verify_key)  # remembered
+    with pytest.raises(VerificationFailed):
+        envelope.verify_signature(ATTACKER.verify_key)
+    swapped = dataclasses.replace(envelope, signature=SECOND.signature)
+    with pytest.raises(VerificationFailed):
+        swapped.verify_signature(DEVICE.verify_key)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        envelope._verified_by = ATTACKER.verify_key.raw  # type: ignore[misc]
+    assert open_revision(envelope, author=DEVICE.verify_key, message_key=MK) == CONTENT
+    assert "_verified_by" not in repr(envelope) and envelope == parse_envelope(REVISION_BYTES)
