@@ -87,6 +87,10 @@ def test_a_carried_file_goes_from_a_field_desk_to_a_coordinator_desk_with_no_ser
             "/carried/export", data={"csrf": desk.gate.csrf}, headers=SAME_ORIGIN
         )
         assert len(reports_only.content) == len(small.content)  # the photo left out of both
+        typo = client.post(
+            "/carried/export", data={"csrf": desk.gate.csrf, "max_mb": "1e3"}, headers=SAME_ORIGIN
+        )
+        assert typo.status_code == 400 and "whole number of MiB" in typo.text
     assert b"CANARY-raid-5521" not in carried
     assert photo.read_bytes()[1000:1032] not in carried
 
@@ -100,6 +104,10 @@ def test_a_carried_file_goes_from_a_field_desk_to_a_coordinator_desk_with_no_ser
 
     with desk_on(coord.home) as (desk, client):
         assert client.get(f"/reports/{report}").status_code == 404  # not seen yet
+        empty_outbox = client.post(
+            "/carried/export", data={"csrf": desk.gate.csrf}, headers=SAME_ORIGIN
+        )
+        assert empty_outbox.status_code == 400 and "the outbox is empty" in empty_outbox.text
         taken = upload(desk, client, carried)
         assert taken.status_code == 200, taken.text
         assert "2 envelopes taken in; 1 attachment kept." in taken.text
