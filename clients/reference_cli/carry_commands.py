@@ -36,12 +36,12 @@ from clients.reference_cli.common import (
     _errors,
     _out,
     _profile,
-    _require_coordinator,
     err,
 )
 from clients.reference_cli.render import cell, console, plural, safe, shown
 from sync.carry import CarriedFile, Judged
 from sync.carry_attachments import AttachmentJudged
+from sync.roster import Role
 
 __all__ = ["import_command", "outbox_app", "relay_app"]
 
@@ -253,7 +253,12 @@ def import_command(
     twice. Exit 1 if an item was refused or the file is damaged (the good items are kept).
     """
     with _errors(as_json), _profile(home) as profile:
-        _require_coordinator(profile)
+        if profile.role is not Role.COORDINATOR:
+            raise Exit(
+                Code.LOCAL,
+                "only coordinators can read a carried file; a field device can relay it to"
+                f" the server: `sealbox relay import {safe(file)}`, then `sealbox sync`",
+            )
         with _opened(file) as parsed:
             done = carrying.coordinator_import(profile, parsed)
             extra = {

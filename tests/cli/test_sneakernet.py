@@ -150,6 +150,8 @@ def test_altered_cut_replayed_and_foreign_items_are_refused_item_by_item(
     not_ours.write_bytes(b"PK\x03\x04 a zip file")
     refused = courier.run("relay", "import", str(not_ours), check=False)
     assert refused.code == 1 and "not a Sealbox carried file" in refused.stderr
+    field_reads = courier.run("import", str(mixed), check=False)  # it can only relay
+    assert field_reads.code == 1 and "`sealbox relay import" in field_reads.stderr
 
     # Relayed once, stored once: the author's own push is all duplicates, and purges.
     assert courier.run("sync").json["relayed"] == 3
