@@ -42,6 +42,7 @@ from sync.client.findings import (
     VERIFICATION_STATES,
     Finding,
     ReportVerification,
+    chain_findings,
 )
 from sync.client.grants import GrantLedger, LostEpoch, chain_key_for, waiting_findings
 from sync.invite import Enrollment
@@ -328,28 +329,12 @@ class CoordinatorView:
             found.add(
                 Finding("unknown-device", header.device, header.seq, "signer not in roster (held)")
             )
-        for device, chain in self._chains.items():
-            for seq in range(1, max(chain)):
-                if seq not in chain:
-                    found.add(Finding("gap", device, seq, "missing from the device's chain"))
-            for seq, ids in chain.items():
-                if len(ids) > 1:
-                    found.add(Finding("fork", device, seq, f"{len(ids)} different envelopes"))
-                for envelope_id in ids:
-                    prev = self._prev[envelope_id]
-                    if seq > 1 and seq - 1 in chain and prev not in chain[seq - 1]:
-                        found.add(Finding("fork", device, seq, "prev does not match the chain"))
-        for device, chain in self._chains.items():
-            if self.roster.roster.member(device) is None and device in self.enrollments:
-                # PROTOCOL §6.6: readable, but only flagged, until a roster version lists it.
-                found.add(
-                    Finding(
-                        "pending-admission",
-                        device,
-                        max(chain),
-                        "content from a device not yet admitted into the roster",
-                    )
-                )
+        found |= chain_findings(
+            self._chains,
+            self._prev,
+            is_member=lambda d: self.roster.roster.member(d) is not None,
+            enrolled=self.enrollments,
+        )
         return sorted(found | set(waiting_findings(self)[0]) | set(self.grants.findings()))
 
     def lost_epochs(self) -> list[LostEpoch]:  # sealed to keys no active coordinator holds
