@@ -13,6 +13,12 @@ Rules:
   (tests/sync/client/test_view_retrust.py), at the cost of those devices' envelopes only.
 * Nothing another device concluded is touched: every finding, flag, chain, key and revision
   is attributed to the device whose envelope gave it.
+* A grant that gives this coordinator a key it lacked (§19) changes only the epochs it keys:
+  each of their key envelopes held is taken again (`open_granted`), and the revisions that
+  waited for it open, as they would in a view that had the grant from the start
+  (tests/sync/client/test_view_grants.py). An epoch not held yet needs nothing: its key
+  envelope finds the grant when it arrives. With two key envelopes at one seq the guess of
+  which one opens depends on order (PROTOCOL §4.3): the view takes everything in again.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from sync.roster import Roster, SignedRoster
 if TYPE_CHECKING:
     from sync.client.view import CoordinatorView
 
-__all__ = ["chain_order", "forget_devices", "rejudge", "retrust", "standing", "standings"]
+__all__ = [
+    "chain_order",
+    "forget_devices",
+    "open_granted",
+    "rejudge",
+    "retrust",
+    "standing",
+    "standings",
+]
 
 
 def chain_order(data: bytes) -> tuple[bytes, int]:
@@ -134,3 +148,19 @@ def retrust(
     if view.grants.retry() and view.envelopes:
         view._replay()
     return devices
+
+
+def open_granted(view: CoordinatorView, epochs: Iterable[bytes]) -> None:
+    """Open the epochs (key envelope ids) a new grant keys, in chain order."""
+    held = [parse_envelope(view.envelopes[e]) for e in set(epochs) if e in view.envelopes]
+    for envelope in sorted(held, key=lambda e: (e.header.device, e.header.seq)):
+        header = envelope.header
+        if envelope.id in view._sender_keys or envelope.id in view._mismatched:
+            continue  # opened already (its own wrap), or its own wrap broke the commitment
+        if len(view._chains[header.device][header.seq]) > 1:
+            view._replay()  # a fork at the key's seq: which key opens depends on order
+            return
+        author = view._author(header.device)
+        if author is None or (author[1] is not None and not author[1].accepts_seq(header.seq)):
+            continue  # as `ingest` left it: not vouched for, or signed after revocation
+        view._take_sender_key(envelope, author[0])

@@ -129,9 +129,12 @@ class CoordinatorView:
         retrust(self, roster, enrolled.values(), history)  # grants verified again there
 
     def add_grants(self, documents: Iterable[bytes]) -> bool:
-        """Verify grants (§19); if one gave a key, take the epochs in again (True)."""
+        """Verify grants (§19); True if one gave a key, and then the epochs it keys open."""
+        from sync.client.retrust import open_granted  # noqa: PLC0415 - it works on this class
+
+        before = set(self.grants.keys)
         if (fresh := any([self.grants.add(d) for d in documents])) and self.envelopes:
-            self._replay()
+            open_granted(self, set(self.grants.keys) - before)
         return fresh
 
     # -- author lookup
