@@ -145,8 +145,9 @@ def retrust(
     # Grants are verified against the roster versions held (§19.3): one refused for a
     # version not verified then is verified again now, and its epochs taken in.
     view.grants.history = view.history
+    keyed = set(view.grants.keys)
     if view.grants.retry() and view.envelopes:
-        view._replay()
+        open_granted(view, set(view.grants.keys) - keyed)
     return devices
 
 

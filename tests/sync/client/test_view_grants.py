@@ -111,3 +111,26 @@ def test_before_any_grant_the_founders_epochs_wait_and_the_shared_one_opens() ->
     assert view.revisions(OTHER) == []
     view.add_grants([world.grant(0, 1, 2)])
     assert [f for f in view.findings() if f.kind == "waiting-key"] == []
+
+
+def test_a_grant_of_a_roster_version_seen_later_opens_its_epochs_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """§19.3: a grant naming a roster version this view has not verified waits; when the
+    roster arrives it is verified again and opens its epochs, without a replay."""
+    world = Joined()
+    early = world.view()
+    for data in world.envelopes:
+        early.ingest(data)
+    another = SigningKey.generate().verify_key  # a roster version the view has not seen
+    world.org.extend(lambda r: r.with_member(Member(another.key_id, another, Role.FIELD)))
+    grant = world.grant(0, 1, 2)  # signed as a coordinator of the newest version
+    assert not early.add_grants([grant])
+    assert "waiting-key" in {f.kind for f in early.findings()}
+    monkeypatch.setattr(early, "_replay", lambda: pytest.fail("the retried grant replayed"))
+    early.update_trust(world.org.roster)
+    everything = world.view((grant,))
+    for data in world.envelopes:
+        everything.ingest(data)
+    assert _observed(early, world.envelopes) == _observed(everything, world.envelopes)
+    assert "waiting-key" not in {f.kind for f in early.findings()}
