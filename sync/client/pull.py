@@ -161,7 +161,7 @@ def pull_flow(
         frontier = yield from check_page(log, page, ids, after=after, last=last)
         fresh, seen = [], []
         for item, envelope in zip(page.items, envelopes, strict=True):
-            if view.ingest(item.envelope):
+            if view.ingest(envelope):  # parsed once, above
                 fresh.append(item.envelope)
             elif envelope.id in carried:
                 seen.append(envelope.id)

@@ -113,8 +113,8 @@ class CoordinatorView:
         self._clear()
         self.changed_all = True
         try:
-            for data in sorted(stored, key=lambda d: parse_envelope(d).header.seq):
-                self.ingest(data)
+            for envelope in sorted(map(parse_envelope, stored), key=lambda e: e.header.seq):
+                self.ingest(envelope)
         finally:
             self._replaying = False
         return True
