@@ -174,11 +174,7 @@ def _fill(view: CoordinatorView, raw: dict[str, Any], envelopes: Mapping[bytes, 
     view._findings = {Finding(k, d, s, t) for k, d, s, t in raw["f"]}
     for envelope_id, device, seq, prev in raw["ch"]:
         view.envelopes[envelope_id] = envelope(envelope_id)
-        slot = view._chains.setdefault(device, {}).setdefault(seq, set())
-        slot.add(envelope_id)
-        if len(slot) > 1:
-            view._forked.add(device)
-        view._prev[envelope_id] = prev
+        view._place(device, seq, envelope_id, prev)
     for key, ck0 in raw["sk"]:
         chain = ChainKey(ck0)
         view._sender_keys[key] = (chain, 0, chain)

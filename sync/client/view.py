@@ -179,11 +179,7 @@ class CoordinatorView:
         self.envelopes[envelope.id] = envelope.to_bytes()
         if header.report is not None:
             self.changed.add(header.report)
-        slot = self._chains.setdefault(header.device, {}).setdefault(header.seq, set())
-        slot.add(envelope.id)
-        if len(slot) > 1:
-            self._forked.add(header.device)
-        self._prev[envelope.id] = header.prev
+        slot = self._place(header.device, header.seq, envelope.id, header.prev)
         member = author[1]
         if member is not None and not member.accepts_seq(header.seq):
             if header.report is not None:
@@ -203,6 +199,15 @@ class CoordinatorView:
         elif not (self._walks_stopped_here(envelope) and self._replay()):
             self._take_revision(envelope, author[0])
         return True
+
+    def _place(self, device: bytes, seq: int, envelope_id: bytes, prev: bytes) -> set[bytes]:
+        """Put an envelope at (device, seq) of its chain; the ids held there now."""
+        slot = self._chains.setdefault(device, {}).setdefault(seq, set())
+        slot.add(envelope_id)
+        if len(slot) > 1:
+            self._forked.add(device)
+        self._prev[envelope_id] = prev
+        return slot
 
     def _walks_stopped_here(self, envelope: Envelope) -> bool:
         """A late link of a forked chain: later walks to their key (`_key_envelope`) stopped
