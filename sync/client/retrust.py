@@ -14,7 +14,8 @@ Rules:
 * Nothing another device concluded is touched: every finding, flag, chain, key and revision
   is attributed to the device whose envelope gave it.
 * A grant that gives this coordinator a key it lacked (§19) changes only the epochs it keys:
-  each of their key envelopes held is taken again (`open_granted`), and the revisions that
+  each key envelope held that a grant keys and that is not open is taken again
+  (`open_granted`, found from the ledger, not from what changed), and the revisions that
   waited for it open, as they would in a view that had the grant from the start
   (tests/sync/client/test_view_grants.py). An epoch not held yet needs nothing: its key
   envelope finds the grant when it arrives. With two key envelopes at one seq the guess of
@@ -145,19 +146,22 @@ def retrust(
     # Grants are verified against the roster versions held (§19.3): one refused for a
     # version not verified then is verified again now, and its epochs taken in.
     view.grants.history = view.history
-    keyed = set(view.grants.keys)
     if view.grants.retry() and view.envelopes:
-        open_granted(view, set(view.grants.keys) - keyed)
+        open_granted(view)
     return devices
 
 
-def open_granted(view: CoordinatorView, epochs: Iterable[bytes]) -> None:
-    """Open the epochs (key envelope ids) a new grant keys, in chain order."""
-    held = [parse_envelope(view.envelopes[e]) for e in set(epochs) if e in view.envelopes]
-    for envelope in sorted(held, key=lambda e: (e.header.device, e.header.seq)):
+def open_granted(view: CoordinatorView) -> None:
+    """Open, in chain order, the epochs a grant keys whose key envelope is held and not
+    opened yet: not by its own wrap, nor refused for a broken commitment (that finding
+    stands; a spare grant of one epoch is not a new key, `GrantLedger.add`)."""
+    shut = [
+        parse_envelope(view.envelopes[e])
+        for e in view.grants.keys
+        if e in view.envelopes and e not in view._sender_keys and e not in view._mismatched
+    ]
+    for envelope in sorted(shut, key=lambda e: (e.header.device, e.header.seq)):
         header = envelope.header
-        if envelope.id in view._sender_keys or envelope.id in view._mismatched:
-            continue  # opened already (its own wrap), or its own wrap broke the commitment
         if len(view._chains[header.device][header.seq]) > 1:
             view._replay()  # a fork at the key's seq: which key opens depends on order
             return

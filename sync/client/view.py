@@ -132,9 +132,8 @@ class CoordinatorView:
         """Verify grants (§19); True if one gave a key, and then the epochs it keys open."""
         from sync.client.retrust import open_granted  # noqa: PLC0415 - it works on this class
 
-        before = set(self.grants.keys)
         if (fresh := any([self.grants.add(d) for d in documents])) and self.envelopes:
-            open_granted(self, set(self.grants.keys) - before)
+            open_granted(self)
         return fresh
 
     # -- author lookup
