@@ -118,21 +118,19 @@ def add_carried_routes(app: FastAPI, desk: Desk, page: PageFn, check: CheckFn) -
                 with desk.unlocked() as (profile, reading), _refused():
                     with carrying.opened(spooled) as parsed:
                         if desk.field:
-                            relayed = carrying.relay_import(profile, parsed)
-                            return page(
-                                request, "carried_result.html", relayed=relayed, taken=None,
-                                complete=parsed.complete, problems=parsed.problems,
-                                items=carrying.item_rows(relayed.verdicts), attachments=[],
-                            )  # fmt: skip
-                        try:
-                            taken = carrying.coordinator_import(profile, parsed)
-                        finally:
-                            reading.invalidate()
+                            relayed, taken = carrying.relay_import(profile, parsed), None
+                            verdicts, judged = relayed.verdicts, []
+                        else:
+                            try:
+                                taken = carrying.coordinator_import(profile, parsed)
+                            finally:
+                                reading.invalidate()
+                            relayed, verdicts, judged = None, taken.verdicts, taken.attachments
                         return page(
-                            request, "carried_result.html", relayed=None, taken=taken,
+                            request, "carried_result.html", relayed=relayed, taken=taken,
                             complete=parsed.complete, problems=parsed.problems,
-                            items=carrying.item_rows(taken.verdicts),
-                            attachments=carrying.attachment_rows(taken.attachments),
+                            items=carrying.item_rows(verdicts),
+                            attachments=carrying.attachment_rows(judged),
                         )  # fmt: skip
 
             return await desk.call(work)
